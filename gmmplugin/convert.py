@@ -1,0 +1,160 @@
+"""Scipion sets <-> engine arrays and files, matched by object id.
+
+Pose conversion (checked against scipion-em-relion's importer and by the
+simulate -> import -> reconstruct test): a particle's ``Transform`` matrix M
+holds ``[[Aᵀ, Aᵀ s], [0, 1]]`` where A is RELION's rotation matrix and s the
+RELION origin in pixels. Hence ``A = M[:3, :3]ᵀ`` and ``s = A · M[:3, 3]``.
+Note that ``Transform.getShifts()`` is ``Aᵀ s``, not the RELION origin.
+"""
+import os
+
+import numpy as np
+from pwem.constants import ALIGN_PROJ
+
+from .engine.data import Particles
+
+MRC_EXTENSIONS = (".mrc", ".mrcs", ".st", ".map")
+
+
+# -- checks shared by every protocol's _validate -------------------------------
+def validate_particles(partSet, needs_alignment=True, needs_ctf=True):
+    """Readable error strings for a particle set the engine cannot use."""
+    errors = []
+    if partSet is None:
+        return ["No input particles selected."]
+    if partSet.getSize() == 0:
+        return ["The input particle set is empty."]
+    if needs_alignment and partSet.getAlignment() != ALIGN_PROJ:
+        errors.append("The input particles need 3D projection alignment (angles and "
+                      "shifts, e.g. from a RELION/cryoSPARC refinement); this set has "
+                      "alignment '%s'." % partSet.getAlignment())
+    if needs_ctf and not partSet.hasCTF():
+        errors.append("The input particles have no CTF information; estimate the CTF "
+                      "and re-extract, or import them with their CTF parameters.")
+    sr = partSet.getSamplingRate()
+    if not sr or sr <= 0:
+        errors.append("The input particles have no valid sampling rate.")
+    x, y, _ = partSet.getDim() or (0, 0, 0)
+    if x != y or x <= 0:
+        errors.append("The particle images must be square; they are %s x %s." % (x, y))
+    elif x % 2:
+        errors.append("The particle box must be even; it is %d." % x)
+    return errors
+
+
+def validate_volume_matches(volume, partSet, label="volume"):
+    """Errors if a map's sampling rate or box differs from the particles'."""
+    errors = []
+    if volume is None or partSet is None:
+        return errors
+    vs, ps = volume.getSamplingRate(), partSet.getSamplingRate()
+    if abs(vs - ps) > 1e-3 * ps:
+        errors.append("The %s sampling rate (%.4f Å/px) differs from the particles' "
+                      "(%.4f Å/px)." % (label, vs, ps))
+    vx, px = volume.getDim()[0], partSet.getDim()[0]
+    if vx != px:
+        errors.append("The %s box (%d px) differs from the particles' (%d px)."
+                      % (label, vx, px))
+    return errors
+
+
+# -- poses -----------------------------------------------------------------------
+def matrix_to_pose(M, apix):
+    """Scipion 4x4 ``Transform`` matrix -> (RELION A (3,3), origin (x, y) Å)."""
+    M = np.asarray(M, dtype=np.float64)
+    A = M[:3, :3].T
+    origin_px = A @ M[:3, 3]
+    return A, origin_px[:2] * apix
+
+
+def pose_to_matrix(A, origin, apix):
+    """Inverse of :func:`matrix_to_pose` (origin in Å, z origin 0)."""
+    M = np.eye(4)
+    A = np.asarray(A, dtype=np.float64)
+    M[:3, :3] = A.T
+    M[:3, 3] = A.T @ np.array([origin[0] / apix, origin[1] / apix, 0.0])
+    return M
+
+
+# -- particles -> engine -------------------------------------------------------------
+def _particle_stack(fn, stack_dir, converted):
+    """Absolute path of an MRC stack holding ``fn``; other formats are converted
+    once to .mrcs in ``stack_dir`` with Scipion's ImageHandler."""
+    fn = os.path.abspath(fn.split(":")[0])
+    if fn.lower().endswith(MRC_EXTENSIONS):
+        return fn
+    if fn not in converted:
+        from pwem.emlib.image import ImageHandler
+        out = os.path.join(stack_dir, "stack_%03d.mrcs" % len(converted))
+        ImageHandler().convertStack(fn, out)
+        converted[fn] = out
+    return converted[fn]
+
+
+def particles_to_engine(partSet, out_file, stack_dir=None):
+    """Write the engine's ``particles.npz`` for ``partSet`` (ordered by id).
+
+    Raises ValueError with the reason if the set cannot be used.
+    """
+    errors = validate_particles(partSet, needs_ctf=False)
+    if errors:
+        raise ValueError(" ".join(errors))
+    apix = partSet.getSamplingRate()
+    box = partSet.getXDim()
+    acq = partSet.getAcquisition()
+    stack_dir = stack_dir or os.path.dirname(os.path.abspath(out_file))
+    stacks, converted = {}, {}
+    ids, stack_idx, frame, rots, shifts, ctf = [], [], [], [], [], []
+    has_ctf = partSet.hasCTF()
+    for p in partSet.iterItems(orderBy="id"):
+        index, fn = p.getLocation()
+        path = _particle_stack(fn, stack_dir, converted)
+        stack_idx.append(stacks.setdefault(path, len(stacks)))
+        frame.append(max(int(index), 1) - 1)   # NO_INDEX (0) = single image file
+        A, origin = matrix_to_pose(p.getTransform().getMatrix(), apix)
+        rots.append(A)
+        shifts.append(origin)
+        a = p.getAcquisition() if p.getAcquisition() is not None else acq
+        if a is None or a.getVoltage() is None:
+            a = acq
+        c = p.getCTF() if has_ctf else None
+        if c is not None:
+            ps = c.getPhaseShift() if hasattr(c, "getPhaseShift") else None
+            ctf.append([c.getDefocusU(), c.getDefocusV(), c.getDefocusAngle(),
+                        a.getVoltage(), a.getSphericalAberration(),
+                        a.getAmplitudeContrast(), ps or 0.0])
+        else:
+            ctf.append([0.0, 0.0, 0.0, a.getVoltage() or 300.0,
+                        a.getSphericalAberration() or 2.7, a.getAmplitudeContrast() or 0.1,
+                        0.0])
+        ids.append(p.getObjId())
+    particles = Particles(ids=np.array(ids, np.int64), stacks=list(stacks),
+                          stack_idx=np.array(stack_idx, np.int32),
+                          frame=np.array(frame, np.int64), rotations=np.array(rots),
+                          shifts=np.array(shifts), ctf=np.array(ctf, dtype=np.float64),
+                          apix=float(apix), box=int(box),
+                          phase_flipped=bool(partSet.isPhaseFlipped()), has_ctf=has_ctf)
+    if has_ctf and np.any(particles.ctf[:, 0] <= 0):
+        raise ValueError("some particles have a non-positive defocus; check their CTF")
+    particles.validate()
+    particles.save(out_file)
+    return particles
+
+
+# -- engine -> Scipion --------------------------------------------------------------
+def update_transforms(partSet, outSet, rotations, shifts, ids):
+    """Copy ``partSet`` into ``outSet`` with new poses, matched by object id.
+
+    ``rotations`` (n,3,3) RELION A, ``shifts`` (n,2) Å, ``ids`` (n,) objIds.
+    Particles without a new pose are dropped (a subset stays a subset).
+    """
+    apix = partSet.getSamplingRate()
+    lookup = {int(i): r for r, i in enumerate(ids)}
+    outSet.copyInfo(partSet)
+    for p in partSet.iterItems(orderBy="id"):
+        r = lookup.get(p.getObjId())
+        if r is None:
+            continue
+        p.getTransform().setMatrix(pose_to_matrix(rotations[r], shifts[r], apix))
+        outSet.append(p)
+    return outSet

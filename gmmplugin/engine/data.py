@@ -1,0 +1,144 @@
+"""Particle metadata and lazy image access.
+
+``Particles`` holds per-particle arrays; images stay on disk in MRC stacks,
+opened memory-mapped, so a 10⁷-particle set costs only its metadata in RAM.
+
+File format (``particles.npz``), all arrays of length n unless noted:
+  ``ids``        int64   object ids of the source set (Scipion objId), the key
+                         used to put results back on the right particle
+  ``stacks``     str     (n_stacks,) absolute paths of the .mrcs/.mrc stacks
+  ``stack_idx``  int32   which stack each particle is in
+  ``frame``      int64   0-based image index inside its stack
+  ``rotations``  float64 (n, 3, 3) RELION matrices A (see geometry.py)
+  ``shifts``     float64 (n, 2) RELION origin (x, y) in Å
+  ``ctf``        float64 (n, 7) columns ctf.CTF_COLUMNS
+  ``apix``, ``box`` scalars; ``phase_flipped`` bool; ``has_ctf`` bool
+"""
+from dataclasses import dataclass, field
+import os
+
+import mrcfile
+import numpy as np
+import torch
+
+
+@dataclass
+class Particles:
+    ids: np.ndarray
+    stacks: list
+    stack_idx: np.ndarray
+    frame: np.ndarray
+    rotations: np.ndarray
+    shifts: np.ndarray
+    ctf: np.ndarray
+    apix: float
+    box: int
+    phase_flipped: bool = False
+    has_ctf: bool = True
+    _handles: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def save(self, path):
+        np.savez(path, ids=self.ids, stacks=np.array(self.stacks, dtype=str),
+                 stack_idx=self.stack_idx, frame=self.frame, rotations=self.rotations,
+                 shifts=self.shifts, ctf=self.ctf, apix=self.apix, box=self.box,
+                 phase_flipped=self.phase_flipped, has_ctf=self.has_ctf)
+
+    @classmethod
+    def load(cls, path):
+        with np.load(path) as f:
+            p = cls(ids=f["ids"].astype(np.int64), stacks=[str(s) for s in f["stacks"]],
+                    stack_idx=f["stack_idx"].astype(np.int32),
+                    frame=f["frame"].astype(np.int64),
+                    rotations=f["rotations"].astype(np.float64),
+                    shifts=f["shifts"].astype(np.float64), ctf=f["ctf"].astype(np.float64),
+                    apix=float(f["apix"]), box=int(f["box"]),
+                    phase_flipped=bool(f["phase_flipped"]), has_ctf=bool(f["has_ctf"]))
+        p.validate()
+        return p
+
+    def validate(self):
+        """Raise ValueError with a readable message on inconsistent metadata."""
+        n = len(self.ids)
+        if n == 0:
+            raise ValueError("the particle set is empty")
+        for name, arr, shape in (("rotations", self.rotations, (n, 3, 3)),
+                                 ("shifts", self.shifts, (n, 2)),
+                                 ("ctf", self.ctf, (n, 7)),
+                                 ("stack_idx", self.stack_idx, (n,)),
+                                 ("frame", self.frame, (n,))):
+            if arr.shape != shape:
+                raise ValueError("particle %s has shape %s, expected %s"
+                                 % (name, arr.shape, shape))
+            if not np.all(np.isfinite(arr)):
+                raise ValueError("particle %s contain NaN or infinite values" % name)
+        if self.apix <= 0 or self.box <= 0:
+            raise ValueError("invalid sampling %.4g Å/px or box %d" % (self.apix, self.box))
+        if len(np.unique(self.ids)) != n:
+            raise ValueError("particle ids are not unique")
+
+    def subset(self, index):
+        """A new Particles with the rows ``index`` (int array or boolean mask)."""
+        index = np.asarray(index)
+        return Particles(self.ids[index], self.stacks, self.stack_idx[index],
+                         self.frame[index], self.rotations[index], self.shifts[index],
+                         self.ctf[index], self.apix, self.box, self.phase_flipped,
+                         self.has_ctf)
+
+    # -- image access -------------------------------------------------------------
+    def _stack(self, i):
+        if i not in self._handles:
+            path = self.stacks[i]
+            if not os.path.exists(path):
+                raise FileNotFoundError("particle stack not found: %s" % path)
+            try:
+                self._handles[i] = mrcfile.mmap(path, mode="r", permissive=False)
+            except ValueError as e:
+                raise ValueError("cannot read particle stack %s: %s" % (path, e))
+            data = self._handles[i].data
+            if data.shape[-1] != self.box or data.shape[-2] != self.box:
+                raise ValueError("stack %s has %dx%d images, expected %dx%d"
+                                 % (path, data.shape[-1], data.shape[-2],
+                                    self.box, self.box))
+        data = self._handles[i].data
+        return data if data.ndim == 3 else data[None]
+
+    def images(self, rows):
+        """Images of the given rows as a float32 numpy array (len(rows), box, box)."""
+        rows = np.asarray(rows)
+        out = np.empty((len(rows), self.box, self.box), dtype=np.float32)
+        for s in np.unique(self.stack_idx[rows]):
+            sel = np.nonzero(self.stack_idx[rows] == s)[0]
+            frames = self.frame[rows[sel]]
+            order = np.argsort(frames)  # sequential reads on the memory map
+            stack = self._stack(int(s))
+            if frames.max() >= stack.shape[0]:
+                raise ValueError("stack %s has %d images; image %d requested"
+                                 % (self.stacks[s], stack.shape[0], frames.max() + 1))
+            out[sel[order]] = stack[frames[order]]
+        if not np.all(np.isfinite(out)):
+            raise ValueError("particle images contain NaN or infinite values "
+                             "(rows %d..%d)" % (rows.min(), rows.max()))
+        return out
+
+    def batches(self, batch_size, rows=None, device="cpu", shuffle=False, rng=None):
+        """Yield dicts of torch tensors for consecutive batches of ``rows``."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows)
+        if shuffle:
+            rows = (rng or np.random.default_rng()).permutation(rows)
+        for start in range(0, len(rows), batch_size):
+            r = rows[start:start + batch_size]
+            yield {
+                "rows": r,
+                "images": torch.from_numpy(self.images(r)).to(device),
+                "rotations": torch.from_numpy(self.rotations[r]).float().to(device),
+                "shifts": torch.from_numpy(self.shifts[r]).float().to(device),
+                "ctf": torch.from_numpy(self.ctf[r]).to(device),
+            }
+
+    def close(self):
+        for h in self._handles.values():
+            h.close()
+        self._handles.clear()

@@ -1,0 +1,34 @@
+"""Choosing the torch device from a command-line/protocol setting."""
+import os
+
+import torch
+
+
+def pick_device(spec="auto"):
+    """Return a torch.device for ``spec``.
+
+    ``spec`` is "auto" (first visible CUDA device, else CPU), "cpu", or a GPU
+    index/"cuda:N". Protocols restrict the visible GPUs with
+    CUDA_VISIBLE_DEVICES, so "auto" then means "the GPU the user chose".
+    Asking for CUDA where none exists falls back to the CPU with a warning
+    rather than failing a long queued job.
+    """
+    spec = str(spec).strip().lower()
+    if spec in ("", "auto"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.isdigit():
+        spec = "cuda:%s" % spec
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        print("WARNING: %s requested but CUDA is not available; using the CPU"
+              % spec, flush=True)
+        return torch.device("cpu")
+    return torch.device(spec)
+
+
+def set_cpu_threads(n=None):
+    """Use all cores we were given (OMP_NUM_THREADS wins if set)."""
+    if n is None:
+        n = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(max(1, n))

@@ -1,0 +1,2 @@
+"""Scipion protocols of gmmplugin (one module per protocol)."""
+from .protocol_reconstruct import GmmProtReconstruct

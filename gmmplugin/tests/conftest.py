@@ -1,0 +1,3 @@
+from gmmplugin.tests.scipion_env import setup_environment
+
+setup_environment()

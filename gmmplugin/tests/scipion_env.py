@@ -1,0 +1,37 @@
+"""Environment for headless Scipion runs (tests and the demo).
+
+Must run before pyworkflow is imported: pyworkflow reads these variables at
+import time. Everything lives under one root folder (default
+``<repo>/.scipion``, or $GMM_SCIPION_ROOT).
+"""
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def setup_environment(root=None):
+    root = os.path.abspath(root or os.environ.get("GMM_SCIPION_ROOT")
+                           or os.path.join(REPO, ".scipion"))
+    home = os.path.join(root, "home")
+    os.makedirs(os.path.join(home, "config"), exist_ok=True)
+    hosts = os.path.join(home, "config", "hosts.conf")
+    if not os.path.exists(hosts):
+        with open(hosts, "w") as f:
+            f.write("[localhost]\nPARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d "
+                    "--map-by node %_(COMMAND)s\n")
+    for sub in ("data", "tests"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    os.environ.setdefault("SCIPION_DOMAIN", "pwem")
+    os.environ.setdefault("SCIPION_HOME", home)
+    os.environ.setdefault("SCIPION_HOSTS", hosts)
+    os.environ.setdefault("SCIPION_USER_DATA", os.path.join(root, "data"))
+    os.environ.setdefault("SCIPION_TESTS", os.path.join(root, "tests"))
+    os.environ.setdefault("SCIPION_TEST_NOSYNC", "1")
+    os.environ.setdefault("SCIPION_PYTHON", sys.executable)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    # protocols run in a child python: ours (with this package) must come first
+    bindir = os.path.dirname(sys.executable)
+    if not os.environ.get("PATH", "").startswith(bindir):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    return root

@@ -1,0 +1,2 @@
+"""Scipion viewers of gmmplugin; plotting lives in ``plots.py``."""
+from .viewer_reconstruct import GmmReconstructViewer

@@ -1,0 +1,58 @@
+"""Plotting functions (matplotlib only, no Scipion): reused by the viewers,
+the demo and the benchmarks, and testable headless (Agg backend)."""
+import numpy as np
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+    if matplotlib.get_backend().lower() not in ("tkagg", "agg") and not _has_display():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.figure(*args, **kwargs)
+
+
+def _has_display():
+    import os
+    return bool(os.environ.get("DISPLAY"))
+
+
+def plot_fsc(curves, out_png=None, title="FSC", thresholds=(0.143, 0.5)):
+    """``curves``: {label: (frequency 1/Å, fsc)}. Returns the figure."""
+    fig = _figure(figsize=(6, 4))
+    ax = fig.add_subplot(111)
+    for label, (freq, curve) in curves.items():
+        ax.plot(freq, curve, label=label)
+    for t in thresholds:
+        ax.axhline(t, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC")
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_title(title)
+    ax.legend()
+    secax = ax.secondary_xaxis("top", functions=(lambda f: 1 / np.maximum(f, 1e-6),
+                                                  lambda r: 1 / np.maximum(r, 1e-6)))
+    secax.set_xlabel("resolution (Å)")
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig
+
+
+def plot_central_slices(maps, out_png=None, title=None):
+    """``maps``: {label: (D, D, D) array}; one row of XY/XZ/YZ slices per map."""
+    fig = _figure(figsize=(7.5, 2.6 * len(maps)))
+    for row, (label, vol) in enumerate(maps.items()):
+        c = vol.shape[0] // 2
+        for col, (name, sl) in enumerate((("XY", vol[c]), ("XZ", vol[:, c]),
+                                          ("YZ", vol[:, :, c]))):
+            ax = fig.add_subplot(len(maps), 3, row * 3 + col + 1)
+            ax.imshow(sl, cmap="gray", origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title("%s %s" % (label, name), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig

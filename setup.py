@@ -1,0 +1,30 @@
+"""gmmplugin: Gaussian-mixture-model heterogeneity analysis for Scipion."""
+from setuptools import find_packages, setup
+
+setup(
+    name="scipion-em-gmm",
+    version="0.1.0",
+    description="Deep-learning Gaussian mixture model (e2gmm) heterogeneity analysis "
+                "for Scipion",
+    long_description=open("README.rst").read(),
+    long_description_content_type="text/x-rst",
+    license="GPLv3",
+    packages=find_packages(include=["gmmplugin", "gmmplugin.*"]),
+    package_data={"gmmplugin": ["protocols.conf", "tests/data/*.npz", "tests/data/*.pdb"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "scipion-pyworkflow>=3.11",
+        "scipion-em>=3.11",
+        "scipion-em-relion",
+        "torch>=2.0",   # the README pins 2.13.0 CPU; any CUDA build works too
+        "numpy",
+        "mrcfile",
+        "gemmi",
+        "umap-learn",
+        "scikit-learn",
+        "matplotlib",
+        "emtable",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"pyworkflow.plugin": "gmmplugin = gmmplugin"},
+)
