@@ -29,9 +29,13 @@ def plot_fsc(curves, out_png=None, title="FSC", thresholds=(0.143, 0.5)):
     ax.set_ylim(-0.1, 1.05)
     ax.set_title(title)
     ax.legend()
-    secax = ax.secondary_xaxis("top", functions=(lambda f: 1 / np.maximum(f, 1e-6),
-                                                  lambda r: 1 / np.maximum(r, 1e-6)))
-    secax.set_xlabel("resolution (Å)")
+    # resolution labels on top, at the bottom axis' ticks
+    top = ax.twiny()
+    top.set_xlim(ax.get_xlim())
+    ticks = [t for t in ax.get_xticks() if 0 < t <= ax.get_xlim()[1]]
+    top.set_xticks(ticks)
+    top.set_xticklabels(["%.1f" % (1 / t) for t in ticks])
+    top.set_xlabel("resolution (Å)")
     fig.tight_layout()
     if out_png:
         fig.savefig(out_png, dpi=100)

@@ -1,0 +1,366 @@
+#!/usr/bin/env python
+"""Throughput of the batched Fourier-space GMM projector.
+
+Measures ``gmmplugin.engine.projection.project(params, rotations, shifts, box,
+apix)`` against this machine's float32 matrix-product rate, measured in the
+same run.
+
+FLOP conventions (useful flops, not what the implementation happens to do)
+---------------------------------------------------------------------------
+* Forward: ``8·B·N·D·H`` with ``H = D//2 + 1``: each output element of the
+  (B, D, H) complex half-plane is a sum over N Gaussians of a complex
+  multiply-add (8 real flops). This equals the flop count of the single real
+  bmm ``(B, 2D, N) @ (B, N, 2H)`` that ``project`` performs; computing the
+  cos/sin/exp factors and assembling the complex result are counted as zero.
+* Forward + backward: ``3 × 8·B·N·D·H`` (the backward of a matmul is two
+  matmuls of the same size).
+* Matmul reference rate ("matmul rate"): best of several repetitions, after
+  warm-up, of a float32 ``torch.bmm`` of the comparable shape
+  ``(64, 2D, N) @ (64, N, 2H)`` with D=128, N=2000 (flops ``2·B·M·K·N``), and,
+  for information, of a square ``torch.mm`` 2048×2048. The "% of matmul"
+  column divides achieved GFLOP/s by the bmm reference.
+* Projection timings are the median of ≥5 repetitions after warm-up
+  (``--quick``: 2 repetitions). "bmm share" is the time of a bare bmm of the
+  exact shape used inside ``project`` divided by the projection time, i.e. the
+  fraction of the forward pass that is the matrix product itself.
+
+Inputs are realistic: Gaussian centres uniform in a ball of radius
+0.35·D·apix (apix = 1.5 Å), widths uniform in 2–4 Å, amplitudes 1 ± 10 %,
+Haar-random rotations (``geometry.random_rotations``), shifts ~ N(0, 2 Å).
+The loss for the backward pass is ``view_as_real(out).square().sum()``.
+
+Usage::
+
+    python benchmarks/projection.py [--device auto|cpu|cuda[:N]] [--quick]
+                                    [--out results.json] [--profile]
+
+``--profile`` additionally runs ``torch.profiler`` on one configuration
+(D=128, N=2000, B=64) and prints where the time goes, grouped by kind of op.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from gmmplugin.engine.device import pick_device
+from gmmplugin.engine.geometry import random_rotations
+from gmmplugin.engine.projection import project
+
+APIX = 1.5
+BATCH = 64
+NS = (500, 2000, 8000)
+DS = (64, 128)
+
+
+# ----------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(device):
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn, device, reps, warmup):
+    """Per-call wall times (s) of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def make_inputs(n, box, batch, device, rng):
+    """Realistic GMM params (N, 5), rotations (B, 3, 3), shifts (B, 2)."""
+    radius = 0.35 * box * APIX
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    r = radius * rng.random(n) ** (1.0 / 3.0)
+    params = np.empty((n, 5))
+    params[:, :3] = direction * r[:, None]
+    params[:, 3] = rng.uniform(0.9, 1.1, n)         # amplitude ~ 1
+    params[:, 4] = rng.uniform(2.0, 4.0, n)         # width, Å
+    rotations = random_rotations(batch, rng)
+    shifts = rng.normal(scale=2.0, size=(batch, 2))
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+    return as_t(params), as_t(rotations), as_t(shifts)
+
+
+def proj_flops(batch, n, box):
+    return 8.0 * batch * n * box * (box // 2 + 1)
+
+
+# ----------------------------------------------------------------------------
+# matmul reference
+# ----------------------------------------------------------------------------
+def matmul_reference(device, reps, warmup):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    D, N, B = 128, 2000, BATCH
+    H = D // 2 + 1
+    a = torch.randn(B, 2 * D, N, generator=g).to(device)
+    b = torch.randn(B, N, 2 * H, generator=g).to(device)
+    t_bmm = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
+    bmm_gflops = 2.0 * B * (2 * D) * N * (2 * H) / t_bmm / 1e9
+    del a, b
+    S = 2048
+    a = torch.randn(S, S, generator=g).to(device)
+    b = torch.randn(S, S, generator=g).to(device)
+    t_mm = min(time_fn(lambda: torch.mm(a, b), device, reps, warmup))
+    mm_gflops = 2.0 * S ** 3 / t_mm / 1e9
+    return {
+        "bmm_shape": "(%d, %d, %d) @ (%d, %d, %d)" % (B, 2 * D, N, B, N, 2 * H),
+        "bmm_s": t_bmm, "bmm_gflops": bmm_gflops,
+        "mm_shape": "(%d, %d) @ (%d, %d)" % (S, S, S, S),
+        "mm_s": t_mm, "mm_gflops": mm_gflops,
+    }
+
+
+def bare_bmm_time(batch, n, box, device, reps, warmup):
+    """Best time of the bmm alone, at the exact shapes used inside project()."""
+    H = box // 2 + 1
+    a = torch.randn(batch, n, 2 * box, device=device).transpose(1, 2)  # same layout
+    b = torch.randn(batch, n, 2 * H, device=device)
+    return min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
+
+
+# ----------------------------------------------------------------------------
+# projection benchmark
+# ----------------------------------------------------------------------------
+def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
+    params, rots, shifts = make_inputs(n, box, BATCH, device, rng)
+
+    def fwd():
+        with torch.no_grad():
+            return project(params, rots, shifts, box, APIX)
+
+    p_leaf = params.clone().requires_grad_(True)
+
+    def fwd_bwd():
+        p_leaf.grad = None
+        out = project(p_leaf, rots, shifts, box, APIX)
+        loss = torch.view_as_real(out).square().sum()
+        loss.backward()
+
+    out = fwd()
+    assert out.shape == (BATCH, box, box // 2 + 1) and out.is_complex()
+    del out
+
+    t_f = statistics.median(time_fn(fwd, device, reps, warmup))
+    t_fb = statistics.median(time_fn(fwd_bwd, device, reps, warmup))
+    t_mm = bare_bmm_time(BATCH, n, box, device, max(reps, 3), warmup)
+    fl = proj_flops(BATCH, n, box)
+    row = {
+        "N": n, "D": box, "B": BATCH,
+        "fwd_s": t_f, "fwd_img_s": BATCH / t_f, "fwd_gflops": fl / t_f / 1e9,
+        "fb_s": t_fb, "fb_img_s": BATCH / t_fb, "fb_gflops": 3 * fl / t_fb / 1e9,
+        "bare_bmm_s": t_mm,
+    }
+    row["fwd_frac"] = row["fwd_gflops"] / ref_gflops
+    row["fb_frac"] = row["fb_gflops"] / ref_gflops
+    row["bmm_share"] = t_mm / t_f
+    return row
+
+
+def markdown_table(rows):
+    head = ("| D | N | B | fwd ms/batch | fwd img/s | fwd GFLOP/s | fwd % of matmul "
+            "| fwd+bwd ms/batch | fwd+bwd img/s | fwd+bwd GFLOP/s | fwd+bwd % of matmul "
+            "| bare bmm ms | bmm share of fwd |")
+    sep = "|" + "---|" * 13
+    lines = [head, sep]
+    for r in rows:
+        lines.append(
+            "| %d | %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f%% |"
+            % (r["D"], r["N"], r["B"],
+               1e3 * r["fwd_s"], r["fwd_img_s"], r["fwd_gflops"], 100 * r["fwd_frac"],
+               1e3 * r["fb_s"], r["fb_img_s"], r["fb_gflops"], 100 * r["fb_frac"],
+               1e3 * r["bare_bmm_s"], 100 * r["bmm_share"]))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# profile
+# ----------------------------------------------------------------------------
+CATEGORIES = [
+    ("GEMM (bmm/mm)", ("aten::bmm", "aten::mm", "aten::addmm", "aten::baddbmm")),
+    ("exp/cos/sin", ("aten::exp", "aten::cos", "aten::sin")),
+    ("elementwise mul/pow/neg/div", ("aten::mul", "aten::mul_", "aten::pow", "aten::neg",
+                                     "aten::div", "aten::square")),
+    ("add/sub (complex assembly, grads)", ("aten::add", "aten::add_", "aten::sub",
+                                           "aten::sub_", "aten::rsub")),
+    ("cat/copy/clone", ("aten::cat", "aten::copy_", "aten::clone", "aten::contiguous",
+                        "aten::_to_copy", "aten::to")),
+    ("complex / view_as_real", ("aten::complex", "aten::view_as_real", "aten::real",
+                                "aten::imag", "aten::view_as_complex")),
+    ("alloc/zero/fill", ("aten::empty", "aten::empty_strided", "aten::zeros",
+                         "aten::zero_", "aten::fill_", "aten::new_zeros",
+                         "aten::empty_like", "aten::zeros_like")),
+    ("reductions (sum)", ("aten::sum", "aten::sum_")),
+]
+
+
+def run_profile(device, rng, box=128, n=2000):
+    from torch.profiler import ProfilerActivity, profile
+
+    params, rots, shifts = make_inputs(n, box, BATCH, device, rng)
+    p_leaf = params.clone().requires_grad_(True)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    use_dev = device.type == "cuda"
+
+    def fwd():
+        with torch.no_grad():
+            project(params, rots, shifts, box, APIX)
+
+    def fwd_bwd():
+        p_leaf.grad = None
+        out = project(p_leaf, rots, shifts, box, APIX)
+        torch.view_as_real(out).square().sum().backward()
+
+    result = {}
+    for name, fn in (("forward", fwd), ("forward+backward", fwd_bwd)):
+        fn()
+        fn()
+        sync(device)
+        reps = 3
+        with profile(activities=acts) as prof:
+            for _ in range(reps):
+                fn()
+            sync(device)
+        events = prof.key_averages()
+        per_op = {}
+        for ev in events:
+            t = (getattr(ev, "self_device_time_total", 0) if use_dev
+                 else ev.self_cpu_time_total)
+            if t > 0:
+                per_op[ev.key] = per_op.get(ev.key, 0.0) + t / reps / 1e3  # ms per call
+        total = sum(per_op.values())
+        cats = {c: 0.0 for c, _ in CATEGORIES}
+        cats["other"] = 0.0
+        for op, t in per_op.items():
+            for c, names in CATEGORIES:
+                if op in names:
+                    cats[c] += t
+                    break
+            else:
+                cats["other"] += t
+        top = sorted(per_op.items(), key=lambda kv: -kv[1])[:12]
+        result[name] = {"total_ms": total, "categories_ms": cats, "top_ops_ms": top}
+    return {"D": box, "N": n, "B": BATCH, "phases": result}
+
+
+def print_profile(prof):
+    out = ["### Profile (torch.profiler, self time per call), D=%d, N=%d, B=%d"
+           % (prof["D"], prof["N"], prof["B"]), ""]
+    for phase, res in prof["phases"].items():
+        out.append("%s — total %.1f ms/batch" % (phase, res["total_ms"]))
+        out.append("")
+        out.append("| category | ms | share |")
+        out.append("|---|---|---|")
+        for c, t in sorted(res["categories_ms"].items(), key=lambda kv: -kv[1]):
+            if t > 0:
+                out.append("| %s | %.1f | %.0f%% |" % (c, t, 100 * t / res["total_ms"]))
+        out.append("")
+        out.append("top ops: " + ", ".join("%s %.1f ms" % (op, t) for op, t in res["top_ops_ms"]))
+        out.append("")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--out", help="write results as JSON to this file")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile one configuration with torch.profiler")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    reps, warmup = (2, 1) if args.quick else (5, 2)
+    rng = np.random.default_rng(20240601)
+    torch.manual_seed(0)
+
+    info = machine_info(device)
+    print("# Projection throughput", flush=True)
+    print("date: %(date)s\ncpu: %(cpu)s, %(cores)s cores\ntorch %(torch)s, "
+          "%(torch_threads)s threads, device %(device)s" % info
+          + ("\ngpu: %s" % info["gpu"] if "gpu" in info else ""))
+    print("command: %s" % " ".join(["python"] + [os.path.relpath(sys.argv[0])] + sys.argv[1:]))
+    print()
+
+    t_start = time.perf_counter()
+    ref = matmul_reference(device, reps=max(reps, 5), warmup=warmup)
+    print("matmul reference (float32, best of %d after warm-up):" % max(reps, 5))
+    print("  torch.bmm %s: %.1f GFLOP/s" % (ref["bmm_shape"], ref["bmm_gflops"]))
+    print("  torch.mm  %s: %.1f GFLOP/s" % (ref["mm_shape"], ref["mm_gflops"]))
+    print("  (%% of matmul below is relative to the bmm rate, %.1f GFLOP/s)" % ref["bmm_gflops"])
+    print(flush=True)
+
+    rows = []
+    for box in DS:
+        for n in NS:
+            row = bench_config(n, box, device, reps, warmup, rng, ref["bmm_gflops"])
+            rows.append(row)
+            print("  D=%d N=%d: fwd %.1f ms, fwd+bwd %.1f ms" %
+                  (box, n, 1e3 * row["fwd_s"], 1e3 * row["fb_s"]), file=sys.stderr, flush=True)
+
+    print("median of %d reps after %d warm-up; B=%d, apix=%.1f Å; forward flops = 8·B·N·D·(D/2+1), "
+          "fwd+bwd = 3×" % (reps, warmup, BATCH, APIX))
+    print()
+    print(markdown_table(rows))
+    print()
+
+    prof = None
+    if args.profile:
+        prof = run_profile(device, rng)
+        print(print_profile(prof))
+    print("total benchmark time: %.0f s" % (time.perf_counter() - t_start))
+
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"machine": info, "reps": reps, "warmup": warmup, "apix": APIX,
+                       "matmul_reference": ref, "rows": rows, "profile": prof,
+                       "argv": sys.argv[1:]}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
