@@ -328,11 +328,13 @@ def main(argv=None):
     print()
 
     t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
     ref = matmul_reference(device, reps=max(reps, 5), warmup=warmup)
     print("matmul reference (float32, best of %d after warm-up):" % max(reps, 5))
     print("  torch.bmm %s: %.1f GFLOP/s" % (ref["bmm_shape"], ref["bmm_gflops"]))
     print("  torch.mm  %s: %.1f GFLOP/s" % (ref["mm_shape"], ref["mm_gflops"]))
-    print("  (%% of matmul below is relative to the bmm rate, %.1f GFLOP/s)" % ref["bmm_gflops"])
+    print("  (%% of matmul below is relative to the bmm rate, %.1f GFLOP/s;"
+          " re-checked at the end of the run)" % ref["bmm_gflops"])
     print(flush=True)
 
     rows = []
@@ -343,6 +345,19 @@ def main(argv=None):
             print("  D=%d N=%d: fwd %.1f ms, fwd+bwd %.1f ms" %
                   (box, n, 1e3 * row["fwd_s"], 1e3 * row["fb_s"]), file=sys.stderr, flush=True)
 
+    ref_end = matmul_reference(device, reps=max(reps, 5), warmup=warmup)
+    ref["bmm_gflops_end"] = ref_end["bmm_gflops"]
+    ref["mm_gflops_end"] = ref_end["mm_gflops"]
+    load_end = os.getloadavg()[0]
+    info["loadavg_1min_start_end"] = [load_start, load_end]
+    print("matmul reference re-check at end: bmm %.1f GFLOP/s, mm %.1f GFLOP/s"
+          % (ref_end["bmm_gflops"], ref_end["mm_gflops"]))
+    print("1-min load average at start / end: %.2f / %.2f" % (load_start, load_end))
+    if max(load_start, load_end) > torch.get_num_threads() + 0.5 or \
+            ref_end["bmm_gflops"] < 0.8 * ref["bmm_gflops"]:
+        print("WARNING: the machine looks busy (other processes or drifting matmul rate); "
+              "timings are unreliable -- rerun on an idle machine.")
+    print()
     print("median of %d reps after %d warm-up; B=%d, apix=%.1f Å; forward flops = 8·B·N·D·(D/2+1), "
           "fwd+bwd = 3×" % (reps, warmup, BATCH, APIX))
     print()

@@ -69,8 +69,12 @@ class Gmm:
             vol = render_volume(torch.as_tensor(self.params, device=device), box, apix)
         return vol.cpu().numpy()
 
-    def to_structure(self):
+    def to_structure(self, origin=None):
         """The centres as a gemmi pseudo-atom model (one atom per Gaussian).
+
+        ``origin``: physical position (Å, xyz) of voxel (0, 0, 0) of the map
+        the GMM describes (MRC header origin); default 0, as for a map whose
+        corner is at the origin.
 
         Atoms are carbons in residues 'GMM'; B-factor = 8π²s² (the equivalent
         isotropic width) and occupancy = amplitude / max amplitude, so a model
@@ -82,7 +86,8 @@ class Gmm:
                                  max(self.box, 1) * self.apix, 90, 90, 90)
         model = gemmi.Model("1")
         amax = float(np.abs(self.amplitudes).max()) if len(self) else 1.0
-        shift = (self.box // 2) * self.apix  # box-corner origin, as maps are stored
+        shift = (self.box // 2) * self.apix + (np.zeros(3) if origin is None
+                                               else np.asarray(origin, float))
         chain = None
         for i, (x, y, z, a, s) in enumerate(self.params.astype(float)):
             if i % 9999 == 0:  # keep residue numbers PDB-compatible
@@ -95,7 +100,7 @@ class Gmm:
             atom = gemmi.Atom()
             atom.name = "C"
             atom.element = gemmi.Element("C")
-            atom.pos = gemmi.Position(x + shift, y + shift, z + shift)
+            atom.pos = gemmi.Position(x + shift[0], y + shift[1], z + shift[2])
             atom.b_iso = 8 * np.pi ** 2 * s * s
             atom.occ = max(0.0, a / amax)
             res.add_atom(atom)
@@ -106,9 +111,9 @@ class Gmm:
         st.setup_entities()
         return st
 
-    def write_points(self, path):
+    def write_points(self, path, origin=None):
         """Write the centres as a pseudo-atom model (.pdb or .cif by extension)."""
-        st = self.to_structure()
+        st = self.to_structure(origin)
         if str(path).endswith(".cif"):
             st.make_mmcif_document().write_file(str(path))
         else:

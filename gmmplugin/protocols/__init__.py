@@ -1,2 +1,3 @@
 """Scipion protocols of gmmplugin (one module per protocol)."""
 from .protocol_reconstruct import GmmProtReconstruct
+from .protocol_fit_neutral import GmmProtFitNeutral

@@ -1,2 +1,3 @@
 """Scipion viewers of gmmplugin; plotting lives in ``plots.py``."""
 from .viewer_reconstruct import GmmReconstructViewer
+from .viewer_fit_neutral import GmmFitNeutralViewer

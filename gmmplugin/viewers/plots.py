@@ -60,3 +60,22 @@ def plot_central_slices(maps, out_png=None, title=None):
     if out_png:
         fig.savefig(out_png, dpi=100)
     return fig
+
+
+def plot_map_comparison(map_a, map_b, labels=("input", "GMM"), out_png=None):
+    """Central XY slices and Z projections of two maps side by side."""
+    fig = _figure(figsize=(6.5, 6))
+    panels = [("%s slice" % labels[0], map_a[map_a.shape[0] // 2]),
+              ("%s slice" % labels[1], map_b[map_b.shape[0] // 2]),
+              ("%s projection" % labels[0], map_a.sum(0)),
+              ("%s projection" % labels[1], map_b.sum(0))]
+    for i, (title, img) in enumerate(panels):
+        ax = fig.add_subplot(2, 2, i + 1)
+        ax.imshow(img, cmap="gray", origin="lower")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig
