@@ -1,0 +1,34 @@
+"""Viewers are registered in Scipion for their protocols; plots render."""
+import numpy as np
+from pwem import Domain
+from pyworkflow.viewer import DESKTOP_TKINTER
+
+from gmmplugin.protocols import GmmProtFitNeutral, GmmProtReconstruct
+from gmmplugin.viewers import GmmFitNeutralViewer, GmmReconstructViewer, plots
+from gmmplugin.viewers.viewer_fit_neutral import chimerax_script
+
+
+def test_viewers_registered():
+    assert GmmFitNeutralViewer in Domain.findViewers(GmmProtFitNeutral(), DESKTOP_TKINTER)
+    assert GmmReconstructViewer in Domain.findViewers(GmmProtReconstruct(), DESKTOP_TKINTER)
+
+
+def test_protocols_discovered_by_scipion():
+    protocols = Domain.getProtocols()
+    assert "GmmProtFitNeutral" in protocols and "GmmProtReconstruct" in protocols
+
+
+def test_plots_write_png(tmp_path):
+    vol = np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32)
+    freq = np.linspace(0, 0.25, 9)
+    plots.plot_fsc({"a": (freq, np.linspace(1, 0, 9))}, str(tmp_path / "fsc.png"))
+    plots.plot_central_slices({"v": vol}, str(tmp_path / "slices.png"))
+    plots.plot_map_comparison(vol, vol, out_png=str(tmp_path / "cmp.png"))
+    for name in ("fsc.png", "slices.png", "cmp.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_chimerax_script(tmp_path):
+    path = chimerax_script(str(tmp_path / "o.cxc"), "a.mrc", "b.cif")
+    text = open(path).read()
+    assert "open" in text and "a.mrc" in text and "b.cif" in text
