@@ -153,9 +153,18 @@ def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
 
     d = fit_box_for(box, apix, resolution)
     fit_apix = apix * box / d
-    tgt = crop_map(torch.as_tensor(target, dtype=torch.float32), d).to(device)
-    tgt_ft = torch.fft.rfftn(torch.fft.ifftshift(tgt))
-    shells = _ShellStats(d, device)
+    full = torch.as_tensor(target, dtype=torch.float32)
+    grids = {}
+
+    def grid(res_stage):
+        """(box, apix, target FT, shells) of the smallest grid for ``res_stage``:
+        coarse stages run on small boxes, so they cost almost nothing."""
+        ds = min(d, fit_box_for(box, apix, res_stage))
+        if ds not in grids:
+            t = crop_map(full, ds).to(device)
+            grids[ds] = (ds, apix * box / ds, torch.fft.rfftn(torch.fft.ifftshift(t)),
+                         _ShellStats(ds, device))
+        return grids[ds]
 
     # initial amplitude: the map's density at the seed, width ~ r/3
     width0 = resolution / 3.0
@@ -165,7 +174,7 @@ def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
     log_a = torch.tensor(np.log(dens * 0.3), dtype=torch.float32, device=device,
                          requires_grad=True)
     log_s = torch.full((n,), float(np.log(width0)), device=device, requires_grad=True)
-    min_width = 0.5 * fit_apix
+    min_width = 0.5 * fit_apix  # narrower is invisible at the target resolution
 
     def params():
         s = torch.exp(log_s).clamp(min_width, 4 * resolution)
@@ -174,13 +183,14 @@ def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
     history = []
 
     def optimise(n_iter, res_stage, lr_pos):
-        max_shell = max(2, min(d // 2, int(np.floor(d * fit_apix / res_stage))))
+        ds, apix_s, tgt_ft, shells = grid(res_stage)
+        max_shell = max(2, min(ds // 2, int(np.floor(ds * apix_s / res_stage))))
         opt = torch.optim.Adam([{"params": [c], "lr": lr_pos},
                                 {"params": [log_a, log_s], "lr": 0.03}])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_iter, eta_min=0.1 * lr_pos)
         for it in range(n_iter):
             opt.zero_grad()
-            shell_fsc, lsq = shells.fsc_loss_terms(render_ft(params(), d, fit_apix), tgt_ft,
+            shell_fsc, lsq = shells.fsc_loss_terms(render_ft(params(), ds, apix_s), tgt_ft,
                                                    max_shell)
             loss = 1 - shell_fsc.mean() + 0.1 * lsq
             loss.backward()
