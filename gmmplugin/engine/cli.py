@@ -142,6 +142,67 @@ def cmd_fit(a):
           % (rep.n_gaussians, rep.seconds, rep.fsc_05, rep.fsc_0143))
 
 
+def cmd_train(a):
+    """Heterogeneity training; resumable (--continue) from the last checkpoint."""
+    from .gmm import Gmm
+    from .io import read_map, write_json
+    from .train import TrainConfig, Trainer
+    particles = _load_particles(a.particles)
+    if not os.path.exists(a.gmm):
+        raise FileNotFoundError("GMM file not found: %s" % a.gmm)
+    gmm = Gmm.load(a.gmm)
+    if not particles.has_ctf and a.ctf_mode == "full":
+        raise ValueError("the particles have no CTF; use --ctf-mode phase_flip only for "
+                         "phase-flipped data, or provide CTF parameters")
+    extent_p, extent_g = particles.box * particles.apix, gmm.box * gmm.apix
+    if gmm.box and abs(extent_p - extent_g) > 0.02 * extent_p:
+        raise ValueError("the GMM was fitted to a %.1f Å box but the particles' box is "
+                         "%.1f Å: use a map from the same refinement" % (extent_g, extent_p))
+    focus = None
+    if a.focus_mask:
+        m, mapix = read_map(a.focus_mask)
+        idx = np.round(gmm.centers / mapix + m.shape[0] // 2).astype(int)
+        inside = np.all((idx >= 0) & (idx < m.shape[0]), axis=1)
+        idx = np.clip(idx, 0, m.shape[0] - 1)
+        focus = inside & (m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5)
+        print("focus mask: %d of %d Gaussians may vary" % (focus.sum(), len(gmm)))
+    cfg = TrainConfig(latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch,
+                      learning_rate=a.lr, max_res=a.max_res, min_res=a.min_res,
+                      vary_positions=bool(a.vary_positions),
+                      vary_amplitudes=bool(a.vary_amplitudes),
+                      vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed)
+    work = os.path.join(a.out_dir, "work")
+    trainer = Trainer(particles, gmm, cfg, work, device=a.device_obj, focus_mask=focus,
+                      log=lambda m: print(m, flush=True))
+    resume = a.continue_from or (trainer.checkpoint_path() if a.resume else "")
+    if resume:
+        if not os.path.exists(resume):
+            raise FileNotFoundError("no checkpoint to continue from: %s" % resume)
+        trainer.load_checkpoint(resume)
+        print("continuing from epoch %d (%s)" % (trainer.epoch, resume), flush=True)
+    t0 = time.time()
+    images = trainer.prepare_images()
+    feats = trainer.prepare_features(images)
+    trainer.train(images, feats)
+    z, final_frc = trainer.encode_all(images, feats)
+    np.savez(os.path.join(a.out_dir, "latents.npz"), ids=particles.ids, z=z,
+             frc=final_frc, neutral_frc=trainer.neutral_frc)
+    hist = trainer.history
+    write_json(os.path.join(a.out_dir, "training.json"), {
+        "config": cfg.__dict__, "history": hist, "particles": len(particles),
+        "gaussians": len(gmm), "box": trainer.box, "apix": trainer.apix,
+        "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
+        "final_loss": hist[-1]["loss"] if hist else None,
+        "particles_per_s": float(np.mean([h["particles_per_s"] for h in hist])) if hist
+        else None})
+    try:
+        from ..viewers.plots import plot_training
+        plot_training(hist, os.path.join(a.out_dir, "training_curve.png"))
+    except ImportError:
+        pass
+    print("trained %d epochs: final loss %.5f" % (trainer.epoch, hist[-1]["loss"]))
+
+
 def _progress(label):
     state = {"t": 0.0}
     def report(done, total):
@@ -204,6 +265,25 @@ def build_parser():
     f.add_argument("--out-dir", required=True)
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_fit)
+    t = sub.add_parser("train", help="heterogeneity training: particles -> latents")
+    t.add_argument("--particles", required=True, help="particles.npz or RELION 3.1 .star")
+    t.add_argument("--gmm", required=True, help="neutral GMM (.npz)")
+    t.add_argument("--out-dir", required=True)
+    t.add_argument("--latent-dim", type=int, default=4)
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--max-res", type=float, default=8.0)
+    t.add_argument("--min-res", type=float, default=100.0)
+    t.add_argument("--vary-positions", type=int, default=1)
+    t.add_argument("--vary-amplitudes", type=int, default=1)
+    t.add_argument("--vary-widths", type=int, default=0)
+    t.add_argument("--focus-mask", default="", help="only Gaussians inside may vary")
+    t.add_argument("--ctf-mode", default="full", choices=["full", "phase_flip"])
+    t.add_argument("--resume", action="store_true", help="continue from out-dir's checkpoint")
+    t.add_argument("--continue-from", default="", help="checkpoint of a previous run")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train)
     return p
 
 

@@ -1,3 +1,4 @@
 """Scipion protocols of gmmplugin (one module per protocol)."""
 from .protocol_reconstruct import GmmProtReconstruct
 from .protocol_fit_neutral import GmmProtFitNeutral
+from .protocol_train import GmmProtTrain

@@ -79,3 +79,19 @@ def plot_map_comparison(map_a, map_b, labels=("input", "GMM"), out_png=None):
     if out_png:
         fig.savefig(out_png, dpi=100)
     return fig
+
+
+def plot_training(history, out_png=None):
+    """Loss and mean FRC per epoch."""
+    fig = _figure(figsize=(6, 3.5))
+    ax = fig.add_subplot(111)
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["frc"] for h in history], "o-", label="mean FRC")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean FRC")
+    ax.set_title("Heterogeneity training")
+    ax.legend()
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig

@@ -1,0 +1,237 @@
+"""Heterogeneity training: particles -> latent vectors (method.md §4).
+
+Stages, each resumable from files in ``work_dir``:
+1. ``images_<d>.npy``: particles Fourier-cropped so that Nyquist = max_res,
+   a disk memmap (the raw stack is read once, in batches).
+2. ``features.npy``: per-particle gradient of -FRC(particle, CTF·projection of
+   the neutral GMM) w.r.t. the varying GMM parameters (N × k), computed once,
+   stored as float16 memmap after scaling by the global standard deviation.
+3. Training of encoder + decoder: loss = -mean FRC(particle, CTF·projection
+   of decoder(encoder(features) + noise)) + λ·mean |z|²; Adam; a checkpoint
+   (``checkpoint.pt``) and a log line per epoch.
+4. ``latents.npz``: ids, z (no noise), the final per-particle FRC.
+"""
+from dataclasses import asdict, dataclass
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from .ctf import compute_ctf
+from .fit_neutral import fit_box_for
+from .fourier import crop_images, freq_grid_2d, frc, image_ft
+from .networks import Decoder, Encoder, varying_columns
+from .projection import project
+
+
+@dataclass
+class TrainConfig:
+    latent_dim: int = 4
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    max_res: float = 8.0          # Å: FRC band high end; particles cropped to it
+    min_res: float = 100.0        # Å: FRC band low end
+    vary_positions: bool = True
+    vary_amplitudes: bool = True
+    vary_widths: bool = False
+    latent_noise: float = 0.05
+    latent_penalty: float = 1e-3
+    ctf_mode: str = "full"        # full | phase_flip
+    pos_scale: float = 5.0        # Å per unit of decoder output
+    seed: int = 0
+
+    def validate(self):
+        if not 1 <= self.latent_dim <= 16:
+            raise ValueError("latent dimension must be in 1..16, got %d" % self.latent_dim)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be positive")
+        if self.max_res >= self.min_res:
+            raise ValueError("max resolution (%.1f Å) must be finer than min resolution "
+                             "(%.1f Å)" % (self.max_res, self.min_res))
+        if self.ctf_mode not in ("full", "phase_flip"):
+            raise ValueError("ctf mode must be 'full' or 'phase_flip'")
+
+
+class Trainer:
+    def __init__(self, particles, gmm, cfg, work_dir, device="cpu", focus_mask=None,
+                 log=print):
+        cfg.validate()
+        if len(particles) < 2:
+            raise ValueError("at least 2 particles are needed to train")
+        self.p, self.gmm, self.cfg, self.dir = particles, gmm, cfg, work_dir
+        self.device = torch.device(device)
+        self.log = log
+        os.makedirs(work_dir, exist_ok=True)
+        if cfg.max_res < 2 * particles.apix - 1e-6:
+            raise ValueError("max resolution %.2f Å is finer than the particles' Nyquist "
+                             "(%.2f Å)" % (cfg.max_res, 2 * particles.apix))
+        self.box = fit_box_for(particles.box, particles.apix, cfg.max_res)
+        self.apix = particles.apix * particles.box / self.box
+        self.columns = varying_columns(cfg.vary_positions, cfg.vary_amplitudes,
+                                       cfg.vary_widths)
+        self.neutral = torch.as_tensor(gmm.params, dtype=torch.float32, device=self.device)
+        self.focus = None if focus_mask is None else np.asarray(focus_mask, dtype=bool)
+        if self.focus is not None and not self.focus.any():
+            raise ValueError("no Gaussian lies inside the focus mask")
+        self.ky, self.kx = freq_grid_2d(self.box, self.apix, self.device)
+        torch.manual_seed(cfg.seed)
+        self.encoder = Encoder(len(gmm) * len(self.columns), cfg.latent_dim).to(self.device)
+        self.decoder = Decoder(gmm.params, cfg.latent_dim, self.columns, self.focus,
+                               cfg.pos_scale).to(self.device)
+        self.opt = torch.optim.Adam(list(self.encoder.parameters())
+                                    + list(self.decoder.parameters()), lr=cfg.learning_rate)
+        self.epoch, self.history = 0, []
+
+    # -- stage 1: cropped image cache ------------------------------------------------
+    def _images_path(self):
+        return os.path.join(self.dir, "images_%d.npy" % self.box)
+
+    def prepare_images(self, batch=256):
+        path = self._images_path()
+        n, d = len(self.p), self.box
+        if os.path.exists(path + ".done"):
+            return np.load(path, mmap_mode="r")
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d, d))
+        for start in range(0, n, batch):
+            rows = np.arange(start, min(start + batch, n))
+            out[rows] = crop_images(torch.from_numpy(self.p.images(rows)), d).numpy()
+        out.flush()
+        del out
+        open(path + ".done", "w").close()
+        return np.load(path, mmap_mode="r")
+
+    def _batch(self, images, rows):
+        rows = np.sort(rows)
+        img = torch.from_numpy(np.ascontiguousarray(images[rows])).to(self.device)
+        ctf = compute_ctf(self.ky, self.kx, torch.from_numpy(self.p.ctf[rows]).to(self.device))
+        if self.cfg.ctf_mode == "phase_flip":
+            ctf = ctf.abs()
+        rot = torch.from_numpy(self.p.rotations[rows]).float().to(self.device)
+        sh = torch.from_numpy(self.p.shifts[rows]).float().to(self.device)
+        return rows, image_ft(img), ctf, rot, sh
+
+    def _frc(self, params, data_ft, ctf, rot, sh):
+        pred = project(params, rot, sh, self.box, self.apix) * ctf
+        return frc(pred, data_ft, self.box, self.apix, self.cfg.min_res, self.cfg.max_res)
+
+    # -- stage 2: gradient features -------------------------------------------------
+    def prepare_features(self, images):
+        path = os.path.join(self.dir, "features.npy")
+        n, N, k = len(self.p), len(self.gmm), len(self.columns)
+        if os.path.exists(path + ".done"):
+            self.feature_scale = json.load(open(path + ".json"))["scale"]
+            self.neutral_frc = np.load(os.path.join(self.dir, "neutral_frc.npy"))
+            return np.load(path, mmap_mode="r")
+        raw = np.lib.format.open_memmap(path + ".raw.npy", mode="w+", dtype=np.float32,
+                                        shape=(n, N, k))
+        neutral_frc = np.zeros(n, dtype=np.float32)
+        sumsq, t0 = 0.0, time.time()
+        bs = self.cfg.batch_size
+        for start in range(0, n, bs):
+            rows, data, ctf, rot, sh = self._batch(images, np.arange(start, min(start + bs, n)))
+            params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
+            f = self._frc(params, data, ctf, rot, sh)
+            (-f.sum()).backward()
+            g = params.grad[..., self.columns].cpu().numpy()
+            raw[rows] = g
+            sumsq += float((g.astype(np.float64) ** 2).sum())
+            neutral_frc[rows] = f.detach().cpu().numpy()
+        scale = float(np.sqrt(sumsq / max(raw.size, 1))) or 1.0
+        feats = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, N, k))
+        for start in range(0, n, 4096):
+            sl = slice(start, min(start + 4096, n))
+            feats[sl] = np.clip(raw[sl] / scale, -6e4, 6e4)
+        feats.flush()
+        del feats, raw
+        os.remove(path + ".raw.npy")
+        np.save(os.path.join(self.dir, "neutral_frc.npy"), neutral_frc)
+        json.dump({"scale": scale}, open(path + ".json", "w"))
+        open(path + ".done", "w").close()
+        self.feature_scale, self.neutral_frc = scale, neutral_frc
+        self.log("features: %d particles x %d Gaussians x %d parameters in %.1f s "
+                 "(mean neutral FRC %.4f)" % (n, N, k, time.time() - t0, neutral_frc.mean()))
+        return np.load(path, mmap_mode="r")
+
+    # -- stage 3: training ------------------------------------------------------------
+    def checkpoint_path(self):
+        return os.path.join(self.dir, "checkpoint.pt")
+
+    def save_checkpoint(self):
+        tmp = self.checkpoint_path() + ".tmp"
+        torch.save({"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
+                    "optimizer": self.opt.state_dict(), "epoch": self.epoch,
+                    "history": self.history, "config": asdict(self.cfg),
+                    "columns": self.columns, "box": self.box, "apix": self.apix,
+                    "focus": self.focus}, tmp)
+        os.replace(tmp, self.checkpoint_path())
+
+    def load_checkpoint(self, path=None):
+        ck = torch.load(path or self.checkpoint_path(), map_location=self.device,
+                        weights_only=False)
+        self.encoder.load_state_dict(ck["encoder"])
+        self.decoder.load_state_dict(ck["decoder"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.epoch, self.history = ck["epoch"], ck["history"]
+        return ck
+
+    def _features(self, feats, rows):
+        return torch.from_numpy(np.asarray(feats[np.sort(rows)], dtype=np.float32)).to(
+            self.device)
+
+    def train(self, images, feats, epochs=None):
+        cfg, n = self.cfg, len(self.p)
+        rng = np.random.default_rng(cfg.seed + self.epoch)
+        target = epochs or cfg.epochs
+        t_start = time.time()
+        start_epoch = self.epoch
+        while self.epoch < target:
+            t0 = time.time()
+            order = rng.permutation(n)
+            tot_loss = tot_frc = 0.0
+            for start in range(0, n, cfg.batch_size):
+                rows = order[start:start + cfg.batch_size]
+                rows, data, ctf, rot, sh = self._batch(images, rows)
+                z = self.encoder(self._features(feats, rows))
+                zn = z + cfg.latent_noise * torch.randn_like(z)
+                f = self._frc(self.decoder(zn), data, ctf, rot, sh)
+                loss = -f.mean() + cfg.latent_penalty * (z ** 2).sum(1).mean()
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+                tot_loss += loss.item() * len(rows)
+                tot_frc += f.sum().item()
+            self.epoch += 1
+            dt = time.time() - t0
+            rate = n / dt
+            eta = (target - self.epoch) * (time.time() - t_start) / (self.epoch - start_epoch)
+            self.history.append({"epoch": self.epoch, "loss": tot_loss / n,
+                                 "frc": tot_frc / n, "particles_per_s": rate})
+            self.log("epoch %d/%d: loss %.5f, mean FRC %.5f, %.0f particles/s, ETA %.0f s"
+                     % (self.epoch, target, tot_loss / n, tot_frc / n, rate, eta))
+            self.save_checkpoint()
+
+    # -- stage 4: latents -------------------------------------------------------------
+    @torch.no_grad()
+    def encode_all(self, images, feats):
+        n, bs = len(self.p), self.cfg.batch_size
+        z = np.zeros((n, self.cfg.latent_dim), dtype=np.float32)
+        final_frc = np.zeros(n, dtype=np.float32)
+        for start in range(0, n, bs):
+            rows = np.arange(start, min(start + bs, n))
+            rows, data, ctf, rot, sh = self._batch(images, rows)
+            zz = self.encoder(self._features(feats, rows))
+            z[rows] = zz.cpu().numpy()
+            final_frc[rows] = self._frc(self.decoder(zz), data, ctf, rot, sh).cpu().numpy()
+        return z, final_frc
+
+
+def load_decoder(checkpoint, gmm_params, device="cpu"):
+    """The trained decoder of a checkpoint, ready to decode latent points."""
+    ck = torch.load(checkpoint, map_location=device, weights_only=False)
+    cfg = ck["config"]
+    dec = Decoder(gmm_params, cfg["latent_dim"], ck["columns"], ck["focus"], cfg["pos_scale"])
+    dec.load_state_dict(ck["decoder"])
+    return dec.to(device).eval()

@@ -1,0 +1,226 @@
+"""GmmProtTrain: every particle -> a latent vector of the GMM decoder."""
+import enum
+import json
+import os
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pwem.objects import ParticleFlex, SetOfParticlesFlex
+from pwem.protocols import ProtAnalysis3D, ProtFlexBase
+
+from ..constants import FLEX_PROGRAM, PARTICLES_FILE
+from ..convert import particles_to_engine, validate_particles
+from .inputs import map_file
+from .protocol_base import add_gpu_params, run_engine
+
+CTF_FULL, CTF_PHASE_FLIP = 0, 1
+
+
+class TrainOutputs(enum.Enum):
+    Particles = SetOfParticlesFlex
+
+
+class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
+    """Heterogeneity training (e2gmm): an encoder maps each particle (through
+    the gradient of its FRC w.r.t. the neutral GMM) to a latent vector; a
+    decoder maps latent vectors to changes of the Gaussians (positions,
+    amplitudes, widths), trained so that each particle's decoded GMM, projected
+    with its pose and CTF, matches the particle (Fourier ring correlation).
+    Output: the particles with their latent vectors (SetOfParticlesFlex)."""
+    _label = "gmm - heterogeneity training"
+    _possibleOutputs = TrainOutputs
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("doContinue", params.BooleanParam, default=False,
+                      label="Continue a previous run?",
+                      help="Resume the networks of a previous training run from its last "
+                           "checkpoint (set more epochs than it ran).")
+        form.addParam("continueRun", params.PointerParam, pointerClass="GmmProtTrain",
+                      condition="doContinue", allowsNull=True, label="Previous run",
+                      help="The training run to continue.")
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      pointerCondition="hasAlignmentProj", important=True,
+                      label="Input particles",
+                      help="Particles with 3D alignment and CTF, e.g. from a RELION or "
+                           "cryoSPARC consensus refinement.")
+        form.addParam("inputGmm", params.PointerParam, pointerClass="GmmModel",
+                      important=True, label="Neutral GMM",
+                      help="Output of 'gmm - fit neutral GMM' on the consensus map of "
+                           "these particles.")
+        form.addParam("latentDim", params.IntParam, default=4, label="Latent dimension",
+                      help="Size of the latent vector (1-16). 4 is a good start; 2 for "
+                           "direct plotting of a single cyclic motion.")
+        form.addParam("maxResolution", params.FloatParam, default=8.0,
+                      label="Max resolution (Å)",
+                      help="High end of the FRC band. Particles are Fourier-cropped so "
+                           "that this is their Nyquist frequency, which sets the speed.")
+        form.addParam("minResolution", params.FloatParam, default=100.0,
+                      expertLevel=params.LEVEL_ADVANCED, label="Min resolution (Å)",
+                      help="Low end of the FRC band.")
+        form.addSection(label="What varies")
+        form.addParam("varyPositions", params.BooleanParam, default=True,
+                      label="Vary positions", help="Conformational changes.")
+        form.addParam("varyAmplitudes", params.BooleanParam, default=True,
+                      label="Vary amplitudes", help="Compositional changes / occupancy.")
+        form.addParam("varyWidths", params.BooleanParam, default=False,
+                      label="Vary widths", help="Local resolution / flexibility changes.")
+        form.addParam("focusMask", params.PointerParam, pointerClass="VolumeMask",
+                      allowsNull=True, label="Focus mask (optional)",
+                      help="Only Gaussians whose centres lie inside this mask may change "
+                           "(focused analysis). Same box as the consensus map.")
+        form.addParam("symmetry", params.StringParam, default="c1", label="Symmetry",
+                      help="Point-group symmetry of the consensus (c1 = none). Symmetry "
+                           "expansion is not available yet: use c1 with a focus mask on "
+                           "one asymmetric unit of symmetry-expanded particles.")
+        form.addParam("ctfMode", params.EnumParam, choices=["full CTF", "phase-flipped"],
+                      default=CTF_FULL, label="CTF handling",
+                      help="full CTF: the projection of the GMM is multiplied by each "
+                           "particle's CTF (raw particles). phase-flipped: for particles "
+                           "whose phases were already corrected (|CTF| is used).")
+        form.addSection(label="Training")
+        form.addParam("numEpochs", params.IntParam, default=20, label="Epochs")
+        form.addParam("batchSize", params.IntParam, default=64, label="Batch size")
+        form.addParam("learningRate", params.FloatParam, default=5e-4,
+                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
+        form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Random seed")
+        add_gpu_params(form)
+
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.convertInputStep)
+        self._insertFunctionStep(self.trainStep, needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep)
+
+    def convertInputStep(self):
+        particles_to_engine(self.inputParticles.get(), self._getExtraPath(PARTICLES_FILE),
+                            self._getTmpPath())
+
+    def _continue_checkpoint(self):
+        if self.doContinue.get() and self.continueRun.get() is not None:
+            return self.continueRun.get()._getExtraPath("work", "checkpoint.pt")
+        return None
+
+    def trainStep(self):
+        args = ["--particles %s" % self._getExtraPath(PARTICLES_FILE),
+                "--gmm %s" % os.path.abspath(self.inputGmm.get().getFileName()),
+                "--out-dir %s" % self._getExtraPath(),
+                "--latent-dim %d" % self.latentDim.get(), "--epochs %d" % self.numEpochs.get(),
+                "--batch %d" % self.batchSize.get(), "--lr %g" % self.learningRate.get(),
+                "--max-res %g" % self.maxResolution.get(),
+                "--min-res %g" % self.minResolution.get(),
+                "--vary-positions %d" % self.varyPositions.get(),
+                "--vary-amplitudes %d" % self.varyAmplitudes.get(),
+                "--vary-widths %d" % self.varyWidths.get(),
+                "--ctf-mode %s" % ("full" if self.ctfMode.get() == CTF_FULL else "phase_flip"),
+                "--seed %d" % self.seed.get()]
+        if self.focusMask.get() is not None:
+            args.append("--focus-mask %s" % map_file(self.focusMask.get(),
+                                                    self._getTmpPath("focus.mrc")))
+        ck = self._continue_checkpoint()
+        if ck:
+            args.append("--continue-from %s" % os.path.abspath(ck))
+        elif os.path.exists(self._getExtraPath("work", "checkpoint.pt")):
+            args.append("--resume")   # this run was interrupted: pick up where it stopped
+        run_engine(self, "train", " ".join(args))
+
+    def createOutputStep(self):
+        from sklearn.decomposition import PCA
+        inp = self.inputParticles.get()
+        lat = np.load(self._getExtraPath("latents.npz"))
+        ids, z = lat["ids"], lat["z"]
+        zred = PCA(n_components=min(2, z.shape[1])).fit_transform(z) if len(z) > 2 else z
+        row = {int(i): r for r, i in enumerate(ids)}
+        info = self._info()
+        out = self._createSetOfParticlesFlex(progName=FLEX_PROGRAM)
+        out.copyInfo(inp)
+        out.setHasCTF(inp.hasCTF())
+        out.setAlignmentProj()
+        flex = out.getFlexInfo()
+        flex.setAttr("modelPath", info["checkpoint"])
+        flex.setAttr("gmmPath", os.path.abspath(self.inputGmm.get().getFileName()))
+        flex.setAttr("latentDim", int(self.latentDim.get()))
+        flex.setAttr("maxResolution", float(self.maxResolution.get()))
+        flex.setAttr("minResolution", float(self.minResolution.get()))
+        flex.setAttr("latentsPath", os.path.abspath(self._getExtraPath("latents.npz")))
+        for p in inp.iterItems(orderBy="id"):
+            r = row.get(p.getObjId())
+            if r is None:
+                continue
+            f = ParticleFlex(progName=FLEX_PROGRAM)
+            f.copyInfo(p)
+            f.setObjId(p.getObjId())
+            f.setZFlex(z[r].tolist())
+            f.setZRed(zred[r].tolist())
+            out.append(f)
+        self._defineOutputs(**{TrainOutputs.Particles.name: out})
+        self._defineSourceRelation(self.inputParticles, out)
+        self._defineSourceRelation(self.inputGmm, out)
+
+    def _info(self):
+        path = self._getExtraPath("training.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def _validate(self):
+        parts = self.inputParticles.get()
+        errors = validate_particles(parts, needs_ctf=self.ctfMode.get() == CTF_FULL)
+        gmm = self.inputGmm.get()
+        if gmm is None:
+            errors.append("Select the neutral GMM.")
+        elif parts is not None and not errors and gmm.getBoxSize():
+            ext_p = parts.getXDim() * parts.getSamplingRate()
+            ext_g = gmm.getBoxSize() * gmm.getSamplingRate()
+            if abs(ext_p - ext_g) > 0.02 * ext_p:
+                errors.append("The GMM was fitted to a %.1f Å box but the particles' box is "
+                              "%.1f Å; fit it on the consensus map of these particles."
+                              % (ext_g, ext_p))
+        if not 1 <= self.latentDim.get() <= 16:
+            errors.append("The latent dimension must be between 1 and 16.")
+        if parts is not None and self.maxResolution.get() < 2 * parts.getSamplingRate():
+            errors.append("Max resolution (%.2f Å) is finer than the particles' Nyquist "
+                          "limit (%.2f Å)." % (self.maxResolution.get(),
+                                                2 * parts.getSamplingRate()))
+        if self.maxResolution.get() >= self.minResolution.get():
+            errors.append("Max resolution must be a smaller number (finer) than min "
+                          "resolution.")
+        if not (self.varyPositions.get() or self.varyAmplitudes.get()
+                or self.varyWidths.get()):
+            errors.append("Let at least positions, amplitudes or widths vary.")
+        if (self.symmetry.get() or "c1").strip().lower() != "c1":
+            errors.append("Symmetry expansion is not implemented yet; use c1.")
+        mask = self.focusMask.get()
+        if mask is not None and gmm is not None and gmm.getBoxSize():
+            if mask.getDim()[0] != gmm.getBoxSize():
+                errors.append("The focus mask box (%d) differs from the GMM's map box (%d)."
+                              % (mask.getDim()[0], gmm.getBoxSize()))
+        if self.doContinue.get() and self.continueRun.get() is None:
+            errors.append("Select the run to continue.")
+        return errors
+
+    def _summary(self):
+        info = self._info()
+        if info is None:
+            return ["Output not ready yet."]
+        return ["%d particles, %d Gaussians, latent dimension %d, %d epochs in %.0f s."
+                % (info["particles"], info["gaussians"], info["config"]["latent_dim"],
+                   len(info["history"]), info["seconds"]),
+                "Final loss %.5f; %.0f particles/s per epoch." %
+                (info["final_loss"], info["particles_per_s"])]
+
+    def _methods(self):
+        info = self._info()
+        if info is None:
+            return []
+        c = info["config"]
+        return ["Heterogeneity was analysed with a Gaussian mixture model decoder "
+                "(gmmplugin, after Chen & Ludtke 2021): %d particles were mapped to a "
+                "%d-dimensional latent space over %d epochs, with an FRC loss between "
+                "%.0f and %.1f Å including each particle's CTF."
+                % (info["particles"], c["latent_dim"], len(info["history"]), c["min_res"],
+                   c["max_res"])]
+
+    def _citations(self):
+        return ["Chen2021", "Zhong2021"]

@@ -1,0 +1,90 @@
+"""Headless Scipion pipeline on a tiny heterogeneous dataset:
+RELION import -> gmm reconstruct (consensus) -> fit neutral GMM -> train,
+checking that the latents follow the simulated motion, the output set keeps
+every particle's id, and that 'continue' resumes instead of restarting."""
+import os
+
+import numpy as np
+from pwem.protocols import ProtImportParticles
+from pyworkflow.tests import BaseTest, setupTestProject
+from scipy.stats import spearmanr
+from sklearn.decomposition import PCA
+
+from gmmplugin.engine.simulate import Heterogeneity, SimulationSettings, simulate
+from gmmplugin.protocols import GmmProtFitNeutral, GmmProtReconstruct, GmmProtTrain
+from gmmplugin.tests import data_path
+
+N, BOX, APIX = 600, 32, 3.0
+
+
+class TestTrainPipeline(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        out = os.path.abspath(os.path.join(cls.proj.getTmpPath(), "sim"))
+        cls.star = simulate(data_path("1hvr.pdb"), out,
+                            SimulationSettings(n_particles=N, box=BOX, apix=APIX, snr=0.5,
+                                               seed=21),
+                            Heterogeneity(move="B", motion="rotate", amount=40.0))
+        cls.truth = np.load(os.path.join(out, "ground_truth.npz"))
+        imp = cls.newProtocol(ProtImportParticles,
+                              importFrom=ProtImportParticles.IMPORT_FROM_RELION,
+                              starFile=cls.star, samplingRate=APIX, magnification=50000,
+                              haveDataBeenPhaseFlipped=False, voltage=300,
+                              sphericalAberration=2.7, amplitudeContrast=0.1)
+        cls.launchProtocol(imp)
+        cls.imp = imp
+        rec = cls.newProtocol(GmmProtReconstruct, objLabel="consensus")
+        rec.inputParticles.set(imp)
+        rec.inputParticles.setExtended("outputParticles")
+        cls.launchProtocol(rec)
+        fit = cls.newProtocol(GmmProtFitNeutral, targetResolution=8.0)
+        fit.inputVolume.set(rec)
+        fit.inputVolume.setExtended("Volume")
+        cls.launchProtocol(fit)
+        cls.fit = fit
+        train = cls._train(epochs=6)
+        cls.train = train
+
+    @classmethod
+    def _train(cls, epochs, previous=None):
+        prot = cls.newProtocol(GmmProtTrain, numEpochs=epochs, latentDim=2, batchSize=32,
+                               learningRate=1e-3, maxResolution=8.0,
+                               objLabel="train %d" % epochs)
+        prot.inputParticles.set(cls.imp)
+        prot.inputParticles.setExtended("outputParticles")
+        prot.inputGmm.set(cls.fit)
+        prot.inputGmm.setExtended("Gmm")
+        if previous is not None:
+            prot.doContinue.set(True)
+            prot.continueRun.set(previous)
+        cls.launchProtocol(prot)
+        return prot
+
+    def test_latents_follow_motion_and_ids_match(self):
+        out = self.train.Particles
+        self.assertEqual(out.getSize(), N)
+        self.assertEqual(out.getFlexInfo().getProgName(), "GMMPLUGIN")
+        ids, z = [], []
+        for p in out.iterItems(orderBy="id"):
+            ids.append(p.getObjId())
+            z.append(p.getZFlex())
+            self.assertEqual(len(p.getZFlex()), 2)
+            self.assertEqual(len(p.getZRed()), 2)
+        self.assertEqual(sorted(ids), sorted(p.getObjId() for p in self.imp.outputParticles))
+        z = np.array(z)
+        # imported ids follow the star file's row order: truth row = id - 1
+        t = self.truth["conformation"][np.array(ids) - 1]
+        rho = abs(spearmanr(PCA(1).fit_transform(z)[:, 0], t).correlation)
+        print("tiny dataset: |rho(PC1, angle)| = %.3f" % rho)
+        self.assertGreaterEqual(rho, 0.7)
+        self.assertTrue(os.path.exists(self.train._getExtraPath("training_curve.png")))
+        self.assertTrue(os.path.exists(out.getFlexInfo().getAttr("modelPath")))
+
+    def test_continue_resumes(self):
+        more = self._train(epochs=8, previous=self.train)
+        log = open(more.getLogPaths()[0]).read()
+        self.assertIn("continuing from epoch 6", log)
+        self.assertNotIn("epoch 1/8", log)
+        self.assertIn("epoch 8/8", log)
+        self.assertEqual(more.Particles.getSize(), N)
