@@ -203,6 +203,91 @@ def cmd_train(a):
     print("trained %d epochs: final loss %.5f" % (trainer.epoch, hist[-1]["loss"]))
 
 
+def cmd_analyze(a):
+    """Classes, trajectories (decoded and reconstructed) and outliers."""
+    import torch
+    from .analyze import choose_k, classify, find_outliers, reduce, trajectories
+    from .gmm import Gmm, render_volume_fourier
+    from .io import write_fsc, write_json, write_map
+    from .reconstruct import reconstruct
+    from .train import load_decoder
+    particles = _load_particles(a.particles)
+    lat = np.load(a.latents)
+    index = {int(i): r for r, i in enumerate(particles.ids)}
+    missing = [int(i) for i in lat["ids"] if int(i) not in index]
+    if missing:
+        raise ValueError("%d latent ids are not in the particles (e.g. %d)"
+                         % (len(missing), missing[0]))
+    rows = np.array([index[int(i)] for i in lat["ids"]], dtype=np.int64)
+    z = np.asarray(lat["z"], dtype=np.float64)
+    if not np.all(np.isfinite(z)):
+        raise ValueError("the latent vectors contain NaN or infinite values")
+    if len(z) < 4:
+        raise ValueError("too few particles to analyse (%d)" % len(z))
+    frc = lat["frc"] if "frc" in lat.files else None
+    os.makedirs(a.out_dir, exist_ok=True)
+    box = a.box or particles.box
+    apix = particles.apix * particles.box / box
+
+    k = a.num_classes if a.num_classes > 0 else choose_k(z, seed=a.seed)
+    labels, centres = classify(z, k, seed=a.seed)
+    outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold or None)
+    zred = reduce(z, a.reduction, seed=a.seed)
+    print("%d classes (%s); %d outliers" % (k, "given" if a.num_classes > 0 else
+                                            "chosen by silhouette", outlier.sum()), flush=True)
+
+    def recon(sel, prefix):
+        if len(sel) < 2:
+            return None
+        rec = reconstruct(particles, rows[sel], box=box, device=a.device_obj, pad=a.pad,
+                          seed=a.seed)
+        write_map(prefix + ".mrc", rec.full, rec.apix)
+        write_map(prefix + "_half1.mrc", rec.half1, rec.apix)
+        write_map(prefix + "_half2.mrc", rec.half2, rec.apix)
+        write_fsc(prefix + "_fsc.txt", rec.fsc, box, rec.apix)
+        return rec.resolution
+
+    classes = []
+    for c in range(k):
+        sel = np.nonzero(labels == c)[0]
+        res = recon(sel, os.path.join(a.out_dir, "class_%02d" % (c + 1)))
+        classes.append({"class": c + 1, "size": int(len(sel)), "resolution": res,
+                        "centre": centres[c].tolist()})
+        print("class %d: %d particles, FSC 0.143 at %s Å" % (c + 1, len(sel), res), flush=True)
+
+    decoder = None
+    if a.checkpoint and a.gmm:
+        decoder = load_decoder(a.checkpoint, Gmm.load(a.gmm).params, a.device_obj)
+    trajs, _ = trajectories(z, a.num_pcs, a.num_frames, a.per_frame)
+    frames = []
+    for t in trajs:
+        for f, (point, members) in enumerate(zip(t.points, t.members)):
+            prefix = os.path.join(a.out_dir, "pc%d_frame_%02d" % (t.pc, f + 1))
+            res = recon(members, prefix)
+            entry = {"pc": t.pc, "frame": f + 1, "score": float(t.scores[f]),
+                     "latent": point.tolist(), "resolution": res,
+                     "particles": int(len(members))}
+            if decoder is not None:
+                with torch.no_grad():
+                    params = decoder(torch.tensor(point[None], dtype=torch.float32,
+                                                  device=a.device_obj))[0]
+                    vol = render_volume_fourier(params.double(), box, apix).cpu().numpy()
+                write_map(os.path.join(a.out_dir, "pc%d_gmm_%02d.mrc" % (t.pc, f + 1)),
+                          vol, apix)
+                np.save(os.path.join(a.out_dir, "pc%d_gmm_%02d.npy" % (t.pc, f + 1)),
+                        params.cpu().numpy())
+            frames.append(entry)
+        print("trajectory along PC%d: %d frames" % (t.pc, len(t.points)), flush=True)
+    np.savez(os.path.join(a.out_dir, "analysis.npz"), ids=lat["ids"], labels=labels,
+             zred=zred, outlier=outlier, score=score, z=z,
+             frame_members=np.array([[int(lat["ids"][m]) for m in members]
+                                     for t in trajs for members in t.members]))
+    write_json(os.path.join(a.out_dir, "analysis.json"), {
+        "num_classes": k, "k_chosen_automatically": a.num_classes <= 0,
+        "classes": classes, "frames": frames, "outliers": int(outlier.sum()),
+        "apix": apix, "box": box, "reduction": a.reduction, "decoded": decoder is not None})
+
+
 def _progress(label):
     state = {"t": 0.0}
     def report(done, total):
@@ -272,7 +357,7 @@ def build_parser():
     t.add_argument("--latent-dim", type=int, default=4)
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-res", type=float, default=8.0)
     t.add_argument("--min-res", type=float, default=100.0)
     t.add_argument("--vary-positions", type=int, default=1)
@@ -284,6 +369,25 @@ def build_parser():
     t.add_argument("--continue-from", default="", help="checkpoint of a previous run")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
+    n = sub.add_parser("analyze", help="classes, trajectories and outliers of latents")
+    n.add_argument("--particles", required=True, help="particles.npz or .star")
+    n.add_argument("--latents", required=True, help="latents.npz (ids, z[, frc])")
+    n.add_argument("--checkpoint", default="", help="trained networks (to decode frames)")
+    n.add_argument("--gmm", default="", help="neutral GMM (to decode frames)")
+    n.add_argument("--out-dir", required=True)
+    n.add_argument("--num-classes", type=int, default=0, help="0 = automatic")
+    n.add_argument("--reduction", default="pca", choices=["pca", "umap"])
+    n.add_argument("--num-pcs", type=int, default=2)
+    n.add_argument("--num-frames", type=int, default=7)
+    n.add_argument("--per-frame", type=int, default=500)
+    n.add_argument("--outlier-fraction", type=float, default=0.05)
+    n.add_argument("--outlier-threshold", type=float, default=0.0,
+                   help="robust z-score above which a particle is an outlier (overrides "
+                        "the fraction)")
+    n.add_argument("--box", type=int, default=0, help="reconstruction box (Fourier crop)")
+    n.add_argument("--pad", type=int, default=2)
+    n.add_argument("--seed", type=int, default=0)
+    n.set_defaults(func=cmd_analyze)
     return p
 
 

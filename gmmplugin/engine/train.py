@@ -31,7 +31,7 @@ class TrainConfig:
     latent_dim: int = 4
     epochs: int = 20
     batch_size: int = 64
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     max_res: float = 8.0          # Å: FRC band high end; particles cropped to it
     min_res: float = 100.0        # Å: FRC band low end
     vary_positions: bool = True

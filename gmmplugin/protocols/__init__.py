@@ -2,3 +2,4 @@
 from .protocol_reconstruct import GmmProtReconstruct
 from .protocol_fit_neutral import GmmProtFitNeutral
 from .protocol_train import GmmProtTrain
+from .protocol_analyze import GmmProtAnalyze

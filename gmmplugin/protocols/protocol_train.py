@@ -81,7 +81,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         form.addSection(label="Training")
         form.addParam("numEpochs", params.IntParam, default=20, label="Epochs")
         form.addParam("batchSize", params.IntParam, default=64, label="Batch size")
-        form.addParam("learningRate", params.FloatParam, default=5e-4,
+        form.addParam("learningRate", params.FloatParam, default=1e-3,
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
                       label="Random seed")

@@ -88,3 +88,48 @@ class TestTrainPipeline(BaseTest):
         self.assertNotIn("epoch 1/8", log)
         self.assertIn("epoch 8/8", log)
         self.assertEqual(more.Particles.getSize(), N)
+
+    def test_analyze_outputs_and_viewer_plots(self):
+        from pwem.objects import SetOfClasses3D, SetOfParticlesFlex, SetOfVolumesFlex
+
+        from gmmplugin.protocols import GmmProtAnalyze
+        from gmmplugin.viewers import plots
+        from gmmplugin.viewers.viewer_analyze import analysis_files, vseries_script
+        prot = self.newProtocol(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=4,
+                                particlesPerFrame=150, outlierFraction=0.05)
+        prot.inputParticles.set(self.train)
+        prot.inputParticles.setExtended("Particles")
+        self.launchProtocol(prot)
+        self.assertIsInstance(prot.Classes, SetOfClasses3D)
+        self.assertEqual(prot.Classes.getSize(), 2)
+        self.assertEqual(sum(c.getSize() for c in prot.Classes), N)
+        for c in prot.Classes:
+            self.assertTrue(os.path.exists(c.getRepresentative().getFileName()))
+        self.assertIsInstance(prot.Volumes, SetOfVolumesFlex)
+        self.assertEqual(prot.Volumes.getSize(), 4)
+        self.assertEqual(prot.GmmVolumes.getSize(), 4)
+        self.assertIsInstance(prot.Particles, SetOfParticlesFlex)
+        self.assertEqual(prot.Particles.getSize() + prot.Outliers.getSize(), N)
+        self.assertAlmostEqual(prot.Outliers.getSize() / N, 0.05, delta=0.02)
+        # frames follow the motion: mean true angle of each frame's particles is monotonic
+        info, res, d = analysis_files(prot)
+        means = [self.truth["conformation"][np.array(m) - 1].mean()
+                 for m in res["frame_members"]]
+        rho = spearmanr(np.arange(len(means)), means).correlation
+        print("frame means", np.round(means, 2))
+        self.assertGreaterEqual(abs(rho), 0.9)
+        # every viewer plotting function runs headless
+        tmp = self.proj.getTmpPath()
+        plots.plot_latent_scatter(res["zred"], res["labels"] + 1, categorical=True,
+                                  out_png=os.path.join(tmp, "lat.png"))
+        plots.plot_latent_scatter(res["zred"], res["score"], "score",
+                                  out_png=os.path.join(tmp, "score.png"))
+        from gmmplugin.engine.io import read_map
+        frames = [read_map(os.path.join(d, "pc1_gmm_%02d.mrc" % i))[0] for i in range(1, 5)]
+        plots.plot_volume_series(frames, out_png=os.path.join(tmp, "series.png"))
+        plots.plot_quiver(np.load(os.path.join(d, "pc1_gmm_01.npy")),
+                          np.load(os.path.join(d, "pc1_gmm_04.npy")),
+                          out_png=os.path.join(tmp, "quiver.png"))
+        vseries_script(os.path.join(tmp, "v.cxc"), ["a.mrc", "b.mrc"])
+        for name in ("lat.png", "score.png", "series.png", "quiver.png"):
+            self.assertGreater(os.path.getsize(os.path.join(tmp, name)), 1000)

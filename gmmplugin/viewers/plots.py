@@ -95,3 +95,79 @@ def plot_training(history, out_png=None):
     if out_png:
         fig.savefig(out_png, dpi=100)
     return fig
+
+
+def plot_latent_scatter(zred, color=None, color_label="", points=None, out_png=None,
+                        title="Latent space", categorical=False):
+    """2D latent embedding, coloured by class or by a value (loss, score);
+    ``points`` (M, 2): trajectory frames drawn on top, joined in order."""
+    fig = _figure(figsize=(5.5, 5))
+    ax = fig.add_subplot(111)
+    n = len(zred)
+    size = max(1, min(12, 20000 // max(n, 1)))
+    if color is None:
+        ax.scatter(zred[:, 0], zred[:, 1], s=size, alpha=0.5, lw=0)
+    else:
+        sc = ax.scatter(zred[:, 0], zred[:, 1], c=color, s=size, alpha=0.6, lw=0,
+                        cmap="tab10" if categorical else "viridis")
+        if categorical:
+            for c in np.unique(color):
+                ax.scatter([], [], color=sc.cmap(sc.norm(c)), label="class %d" % c)
+            ax.legend(fontsize=8, markerscale=2)
+        else:
+            fig.colorbar(sc, ax=ax, label=color_label)
+    if points is not None:
+        ax.plot(points[:, 0], points[:, 1], "k.-", ms=9)
+    ax.set_xlabel("dimension 1")
+    ax.set_ylabel("dimension 2")
+    ax.set_title(title)
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig
+
+
+def plot_volume_series(maps, labels=None, out_png=None, title="Volume series"):
+    """Montage: one column per frame, rows = central XY slice, Z projection."""
+    k = len(maps)
+    fig = _figure(figsize=(1.6 * k + 0.5, 3.6))
+    for i, vol in enumerate(maps):
+        for r, (img, what) in enumerate(((vol[vol.shape[0] // 2], "slice"),
+                                         (vol.sum(0), "projection"))):
+            ax = fig.add_subplot(2, k, r * k + i + 1)
+            ax.imshow(img, cmap="gray", origin="lower")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(labels[i] if labels else str(i + 1), fontsize=8)
+            if i == 0:
+                ax.set_ylabel(what, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig
+
+
+def plot_quiver(params_a, params_b, out_png=None, title="Gaussian displacements",
+                min_shift=0.0):
+    """Displacement arrows of the Gaussians between two decoded GMMs (N, 5),
+    seen along z (x/y) and along y (x/z); colour = displacement length (Å)."""
+    a, b = np.asarray(params_a), np.asarray(params_b)
+    d = b[:, :3] - a[:, :3]
+    length = np.linalg.norm(d, axis=1)
+    sel = length >= min_shift
+    fig = _figure(figsize=(10, 4.8))
+    for i, (u, v, name) in enumerate(((0, 1, "x / y"), (0, 2, "x / z"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.scatter(a[:, u], a[:, v], s=2, c="lightgrey")
+        q = ax.quiver(a[sel, u], a[sel, v], d[sel, u], d[sel, v], length[sel],
+                      angles="xy", scale_units="xy", scale=1, cmap="plasma", width=0.003)
+        ax.set_aspect("equal")
+        ax.set_title(name)
+        ax.set_xlabel("Å")
+    fig.colorbar(q, ax=fig.axes, label="displacement (Å)")
+    fig.suptitle(title)
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig

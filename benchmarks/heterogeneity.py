@@ -1,0 +1,450 @@
+#!/usr/bin/env python
+"""Heterogeneity acceptance benchmark: simulated particles -> neutral GMM -> latents.
+
+Every dataset comes from PDB 1bd2 (chains A, B, C = MHC + peptide; D, E = TCR),
+simulated with ``engine.simulate`` (box 64 at 2.6 Å/px, astigmatic CTF, SNR 0.1,
+seed 1) into ``benchmarks/output/<dataset>/`` and reused when present (a stored
+set with more particles than asked for is used through its first rows: the
+per-particle states are i.i.d., so a prefix is a valid smaller set). The neutral
+GMM is ``fit_neutral`` of the ground-truth map ``maps/state_t0.50.mrc`` (in the
+mixed case that map has the TCR present) at 8 Å. Training uses the engine's
+``Trainer`` (features, then encoder + decoder) with a fresh work folder per run.
+
+Cases (``--case``):
+
+continuous  TCR (D,E) swings 0–30° about the automatic hinge axis; latent_dim 4.
+            Metric: Spearman |ρ| between PC1 of the latents and the true
+            conformation t. Goal ≥ 0.9.
+mixed       TCR present in half of the particles (remove "D,E",
+            present_fraction 0.5) and, when present, swinging as above;
+            latent_dim 4. Metrics: adjusted Rand index of k-means (k = 2) on
+            the latents vs the composition truth (goal ≥ 0.9); within the
+            particles that truly have the TCR, Spearman |ρ| between PC1 of their
+            latents and t (goal ≥ 0.85).
+cyclic      β2-microglobulin (chain B, ~12 kDa) moves around a closed loop of
+            radius 7 Å (motion "cyclic"; t and t + 1 are the same state);
+            latent_dim 2. Metric: circular correlation between the angle of each
+            latent point about the latent centroid and the true phase 2πt.
+            Goal |ρ_c| ≥ 0.9. ρ_c is the Fisher & Lee (1983) coefficient,
+            Σ_{i<j} sin(αi−αj) sin(βi−βj) / √(Σ sin²(αi−αj) Σ sin²(βi−βj)),
+            computed in O(n) (Fisher 1993, eq. 6.36); it needs no circular mean,
+            which is undefined for a uniform phase. For reference the JSON also
+            has Jammalamadaka & SenGupta's coefficient in its form for uniform
+            marginals, (|mean e^{i(α−β)}| − |mean e^{i(α+β)}|).
+focused     the continuous dataset, trained with a focus mask: the Gaussians
+            whose centres lie within 8 Å of a TCR atom (atoms placed at t = 0.5,
+            the neutral state, in the simulator's frame: ``simulate.Model``).
+            Metrics: |ρ| as for continuous, and the largest change of any
+            Gaussian outside the mask (position, Å, and relative amplitude)
+            when decoding latent points (all particles' latents plus the
+            extremes along PC1 ± 3σ); it should be exactly 0.
+
+For every case the JSON also holds diagnostics: the same metric computed on
+PCA of the raw gradient features (what the encoder starts from), the neutral
+and final mean FRC, and, for continuous / focused, the change decoded outside
+the TCR mask (how much the rigid part "moves" without a focus mask).
+
+Usage::
+
+    python benchmarks/heterogeneity.py [--case continuous|mixed|cyclic|focused|all]
+        [--particles 5000] [--epochs 20] [--lr 1e-3] [--out results.json]
+        [--threads 2] [--seed 0] [--eval-every 0] [--keep-work]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+import mrcfile
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from gmmplugin.engine.fit_neutral import fit_neutral  # noqa: E402
+from gmmplugin.engine.gmm import AMP, Gmm  # noqa: E402
+from gmmplugin.engine.simulate import (Heterogeneity, Model, SimulationSettings,  # noqa: E402
+                                       simulate)
+from gmmplugin.engine.starfile import read_star  # noqa: E402
+from gmmplugin.engine.train import TrainConfig, Trainer  # noqa: E402
+from gmmplugin.tests import data_path  # noqa: E402
+
+OUT = os.path.join(HERE, "output")
+PDB = data_path("1bd2.pdb")
+BOX, APIX, SNR, SIM_SEED = 64, 2.6, 0.1, 1
+FIT_RES = 8.0
+FOCUS_RADIUS = 8.0
+TCR = "D,E"
+
+DATASETS = {
+    "continuous": Heterogeneity(move=TCR, motion="rotate", amount=30.0),
+    "mixed": Heterogeneity(move=TCR, motion="rotate", amount=30.0, remove=TCR,
+                           present_fraction=0.5),
+    "cyclic": Heterogeneity(move="B", motion="cyclic", amount=7.0),
+}
+# case -> (dataset, latent_dim, focused)
+CASES = {
+    "continuous": ("continuous", 4, False),
+    "mixed": ("mixed", 4, False),
+    "cyclic": ("cyclic", 2, False),
+    "focused": ("continuous", 4, True),
+}
+GOALS = {"rho": 0.9, "ari": 0.9, "rho_present": 0.85, "circ": 0.9, "outside_max": 0.0}
+
+
+def settings(n):
+    return SimulationSettings(n_particles=n, box=BOX, apix=APIX, snr=SNR, seed=SIM_SEED)
+
+
+def _signature(het):
+    s = settings(0).__dict__.copy()
+    s.pop("n_particles")
+    return {"settings": s, "heterogeneity": {k: (list(v) if isinstance(v, tuple) else v)
+                                             for k, v in het.__dict__.items()},
+            "source": os.path.basename(PDB)}
+
+
+# -- data ---------------------------------------------------------------------------
+def ensure_dataset(name, n):
+    """Simulate ``name`` with >= n particles unless a matching set exists.
+    Returns (folder, info) with info["sim_seconds"] and info["cached"]."""
+    folder = os.path.join(OUT, name)
+    info_path = os.path.join(folder, "dataset.json")
+    het = DATASETS[name]
+    sig = _signature(het)
+    if os.path.exists(info_path):
+        info = json.load(open(info_path))
+        if info.get("signature") == sig and info.get("n_particles", 0) >= n:
+            return folder, dict(info, cached=True)
+        print("[%s] stored dataset does not match (or is too small): re-simulating" % name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    print("[%s] simulating %d particles ..." % (name, n), flush=True)
+    t0 = time.time()
+    simulate(PDB, folder, settings(n), het)
+    info = {"signature": sig, "n_particles": n, "sim_seconds": time.time() - t0,
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    json.dump(info, open(info_path, "w"), indent=1)
+    print("[%s] simulated in %.0f s" % (name, info["sim_seconds"]), flush=True)
+    return folder, dict(info, cached=False)
+
+
+def tcr_focus_mask(gmm_centers, radius=FOCUS_RADIUS):
+    """Gaussians with a centre within ``radius`` Å of a TCR atom at t = 0.5 (the
+    neutral state), atoms in the simulator's frame (weighted-centred model)."""
+    model = Model(PDB, settings(1), DATASETS["continuous"])
+    atoms = model.params_at(0.5, True)[model.moving, :3]
+    from scipy.spatial import cKDTree
+    d, _ = cKDTree(atoms).query(np.asarray(gmm_centers, float), k=1)
+    return d <= radius
+
+
+# -- metrics ------------------------------------------------------------------------
+def abs_spearman(a, b):
+    return float(abs(spearmanr(a, b).correlation))
+
+
+def pc1(x):
+    x = np.asarray(x, float)
+    if x.shape[1] == 1:
+        return x[:, 0]
+    return PCA(1).fit_transform(x)[:, 0]
+
+
+def circ_corr_fisher_lee(a, b):
+    """Fisher & Lee (1983) circular–circular correlation, O(n) form (Fisher 1993,
+    eq. 6.36). Sign: +1 same sense of rotation, −1 opposite."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = len(a)
+    A = np.sum(np.cos(a) * np.cos(b))
+    B = np.sum(np.sin(a) * np.sin(b))
+    C = np.sum(np.cos(a) * np.sin(b))
+    D = np.sum(np.sin(a) * np.cos(b))
+    E, F = np.sum(np.cos(2 * a)), np.sum(np.sin(2 * a))
+    G, H = np.sum(np.cos(2 * b)), np.sum(np.sin(2 * b))
+    return float(4 * (A * B - C * D) / np.sqrt((n * n - E * E - F * F)
+                                               * (n * n - G * G - H * H)))
+
+
+def circ_corr_fisher_lee_pairs(a, b):
+    """The defining O(n²) pair sum (used to check the O(n) form)."""
+    da = np.sin(a[:, None] - a[None, :])
+    db = np.sin(b[:, None] - b[None, :])
+    iu = np.triu_indices(len(a), 1)
+    da, db = da[iu], db[iu]
+    return float(np.sum(da * db) / np.sqrt(np.sum(da ** 2) * np.sum(db ** 2)))
+
+
+def circ_corr_js_uniform(a, b):
+    """Jammalamadaka & SenGupta (2001, §8.2) for uniform marginals:
+    |mean e^{i(α−β)}| − |mean e^{i(α+β)}|."""
+    return float(np.abs(np.mean(np.exp(1j * (a - b)))) - np.abs(np.mean(np.exp(1j * (a + b)))))
+
+
+def latent_angle(z):
+    z = np.asarray(z, float)
+    c = z - z.mean(0)
+    return np.arctan2(c[:, 1], c[:, 0])
+
+
+def _self_test():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 2 * np.pi, 300)
+    b = -a + 1.0 + rng.normal(0, 0.5, 300)
+    fast, slow = circ_corr_fisher_lee(a, b), circ_corr_fisher_lee_pairs(a, b)
+    assert abs(fast - slow) < 1e-9, (fast, slow)
+    assert abs(circ_corr_fisher_lee(a, a + 2.0) - 1) < 1e-9
+    assert circ_corr_fisher_lee(a, rng.uniform(0, 2 * np.pi, 300)) < 0.2
+
+
+def decoded_change(decoder, z, mask):
+    """Largest change (position Å, relative amplitude) of the Gaussians in
+    ``mask`` and, for context, outside it, when decoding latent points ``z``."""
+    with torch.no_grad():
+        neutral = decoder.neutral
+        zz = torch.as_tensor(np.asarray(z, np.float32))
+        pos, amp = [], []
+        for i in range(0, len(zz), 256):
+            p = decoder(zz[i:i + 256])
+            pos.append(torch.linalg.norm(p[..., :3] - neutral[None, :, :3], dim=-1))
+            amp.append((p[..., AMP] - neutral[None, :, AMP]).abs()
+                       / neutral[None, :, AMP].abs().clamp_min(1e-12))
+        pos, amp = torch.cat(pos).numpy(), torch.cat(amp).numpy()
+    m = np.asarray(mask, bool)
+    return {"inside_max_pos_A": float(pos[:, m].max()),
+            "inside_mean_pos_A": float(pos[:, m].mean()),
+            "outside_max_pos_A": float(pos[:, ~m].max()) if (~m).any() else 0.0,
+            "outside_mean_pos_A": float(pos[:, ~m].mean()) if (~m).any() else 0.0,
+            "outside_max_rel_amp": float(amp[:, ~m].max()) if (~m).any() else 0.0}
+
+
+def latent_probe_points(z):
+    """All latents plus the PC1 extremes (mean ± 3σ along PC1)."""
+    z = np.asarray(z, float)
+    if z.shape[1] > 1:
+        pca = PCA(1).fit(z)
+        d, s = pca.components_[0], np.sqrt(pca.explained_variance_[0])
+    else:
+        d, s = np.ones(1), z.std()
+    ext = z.mean(0)[None] + np.array([[-3.0], [3.0]]) * s * d[None]
+    return np.concatenate([z, ext])
+
+
+def case_metrics(case, z, gt):
+    t = gt["conformation"]
+    m = {}
+    if case in ("continuous", "focused"):
+        m["rho"] = abs_spearman(pc1(z), t)
+    elif case == "mixed":
+        comp = gt["composition"]
+        labels = KMeans(2, n_init=10, random_state=0).fit_predict(np.asarray(z, float))
+        m["ari"] = float(adjusted_rand_score(comp, labels))
+        present = comp == 1
+        m["rho_present"] = abs_spearman(pc1(z[present]), t[present])
+        m["n_present"] = int(present.sum())
+    elif case == "cyclic":
+        a, b = latent_angle(z), 2 * np.pi * t
+        m["circ"] = abs(circ_corr_fisher_lee(a, b))
+        m["circ_signed"] = circ_corr_fisher_lee(a, b)
+        m["circ_js_uniform"] = circ_corr_js_uniform(a, b)
+        # best linear fit of the phase offset, for reading: the mean angular error
+        # after aligning the latent angle to the phase (rotation and/or reflection)
+        s = np.sign(m["circ_signed"]) or 1.0
+        off = np.angle(np.mean(np.exp(1j * (s * a - b))))
+        err = np.angle(np.exp(1j * (s * a - b - off)))
+        m["circ_mean_abs_err_deg"] = float(np.degrees(np.abs(err).mean()))
+    return m
+
+
+def passes(case, m):
+    checks = {}
+    if case in ("continuous", "focused"):
+        checks["rho"] = m["rho"] >= GOALS["rho"]
+    if case == "mixed":
+        checks["ari"] = m["ari"] >= GOALS["ari"]
+        checks["rho_present"] = m["rho_present"] >= GOALS["rho_present"]
+    if case == "cyclic":
+        checks["circ"] = m["circ"] >= GOALS["circ"]
+    if case == "focused":
+        checks["outside_max"] = (m["outside_max_pos_A"] == 0.0
+                                 and m["outside_max_rel_amp"] == 0.0)
+    return checks
+
+
+# -- one case -----------------------------------------------------------------------
+def run_case(case, a):
+    dataset, latent_dim, focused = CASES[case]
+    n = a.particles
+    folder, info = ensure_dataset(dataset, n)
+    particles = read_star(os.path.join(folder, "particles.star"))
+    gt = dict(np.load(os.path.join(folder, "ground_truth.npz")))
+    if len(particles) > n:
+        particles = particles.subset(np.arange(n))
+    gt = {k: (v[:n] if k in ("conformation", "composition", "ids") else v)
+          for k, v in gt.items()}
+
+    vol = mrcfile.read(os.path.join(folder, "maps", "state_t0.50.mrc"))
+    t0 = time.time()
+    gmm, rep, _ = fit_neutral(vol, APIX, FIT_RES)
+    fit_s = time.time() - t0
+    print("[%s] neutral GMM: %d Gaussians in %.1f s (FSC 0.5 at %.2f Å)"
+          % (case, len(gmm), fit_s, rep.fsc_05), flush=True)
+
+    focus = tcr_focus_mask(gmm.centers) if (focused or dataset == "continuous") else None
+    cfg = TrainConfig(latent_dim=latent_dim, epochs=a.epochs, learning_rate=a.lr,
+                      seed=a.seed)
+    work = os.path.join(folder, "work_%s" % case)
+    shutil.rmtree(work, ignore_errors=True)
+    trainer = Trainer(particles, gmm, cfg, work, focus_mask=focus if focused else None,
+                      log=lambda s: print("[%s] %s" % (case, s), flush=True))
+    t0 = time.time()
+    images = trainer.prepare_images()
+    crop_s = time.time() - t0
+    t0 = time.time()
+    feats = trainer.prepare_features(images)
+    feat_s = time.time() - t0
+    train_s, curve = 0.0, []
+    step = a.eval_every if a.eval_every > 0 else a.epochs
+    for target in list(range(step, a.epochs, step)) + [a.epochs]:
+        t0 = time.time()
+        trainer.train(images, feats, epochs=target)
+        train_s += time.time() - t0
+        if target < a.epochs:  # learning curve (not timed): the metric so far
+            zz, _ = trainer.encode_all(images, feats)
+            curve.append(dict(epoch=target, **case_metrics(case, zz, gt)))
+            print("[%s] after epoch %d: %s" % (case, target, {
+                k: round(v, 3) for k, v in curve[-1].items() if isinstance(v, float)}),
+                flush=True)
+    t0 = time.time()
+    z, final_frc = trainer.encode_all(images, feats)
+    encode_s = time.time() - t0
+
+    metrics = case_metrics(case, z, gt)
+    if focus is not None:
+        ch = decoded_change(trainer.decoder, latent_probe_points(z), focus)
+        if focused:
+            metrics.update(ch)
+        else:
+            metrics["unfocused_change_vs_tcr_mask"] = ch
+    # diagnostic: the same metric on PCA of the raw features (the encoder's input)
+    X = np.asarray(feats, dtype=np.float32).reshape(len(particles), -1)
+    zf = PCA(latent_dim, random_state=0).fit_transform(X)
+    del X
+    baseline = case_metrics(case, zf, gt)
+
+    result = {
+        "case": case, "dataset": dataset, "particles": n, "epochs": a.epochs,
+        "lr": a.lr, "latent_dim": latent_dim, "seed": a.seed,
+        "n_gaussians": len(gmm), "fit_fsc05_A": round(rep.fsc_05, 2),
+        "n_focus": int(focus.sum()) if focused else None,
+        "train_box": trainer.box, "train_apix": round(trainer.apix, 3),
+        "sim_seconds": round(info["sim_seconds"], 1),
+        "sim_particles": info["n_particles"], "sim_cached": info["cached"],
+        "fit_seconds": round(fit_s, 1), "crop_seconds": round(crop_s, 1),
+        "feature_seconds": round(feat_s, 1), "train_seconds": round(train_s, 1),
+        "train_particles_per_s": round(n * a.epochs / train_s, 1),
+        "encode_seconds": round(encode_s, 1),
+        "neutral_frc": float(np.mean(trainer.neutral_frc)),
+        "final_frc": float(final_frc.mean()),
+        "history": trainer.history, "learning_curve": curve,
+        "metrics": metrics, "feature_pca_baseline": baseline,
+        "pass": passes(case, metrics),
+    }
+    if not a.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+# -- report -------------------------------------------------------------------------
+def fmt_metrics(r):
+    m, ok = r["metrics"], r["pass"]
+    tick = lambda k: "✅" if ok[k] else "❌"
+    if r["case"] in ("continuous", "focused"):
+        s = ["\\|ρ(PC1, t)\\| = %.3f (≥ 0.9 %s)" % (m["rho"], tick("rho"))]
+        if r["case"] == "focused":
+            s.append("outside-mask change: %.3g Å, %.3g rel. amp. (= 0 %s)"
+                     % (m["outside_max_pos_A"], m["outside_max_rel_amp"],
+                        tick("outside_max")))
+        return "; ".join(s)
+    if r["case"] == "mixed":
+        return ("ARI = %.3f (≥ 0.9 %s); \\|ρ\\| present = %.3f (≥ 0.85 %s)"
+                % (m["ari"], tick("ari"), m["rho_present"], tick("rho_present")))
+    return "circular \\|ρ_c\\| = %.3f (≥ 0.9 %s)" % (m["circ"], tick("circ"))
+
+
+def fmt_baseline(r):
+    b = r["feature_pca_baseline"]
+    if r["case"] in ("continuous", "focused"):
+        return "ρ %.3f" % b["rho"]
+    if r["case"] == "mixed":
+        return "ARI %.3f, ρ %.3f" % (b["ari"], b["rho_present"])
+    return "ρ_c %.3f" % b["circ"]
+
+
+def table(results):
+    lines = ["| case | particles | epochs | lr | N Gaussians | simulation (s) | fit (s) "
+             "| features (s) | training (s) | training particles/s | FRC neutral → final "
+             "| metrics vs goals | feature-PCA baseline |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        sim = "%.0f%s" % (r["sim_seconds"], " (cached)" if r["sim_cached"] else "")
+        lines.append("| %s | %d | %d | %g | %d%s | %s | %.1f | %.1f | %.0f | %.0f "
+                     "| %.3f → %.3f | %s | %s |" % (
+                         r["case"], r["particles"], r["epochs"], r["lr"],
+                         r["n_gaussians"],
+                         " (%d in mask)" % r["n_focus"] if r["n_focus"] else "",
+                         sim, r["fit_seconds"], r["feature_seconds"] + r["crop_seconds"],
+                         r["train_seconds"], r["train_particles_per_s"],
+                         r["neutral_frc"], r["final_frc"], fmt_metrics(r),
+                         fmt_baseline(r)))
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--case", default="all", choices=list(CASES) + ["all"])
+    ap.add_argument("--particles", type=int, default=5000)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0, help="training seed")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(OUT, "heterogeneity.json"))
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="also compute the metrics every this many epochs (learning "
+                         "curve in the JSON; evaluation time is not counted as training)")
+    ap.add_argument("--keep-work", action="store_true",
+                    help="keep the training folders (images, features, checkpoint)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    _self_test()
+    os.makedirs(OUT, exist_ok=True)
+    cases = list(CASES) if a.case == "all" else [a.case]
+    t0 = time.time()
+    results = []
+    for c in cases:
+        results.append(run_case(c, a))
+        print(table(results[-1:]), flush=True)
+    total = time.time() - t0
+    print()
+    print(table(results))
+    print("\ntotal wall time %.0f s (%d threads, %s)" % (total, a.threads,
+                                                         platform.processor() or "cpu"))
+    out = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "total_seconds": round(total, 1), "threads": a.threads,
+           "torch": torch.__version__, "args": vars(a), "results": results}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""GmmProtAnalyze: classes, volume series and outliers from a GMM latent space."""
+import json
+import os
+
+import numpy as np
+import pyworkflow.object as pwobj
+import pyworkflow.protocol.params as params
+from pwem.objects import (ParticleFlex, SetOfClasses3D, SetOfParticlesFlex,
+                          SetOfVolumesFlex, Volume, VolumeFlex)
+from pwem.protocols import ProtAnalysis3D, ProtFlexBase
+
+from ..constants import FLEX_PROGRAM, PARTICLES_FILE
+from ..convert import particles_to_engine, validate_particles
+from .protocol_base import add_gpu_params, run_engine
+
+REDUCTIONS = ["PCA", "UMAP"]
+
+
+# Output names -> classes. A dict, not an Enum: Enum members with equal values
+# (two SetOfVolumesFlex, two SetOfParticlesFlex) would silently become aliases.
+CLASSES, VOLUMES, GMM_VOLUMES, PARTICLES, OUTLIERS = (
+    "Classes", "Volumes", "GmmVolumes", "Particles", "Outliers")
+ANALYZE_OUTPUTS = {CLASSES: SetOfClasses3D, VOLUMES: SetOfVolumesFlex,
+                   GMM_VOLUMES: SetOfVolumesFlex, PARTICLES: SetOfParticlesFlex,
+                   OUTLIERS: SetOfParticlesFlex}
+
+
+class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
+    """Turn a GMM latent space into maps: k-means classes reconstructed in 3D,
+    trajectories along the principal axes (decoded GMM maps and reconstructions
+    of the particles nearest each frame), and a subset of outlier particles."""
+    _label = "gmm - analyze latent space"
+    _possibleOutputs = ANALYZE_OUTPUTS
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputParticles", params.PointerParam,
+                      pointerClass="SetOfParticlesFlex", important=True,
+                      label="Particles with GMM latents",
+                      help="The Particles output of 'gmm - heterogeneity training' (or a "
+                           "subset of it).")
+        form.addSection(label="Classes")
+        form.addParam("numClasses", params.IntParam, default=0, label="Number of classes",
+                      help="k-means on the latent vectors. 0 = automatic: k in 2..8 with "
+                           "the best silhouette score, or 1 if no k reaches 0.25.")
+        form.addParam("reduction", params.EnumParam, choices=REDUCTIONS, default=0,
+                      label="2D reduction", help="For display and zRed.")
+        form.addSection(label="Trajectories")
+        form.addParam("numPCs", params.IntParam, default=2, label="Principal axes",
+                      help="Volume series along the first PCs of the latents.")
+        form.addParam("numFrames", params.IntParam, default=7, label="Frames per axis",
+                      help="Frames span the populated range (2nd–98th percentile).")
+        form.addParam("particlesPerFrame", params.IntParam, default=500,
+                      label="Particles per frame",
+                      help="The particles nearest each frame point are reconstructed.")
+        form.addSection(label="Outliers")
+        form.addParam("outlierFraction", params.FloatParam, default=0.05,
+                      label="Outlier fraction",
+                      help="Fraction of particles with the highest outlier score (low FRC "
+                           "against their decoded GMM, or atypical latent).")
+        form.addParam("outlierThreshold", params.FloatParam, default=0.0,
+                      expertLevel=params.LEVEL_ADVANCED, label="Outlier score threshold",
+                      help="If > 0, particles whose robust z-score exceeds it are outliers "
+                           "(instead of the fraction).")
+        form.addParam("reconstructionBox", params.IntParam, default=0,
+                      expertLevel=params.LEVEL_ADVANCED, label="Reconstruction box (px)",
+                      help="Fourier-crop particles to this box for the reconstructions "
+                           "(0 = particle box).")
+        add_gpu_params(form)
+
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.convertInputStep)
+        self._insertFunctionStep(self.analyzeStep, needsGPU=True)
+        self._insertFunctionStep(self.createOutputStep)
+
+    def _flex(self, name):
+        attr = self.inputParticles.get().getFlexInfo().getAttr(name)
+        return attr.get() if hasattr(attr, "get") else attr
+
+    def convertInputStep(self):
+        inp = self.inputParticles.get()
+        particles_to_engine(inp, self._getExtraPath(PARTICLES_FILE), self._getTmpPath())
+        ids, z = [], []
+        for p in inp.iterItems(orderBy="id"):
+            ids.append(p.getObjId())
+            z.append(p.getZFlex())
+        ids = np.array(ids, dtype=np.int64)
+        data = {"ids": ids, "z": np.array(z, dtype=np.float32)}
+        lat_path = self._flex("latentsPath")
+        if lat_path and os.path.exists(str(lat_path)):
+            lat = np.load(str(lat_path))
+            if "frc" in lat.files:
+                frc = dict(zip(lat["ids"].tolist(), lat["frc"].tolist()))
+                if all(int(i) in frc for i in ids):
+                    data["frc"] = np.array([frc[int(i)] for i in ids], dtype=np.float32)
+        np.savez(self._getExtraPath("latents_in.npz"), **data)
+
+    def analyzeStep(self):
+        args = ["--particles %s" % self._getExtraPath(PARTICLES_FILE),
+                "--latents %s" % self._getExtraPath("latents_in.npz"),
+                "--out-dir %s" % self._getExtraPath("analysis"),
+                "--num-classes %d" % self.numClasses.get(),
+                "--reduction %s" % REDUCTIONS[self.reduction.get()].lower(),
+                "--num-pcs %d" % self.numPCs.get(), "--num-frames %d" % self.numFrames.get(),
+                "--per-frame %d" % self.particlesPerFrame.get(),
+                "--outlier-fraction %g" % self.outlierFraction.get(),
+                "--outlier-threshold %g" % self.outlierThreshold.get(),
+                "--box %d" % self.reconstructionBox.get()]
+        ck, gmm = self._flex("modelPath"), self._flex("gmmPath")
+        if ck and gmm and os.path.exists(str(ck)) and os.path.exists(str(gmm)):
+            args += ["--checkpoint %s" % ck, "--gmm %s" % gmm]
+        run_engine(self, "analyze", " ".join(args))
+
+    def _out(self, name):
+        return self._getExtraPath("analysis", name)
+
+    def _info(self):
+        path = self._out("analysis.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    def createOutputStep(self):
+        inp = self.inputParticles.get()
+        info = self._info()
+        res = np.load(self._out("analysis.npz"))
+        label = dict(zip(res["ids"].tolist(), (res["labels"] + 1).tolist()))
+        outlier = dict(zip(res["ids"].tolist(), res["outlier"].tolist()))
+        score = dict(zip(res["ids"].tolist(), res["score"].tolist()))
+        zred = dict(zip(res["ids"].tolist(), res["zred"].tolist()))
+        apix = info["apix"]
+
+        classes = self._createSetOfClasses3D(inp)
+        by_class = {c["class"]: c for c in info["classes"]}
+
+        def update_item(item, row):
+            item.setClassId(label.get(item.getObjId(), 0))
+            item._gmmOutlierScore = pwobj.Float(score.get(item.getObjId(), 0.0))
+
+        def update_class(cls):
+            c = by_class[cls.getObjId()]
+            rep = cls.getRepresentative()
+            rep.setLocation(self._out("class_%02d.mrc" % c["class"]))
+            rep.setSamplingRate(apix)
+            cls._gmmResolution = pwobj.Float(c["resolution"])
+            cls._gmmLatentCentre = pwobj.CsvList()
+            cls._gmmLatentCentre.set(c["centre"])
+
+        classes.classifyItems(updateItemCallback=update_item, updateClassCallback=update_class)
+
+        def volume_series(kind, suffix):
+            vols = self._createSetOfVolumesFlex(suffix=suffix)
+            vols.setSamplingRate(apix)
+            for fr in info["frames"]:
+                fn = self._out("pc%d_%s_%02d.mrc" % (fr["pc"], kind, fr["frame"]))
+                if not os.path.exists(fn):
+                    continue
+                v = VolumeFlex(progName=FLEX_PROGRAM)
+                v.setLocation(fn)
+                v.setSamplingRate(apix)
+                v.setZFlex(fr["latent"])
+                v.setObjLabel("PC%d frame %d" % (fr["pc"], fr["frame"]))
+                vols.append(v)
+            return vols
+
+        outputs = {CLASSES: classes, VOLUMES: volume_series("frame", "frames")}
+        if info.get("decoded"):
+            outputs[GMM_VOLUMES] = volume_series("gmm", "gmmframes")
+
+        def subset(suffix, keep_outliers):
+            s = self._createSetOfParticlesFlex(suffix=suffix, progName=FLEX_PROGRAM)
+            s.copyInfo(inp)
+            s.setHasCTF(inp.hasCTF())
+            s.setAlignmentProj()
+            for p in inp.iterItems(orderBy="id"):
+                if bool(outlier.get(p.getObjId(), False)) == keep_outliers:
+                    f = ParticleFlex(progName=FLEX_PROGRAM)
+                    f.copyInfo(p)
+                    f.setObjId(p.getObjId())
+                    f.setZFlex(p.getZFlex())
+                    f.setZRed(zred[p.getObjId()])
+                    s.append(f)
+            return s
+
+        outputs[PARTICLES] = subset("inliers", False)
+        outputs[OUTLIERS] = subset("outliers", True)
+        self._defineOutputs(**outputs)
+        for out in outputs.values():
+            self._defineSourceRelation(self.inputParticles, out)
+
+    def _validate(self):
+        inp = self.inputParticles.get()
+        errors = validate_particles(inp)
+        if errors:
+            return errors
+        first = inp.getFirstItem()
+        if not hasattr(first, "getZFlex") or len(first.getZFlex()) == 0:
+            errors.append("The input particles carry no latent vectors (zFlex).")
+        if self.numClasses.get() < 0:
+            errors.append("The number of classes must be 0 (automatic) or positive.")
+        if not 0 <= self.outlierFraction.get() < 0.5:
+            errors.append("The outlier fraction must be in [0, 0.5).")
+        if self.numFrames.get() < 2 or self.numPCs.get() < 1:
+            errors.append("Use at least 1 principal axis and 2 frames.")
+        if self.particlesPerFrame.get() < 2:
+            errors.append("At least 2 particles per frame are needed to reconstruct.")
+        return errors
+
+    def _summary(self):
+        info = self._info()
+        if info is None:
+            return ["Output not ready yet."]
+        lines = ["%d classes (%s): %s." % (
+            info["num_classes"], "automatic" if info["k_chosen_automatically"] else "given",
+            ", ".join("%d particles at %.1f Å" % (c["size"], c["resolution"] or 0)
+                      for c in info["classes"]))]
+        lines.append("%d trajectory frames; %d outliers." % (len(info["frames"]),
+                                                              info["outliers"]))
+        return lines
+
+    def _methods(self):
+        info = self._info()
+        if info is None:
+            return []
+        return ["The GMM latent space was clustered by k-means into %d classes, each "
+                "reconstructed by direct Fourier inversion with CTF correction; volume series "
+                "were computed along the first principal axes of the latents (gmmplugin)."
+                % info["num_classes"]]
+
+    def _citations(self):
+        return ["Chen2021"]
