@@ -302,7 +302,7 @@ def run_case(case, a):
     focus = tcr_focus_mask(gmm.centers) if (focused or dataset == "continuous") else None
     cfg = TrainConfig(latent_dim=latent_dim, epochs=a.epochs, learning_rate=a.lr,
                       seed=a.seed)
-    work = os.path.join(folder, "work_%s" % case)
+    work = os.path.join(folder, "work_%s_lr%g_e%d_s%d" % (case, a.lr, a.epochs, a.seed))
     shutil.rmtree(work, ignore_errors=True)
     trainer = Trainer(particles, gmm, cfg, work, focus_mask=focus if focused else None,
                       log=lambda s: print("[%s] %s" % (case, s), flush=True))
