@@ -133,3 +133,45 @@ class TestTrainPipeline(BaseTest):
         vseries_script(os.path.join(tmp, "v.cxc"), ["a.mrc", "b.mrc"])
         for name in ("lat.png", "score.png", "series.png", "quiver.png"):
             self.assertGreater(os.path.getsize(os.path.join(tmp, name)), 1000)
+
+    def test_refine_orientations_and_relion_round_trip(self):
+        from pwem.objects import SetOfParticles
+        from relion.convert import writeSetOfParticles
+
+        from gmmplugin.convert import matrix_to_pose
+        from gmmplugin.engine.refine_poses import rotation_angle_deg
+        from gmmplugin.protocols import GmmProtRefineOrientations
+        prot = self.newProtocol(GmmProtRefineOrientations, iterations=10,
+                                maxAngularChange=5.0, maxShiftChange=3.0)
+        prot.inputParticles.set(self.train)
+        prot.inputParticles.setExtended("Particles")
+        self.launchProtocol(prot)
+        out = prot.Particles
+        self.assertEqual(out.getSize(), N)
+        inp = {p.getObjId(): p.getTransform().getMatrix().copy()
+               for p in self.train.Particles.iterItems()}
+        changes = []
+        for p in out.iterItems():
+            self.assertEqual(len(p.getZFlex()), 2)          # latents kept
+            A1, _ = matrix_to_pose(p.getTransform().getMatrix(), APIX)
+            A0, _ = matrix_to_pose(inp[p.getObjId()], APIX)
+            changes.append(rotation_angle_deg(A0[None], A1[None])[0])
+        self.assertLessEqual(max(changes), 5.0 + 1e-3)      # bounded
+        self.assertTrue(os.path.exists(prot.Volume.getFileName()))
+        # refined poses survive Scipion's RELION writer and its star reader (the
+        # code path of ProtImportParticles, which itself refuses the absolute image
+        # paths the writer produces here)
+        from pwem.constants import ALIGN_PROJ
+        from relion.convert import readSetOfParticles
+        star = os.path.abspath(os.path.join(self.proj.getTmpPath(), "refined.star"))
+        writeSetOfParticles(out, star, outputDir=os.path.dirname(star))
+        back_set = SetOfParticles(filename=os.path.join(self.proj.getTmpPath(), "back.sqlite"))
+        back_set.setAcquisition(out.getAcquisition().clone())   # as the importer's form
+        readSetOfParticles(star, back_set, readAcquisition=False, alignType=ALIGN_PROJ,
+                           pixelSize=APIX)
+        back = list(back_set.iterItems(orderBy="id"))
+        orig = list(out.iterItems(orderBy="id"))
+        self.assertEqual(len(back), len(orig))
+        for a, b in zip(orig, back):
+            self.assertTrue(np.allclose(a.getTransform().getMatrix(),
+                                        b.getTransform().getMatrix(), atol=1e-3))
