@@ -48,9 +48,11 @@ Usage::
 
     python benchmarks/heterogeneity.py [--case continuous|mixed|cyclic|focused|all]
         [--particles 5000] [--epochs 20] [--lr 1e-3] [--out results.json]
-        [--threads 2] [--seed 0] [--eval-every 0] [--keep-work]
+        [--threads 2] [--seed 0] [--eval-every 0] [--set NAME=VALUE ...]
+        [--save-latents] [--keep-work]
 """
 import argparse
+from dataclasses import asdict
 import datetime
 import json
 import os
@@ -239,11 +241,38 @@ def latent_probe_points(z):
     return np.concatenate([z, ext])
 
 
+def linear_diagnostics(z, t):
+    """Where the conformation sits in the latent space: |ρ| of every principal
+    component, the PCs' variance ratios, the latent scale, and the multiple
+    correlation R of the best linear read-out of t from z (least squares)."""
+    z = np.asarray(z, float)
+    pca = PCA().fit(z)
+    pcs = pca.transform(z)
+    X = np.column_stack([z, np.ones(len(z))])
+    fit = X @ np.linalg.lstsq(X, t, rcond=None)[0]
+    return {"rho_per_pc": [round(abs_spearman(pcs[:, i], t), 3) for i in range(z.shape[1])],
+            "pc_variance_ratio": [round(float(v), 3) for v in pca.explained_variance_ratio_],
+            "latent_std": round(float(np.sqrt(pca.explained_variance_.sum())), 3),
+            "linear_R": round(float(np.corrcoef(fit, t)[0, 1]), 3),
+            "knn_rho": round(abs_spearman(knn_readout(z, t), t), 3)}
+
+
+def knn_readout(z, y, k=50):
+    """5-fold cross-validated k-nearest-neighbour prediction of y from z: how much
+    of y the latent space encodes, whatever the shape of the manifold (PC1 only
+    sees it if the manifold is straight)."""
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.neighbors import KNeighborsRegressor
+    k = min(k, max(1, len(z) // 10))
+    return cross_val_predict(KNeighborsRegressor(k), np.asarray(z, float), y, cv=5)
+
+
 def case_metrics(case, z, gt):
     t = gt["conformation"]
     m = {}
     if case in ("continuous", "focused"):
         m["rho"] = abs_spearman(pc1(z), t)
+        m["diag"] = linear_diagnostics(z, t)
     elif case == "mixed":
         comp = gt["composition"]
         labels = KMeans(2, n_init=10, random_state=0).fit_predict(np.asarray(z, float))
@@ -251,6 +280,8 @@ def case_metrics(case, z, gt):
         present = comp == 1
         m["rho_present"] = abs_spearman(pc1(z[present]), t[present])
         m["n_present"] = int(present.sum())
+        m["diag_present"] = linear_diagnostics(z[present], t[present])
+        m["diag_composition"] = linear_diagnostics(z, comp.astype(float))
     elif case == "cyclic":
         a, b = latent_angle(z), 2 * np.pi * t
         m["circ"] = abs(circ_corr_fisher_lee(a, b))
@@ -262,6 +293,10 @@ def case_metrics(case, z, gt):
         off = np.angle(np.mean(np.exp(1j * (s * a - b))))
         err = np.angle(np.exp(1j * (s * a - b - off)))
         m["circ_mean_abs_err_deg"] = float(np.degrees(np.abs(err).mean()))
+        cs = knn_readout(z, np.column_stack([np.cos(b), np.sin(b)]))
+        m["circ_knn"] = abs(circ_corr_fisher_lee(np.arctan2(cs[:, 1], cs[:, 0]), b))
+        pca = PCA().fit(np.asarray(z, float))
+        m["pc_variance_ratio"] = [round(float(v), 3) for v in pca.explained_variance_ratio_]
     return m
 
 
@@ -301,8 +336,9 @@ def run_case(case, a):
 
     focus = tcr_focus_mask(gmm.centers) if (focused or dataset == "continuous") else None
     cfg = TrainConfig(latent_dim=latent_dim, epochs=a.epochs, learning_rate=a.lr,
-                      seed=a.seed)
-    work = os.path.join(folder, "work_%s_lr%g_e%d_s%d" % (case, a.lr, a.epochs, a.seed))
+                      seed=a.seed, **a.config)
+    work = os.path.join(folder, "work_%s_lr%g_e%d_s%d%s" % (
+        case, a.lr, a.epochs, a.seed, "".join("_%s%s" % kv for kv in sorted(a.config.items()))))
     shutil.rmtree(work, ignore_errors=True)
     trainer = Trainer(particles, gmm, cfg, work, focus_mask=focus if focused else None,
                       log=lambda s: print("[%s] %s" % (case, s), flush=True))
@@ -321,14 +357,17 @@ def run_case(case, a):
         if target < a.epochs:  # learning curve (not timed): the metric so far
             zz, _ = trainer.encode_all(images, feats)
             curve.append(dict(epoch=target, **case_metrics(case, zz, gt)))
-            print("[%s] after epoch %d: %s" % (case, target, {
-                k: round(v, 3) for k, v in curve[-1].items() if isinstance(v, float)}),
-                flush=True)
+            print("[%s] after epoch %d: %s" % (case, target, json.dumps(
+                curve[-1], default=float, separators=(",", ":"))), flush=True)
     t0 = time.time()
     z, final_frc = trainer.encode_all(images, feats)
     encode_s = time.time() - t0
 
     metrics = case_metrics(case, z, gt)
+    if a.save_latents:
+        np.savez(os.path.splitext(a.out)[0] + "_%s_latents.npz" % case, z=z,
+                 conformation=gt["conformation"], composition=gt["composition"],
+                 final_frc=final_frc, neutral_frc=trainer.neutral_frc)
     if focus is not None:
         ch = decoded_change(trainer.decoder, latent_probe_points(z), focus)
         if focused:
@@ -343,7 +382,7 @@ def run_case(case, a):
 
     result = {
         "case": case, "dataset": dataset, "particles": n, "epochs": a.epochs,
-        "lr": a.lr, "latent_dim": latent_dim, "seed": a.seed,
+        "lr": a.lr, "latent_dim": latent_dim, "seed": a.seed, "config": asdict(cfg),
         "n_gaussians": len(gmm), "fit_fsc05_A": round(rep.fsc_05, 2),
         "n_focus": int(focus.sum()) if focused else None,
         "train_box": trainer.box, "train_apix": round(trainer.apix, 3),
@@ -421,9 +460,23 @@ def main():
     ap.add_argument("--eval-every", type=int, default=0,
                     help="also compute the metrics every this many epochs (learning "
                          "curve in the JSON; evaluation time is not counted as training)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override another TrainConfig field, e.g. --set latent_noise=0.2 "
+                         "(repeatable; for hyper-parameter experiments)")
+    ap.add_argument("--save-latents", action="store_true",
+                    help="write <out>_<case>_latents.npz (z, ground truth, FRC)")
     ap.add_argument("--keep-work", action="store_true",
                     help="keep the training folders (images, features, checkpoint)")
     a = ap.parse_args()
+    a.config = {}
+    for item in a.set:
+        k, v = item.split("=", 1)
+        if k not in TrainConfig.__dataclass_fields__ or k in ("latent_dim", "epochs",
+                                                               "learning_rate", "seed"):
+            ap.error("--set: %r is not an overridable TrainConfig field" % k)
+        default = getattr(TrainConfig, k)
+        a.config[k] = (v.lower() in ("1", "true", "yes")) if isinstance(default, bool) \
+            else type(default)(v)
     torch.set_num_threads(a.threads)
     _self_test()
     os.makedirs(OUT, exist_ok=True)

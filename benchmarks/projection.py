@@ -42,6 +42,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -86,6 +87,51 @@ def machine_info(device):
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+class OtherLoad:
+    """CPU used by *other* processes while a block runs, in cores (0..ncpu).
+
+    Busy jiffies of the whole machine (/proc/stat) minus this process's own
+    user+system time. A shared machine makes every timing here unreliable, so
+    each row records this next to its numbers.
+    """
+
+    def __init__(self):
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _machine_busy(self):
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return None
+        return (sum(v) - v[3] - v[4]) / self.hz  # all but idle, iowait
+
+    @staticmethod
+    def _own():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        self.t0, self.b0, self.o0 = time.perf_counter(), self._machine_busy(), self._own()
+        return self
+
+    def stop(self):
+        wall = time.perf_counter() - self.t0
+        b1 = self._machine_busy()
+        if b1 is None or self.b0 is None or wall <= 0:
+            self.cores = float("nan")
+        else:
+            self.cores = max(0.0, ((b1 - self.b0) - (self._own() - self.o0)) / wall)
+        return self.cores
 
 
 def sync(device):
@@ -182,15 +228,17 @@ def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
     assert out.shape == (BATCH, box, box // 2 + 1) and out.is_complex()
     del out
 
-    t_f = statistics.median(time_fn(fwd, device, reps, warmup))
-    t_fb = statistics.median(time_fn(fwd_bwd, device, reps, warmup))
-    t_mm = bare_bmm_time(BATCH, n, box, device, max(reps, 3), warmup)
+    with OtherLoad() as other:
+        t_f = statistics.median(time_fn(fwd, device, reps, warmup))
+        t_fb = statistics.median(time_fn(fwd_bwd, device, reps, warmup))
+        t_mm = bare_bmm_time(BATCH, n, box, device, max(reps, 3), warmup)
     fl = proj_flops(BATCH, n, box)
     row = {
         "N": n, "D": box, "B": BATCH,
         "fwd_s": t_f, "fwd_img_s": BATCH / t_f, "fwd_gflops": fl / t_f / 1e9,
         "fb_s": t_fb, "fb_img_s": BATCH / t_fb, "fb_gflops": 3 * fl / t_fb / 1e9,
         "bare_bmm_s": t_mm,
+        "other_cpu_cores": other.cores,
     }
     row["fwd_frac"] = row["fwd_gflops"] / ref_gflops
     row["fb_frac"] = row["fb_gflops"] / ref_gflops
@@ -201,16 +249,16 @@ def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
 def markdown_table(rows):
     head = ("| D | N | B | fwd ms/batch | fwd img/s | fwd GFLOP/s | fwd % of matmul "
             "| fwd+bwd ms/batch | fwd+bwd img/s | fwd+bwd GFLOP/s | fwd+bwd % of matmul "
-            "| bare bmm ms | bmm share of fwd |")
-    sep = "|" + "---|" * 13
+            "| bare bmm ms | bmm share of fwd | other procs' CPU |")
+    sep = "|" + "---|" * 14
     lines = [head, sep]
     for r in rows:
         lines.append(
-            "| %d | %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f%% |"
+            "| %d | %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f%% | %.2f |"
             % (r["D"], r["N"], r["B"],
                1e3 * r["fwd_s"], r["fwd_img_s"], r["fwd_gflops"], 100 * r["fwd_frac"],
                1e3 * r["fb_s"], r["fb_img_s"], r["fb_gflops"], 100 * r["fb_frac"],
-               1e3 * r["bare_bmm_s"], 100 * r["bmm_share"]))
+               1e3 * r["bare_bmm_s"], 100 * r["bmm_share"], r["other_cpu_cores"]))
     return "\n".join(lines)
 
 
@@ -328,7 +376,7 @@ def main(argv=None):
     print()
 
     t_start = time.perf_counter()
-    load_start = os.getloadavg()[0]
+    whole_run = OtherLoad().start()
     ref = matmul_reference(device, reps=max(reps, 5), warmup=warmup)
     print("matmul reference (float32, best of %d after warm-up):" % max(reps, 5))
     print("  torch.bmm %s: %.1f GFLOP/s" % (ref["bmm_shape"], ref["bmm_gflops"]))
@@ -348,18 +396,19 @@ def main(argv=None):
     ref_end = matmul_reference(device, reps=max(reps, 5), warmup=warmup)
     ref["bmm_gflops_end"] = ref_end["bmm_gflops"]
     ref["mm_gflops_end"] = ref_end["mm_gflops"]
-    load_end = os.getloadavg()[0]
-    info["loadavg_1min_start_end"] = [load_start, load_end]
+    whole_run.stop()
+    info["other_cpu_cores"] = whole_run.cores
+    worst = max(r["other_cpu_cores"] for r in rows)
     print("matmul reference re-check at end: bmm %.1f GFLOP/s, mm %.1f GFLOP/s"
           % (ref_end["bmm_gflops"], ref_end["mm_gflops"]))
-    print("1-min load average at start / end: %.2f / %.2f" % (load_start, load_end))
-    if max(load_start, load_end) > torch.get_num_threads() + 0.5 or \
-            ref_end["bmm_gflops"] < 0.8 * ref["bmm_gflops"]:
+    print("CPU used by other processes during the run: %.2f cores on average, %.2f in the "
+          "worst configuration (of %d)" % (whole_run.cores, worst, os.cpu_count()))
+    if worst > 0.1 or abs(ref_end["bmm_gflops"] / ref["bmm_gflops"] - 1) > 0.2:
         print("WARNING: the machine looks busy (other processes or drifting matmul rate); "
               "timings are unreliable -- rerun on an idle machine.")
     print()
     print("median of %d reps after %d warm-up; B=%d, apix=%.1f Å; forward flops = 8·B·N·D·(D/2+1), "
-          "fwd+bwd = 3×" % (reps, warmup, BATCH, APIX))
+          "fwd+bwd = 3×; last column = CPU cores used by other processes meanwhile" % (reps, warmup, BATCH, APIX))
     print()
     print(markdown_table(rows))
     print()
