@@ -73,7 +73,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from gmmplugin.engine.fit_neutral import fit_neutral  # noqa: E402
-from gmmplugin.engine.gmm import AMP, Gmm  # noqa: E402
+from gmmplugin.engine.gmm import AMP  # noqa: E402
 from gmmplugin.engine.simulate import (Heterogeneity, Model, SimulationSettings,  # noqa: E402
                                        simulate)
 from gmmplugin.engine.starfile import read_star  # noqa: E402
@@ -431,7 +431,7 @@ def fmt_baseline(r):
 
 def table(results):
     lines = ["| case | particles | epochs | lr | N Gaussians | simulation (s) | fit (s) "
-             "| features (s) | training (s) | training particles/s | FRC neutral → final "
+             "| crop + features (s) | training (s) | training particles/s | FRC neutral → final "
              "| metrics vs goals | feature-PCA baseline |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -445,6 +445,40 @@ def table(results):
                          r["train_seconds"], r["train_particles_per_s"],
                          r["neutral_frc"], r["final_frc"], fmt_metrics(r),
                          fmt_baseline(r)))
+    return "\n".join(lines)
+
+
+def _primary(case, m):
+    if case in ("continuous", "focused"):
+        return "%.2f" % m["rho"]
+    if case == "mixed":
+        return "%.2f/%.2f" % (m["ari"], m["rho_present"])
+    return "%.2f" % m["circ"]
+
+
+def diag_table(results):
+    """Learning curve of the goal metric(s) and where the information sits."""
+    lines = ["| case | goal metric by epoch | latent PC variance ratios "
+             "| best linear read-out R | kNN read-out (CV) | decoded change outside "
+             "TCR mask: mean / max (Å) |", "|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["metrics"]
+        curve = ", ".join("%d: %s" % (c["epoch"], _primary(r["case"], c))
+                          for c in r["learning_curve"])
+        curve = (curve + ", " if curve else "") + "%d: %s" % (r["epochs"],
+                                                             _primary(r["case"], m))
+        d = m.get("diag") or m.get("diag_present")
+        if d:
+            pcs, lin, knn = d["pc_variance_ratio"], "%.3f" % d["linear_R"], \
+                "ρ %.3f" % d["knn_rho"]
+        else:
+            pcs, lin, knn = m["pc_variance_ratio"], "–", "ρ_c %.3f" % m["circ_knn"]
+        ch = m.get("unfocused_change_vs_tcr_mask") or (m if "outside_max_pos_A" in m
+                                                       else None)
+        ch = "%.2f / %.2f" % (ch["outside_mean_pos_A"], ch["outside_max_pos_A"]) \
+            if ch else "–"
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            r["case"], curve, " / ".join("%.2f" % v for v in pcs), lin, knn, ch))
     return "\n".join(lines)
 
 
@@ -489,6 +523,8 @@ def main():
     total = time.time() - t0
     print()
     print(table(results))
+    print()
+    print(diag_table(results))
     print("\ntotal wall time %.0f s (%d threads, %s)" % (total, a.threads,
                                                          platform.processor() or "cpu"))
     out = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
