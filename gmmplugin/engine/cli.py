@@ -1,5 +1,8 @@
 """Command-line entry point of the engine: ``python -m gmmplugin.engine.cli CMD``.
 
+Commands: simulate, reconstruct, fit, train, analyze, refine-poses,
+refine-models (atomic/cli_refine.py).
+
 Protocols call it through ``runJob`` (so runs can be queued and use the GPUs
 the user chose); it is equally usable outside Scipion on RELION .star files.
 Every command checks its inputs first and exits with a one-line error
@@ -465,6 +468,8 @@ def build_parser():
     o.add_argument("--batch", type=int, default=64)
     o.add_argument("--focus-mask", default="", help="align on the masked Gaussians only")
     o.set_defaults(func=cmd_refine_poses)
+    from .atomic.cli_refine import add_parser as add_refine_models
+    add_refine_models(sub)
     return p
 
 

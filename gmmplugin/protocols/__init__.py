@@ -4,3 +4,4 @@ from .protocol_fit_neutral import GmmProtFitNeutral
 from .protocol_train import GmmProtTrain
 from .protocol_analyze import GmmProtAnalyze
 from .protocol_refine_orientations import GmmProtRefineOrientations
+from .protocol_refine_models import GmmProtRefineModels

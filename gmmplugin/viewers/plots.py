@@ -171,3 +171,34 @@ def plot_quiver(params_a, params_b, out_png=None, title="Gaussian displacements"
     if out_png:
         fig.savefig(out_png, dpi=100)
     return fig
+
+
+MODEL_METRICS = (("bond_rmsz", "bond RMSZ", 1.0), ("angle_rmsz", "angle RMSZ", 1.2),
+                 ("rama_outliers_pct", "Ramachandran outliers (%)", 0.5),
+                 ("clashscore", "clashscore", 5.0), ("frc", "FRC with the map", None))
+
+
+def plot_model_validation(rows, out_png=None, title="Model series validation"):
+    """One panel per validation metric against the frame index, with the
+    acceptance line where there is one; the starting model (frame -1) dashed."""
+    frames = [r for r in rows if r.get("frame", 0) >= 0]
+    start = next((r for r in rows if r.get("frame") == -1), None)
+    shown = [m for m in MODEL_METRICS if any(r.get(m[0]) is not None for r in frames)]
+    fig = _figure(figsize=(3.2 * max(1, len(shown)), 3))
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(shown))))
+    for ax, (key, label, goal) in zip(axes, shown):
+        x = [r["frame"] for r in frames if r.get(key) is not None]
+        y = [r[key] for r in frames if r.get(key) is not None]
+        ax.plot(x, y, "o-", label="refined")
+        if start is not None and start.get(key) is not None:
+            ax.axhline(start[key], color="grey", ls="--", label="start")
+        if goal is not None:
+            ax.axhline(goal, color="red", ls=":", label="goal")
+        ax.set_xlabel("frame")
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig

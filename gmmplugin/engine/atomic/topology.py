@@ -1,0 +1,222 @@
+"""An atomic model and its restraints as flat index arrays (numpy).
+
+gemmi builds the topology (bonds, angles, torsions, planes, chiral centres,
+peptide links) from the CCP4 monomer library; this module flattens it into
+arrays over one atom list so the torch restraint terms are vectorised.
+
+Policy for what the library does not describe: hydrogens and alternative
+conformations are removed (heavy-atom refinement; hydrogens are re-added
+only for validation); waters, ligands, unknown residues and atoms missing
+from their residue's dictionary (e.g. OXT) get no restraints and are moved
+rigidly with their residue / patch, never deformed.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .monlib import load_monlib
+
+PEPTIDE_LINKS = ("TRANS", "CIS", "PTRANS", "PCIS")
+RAMA_KINDS = ("General", "GLY", "PRO", "PRE-PRO")
+
+
+@dataclass
+class Topology:
+    structure: object            # gemmi.Structure, atoms in the order of xyz
+    xyz: np.ndarray              # (n, 3) Å
+    atomic_number: np.ndarray    # (n,)
+    vdw: np.ndarray              # (n,) Å
+    residue: np.ndarray          # (n,) residue index
+    residue_anchor: np.ndarray   # (R, 3) CA (or centroid) of each residue
+    restrained: np.ndarray       # (n,) bool: atom is in the library topology
+    water: np.ndarray            # (n,) bool
+    bonds: np.ndarray = None     # (nb, 2) int
+    bond_ideal: np.ndarray = None
+    bond_esd: np.ndarray = None
+    angles: np.ndarray = None    # (na, 3)
+    angle_ideal: np.ndarray = None   # rad
+    angle_esd: np.ndarray = None     # rad
+    torsions: np.ndarray = None  # (nt, 4)
+    torsion_ideal: np.ndarray = None  # rad
+    torsion_esd: np.ndarray = None    # rad
+    torsion_period: np.ndarray = None
+    torsion_is_omega: np.ndarray = None
+    planes: list = field(default_factory=list)   # [(indices, esd)]
+    chirals: np.ndarray = None   # (nc, 4) centre, a1, a2, a3
+    chiral_ideal: np.ndarray = None  # signed ideal volume Å³
+    rama: np.ndarray = None      # (nr, 5) C-, N, CA, C, N+
+    rama_kind: np.ndarray = None  # (nr,) index into RAMA_KINDS
+    excluded: np.ndarray = None  # sorted int64 keys i*n+j (i<j) of 1-2 and 1-3 pairs
+    one_four: np.ndarray = None  # sorted int64 keys of 1-4 pairs
+    missing_residues: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.xyz)
+
+    @property
+    def num_residues(self):
+        return len(self.residue_anchor)
+
+    def with_coordinates(self, xyz):
+        """A copy of the structure with atoms at ``xyz`` (n, 3) Å."""
+        import gemmi
+        st = self.structure.clone()
+        for i, atom in enumerate(_atoms(st)):
+            atom.pos = gemmi.Position(*map(float, xyz[i]))
+        return st
+
+
+def _atoms(st):
+    for chain in st[0]:
+        for res in chain:
+            for atom in res:
+                yield atom
+
+
+def read_model(path):
+    """gemmi Structure of model 1, hydrogens and alternative conformations removed."""
+    import gemmi
+    try:
+        st = gemmi.read_structure(str(path))
+    except Exception as exc:
+        raise ValueError("cannot read atomic model %s: %s" % (path, exc))
+    if len(st) == 0:
+        raise ValueError("no model in %s" % path)
+    while len(st) > 1:
+        del st[1]
+    st.setup_entities()
+    st.remove_hydrogens()
+    st.remove_alternative_conformations()
+    st.remove_empty_chains()
+    if st[0].count_atom_sites() == 0:
+        raise ValueError("no non-hydrogen atoms in %s" % path)
+    return st
+
+
+def build_topology(st, monomer_folder=None):
+    """Topology of a gemmi Structure (as returned by :func:`read_model`)."""
+    import gemmi
+    st = st.clone()
+    atoms = list(_atoms(st))
+    n = len(atoms)
+    xyz = np.array([a.pos.tolist() for a in atoms])
+    znum = np.array([a.element.atomic_number for a in atoms], dtype=np.float64)
+    vdw = np.array([a.element.vdw_r for a in atoms])
+    residue, water, anchors = np.zeros(n, int), np.zeros(n, bool), []
+    i = 0
+    for chain in st[0]:
+        for res in chain:
+            k = len(anchors)
+            pos = [a.pos.tolist() for a in res]
+            ca = res.find_atom("CA", "*")
+            anchors.append(ca.pos.tolist() if ca is not None else np.mean(pos, axis=0))
+            for atom in res:
+                atom.serial = i + 1   # the flat index, carried into the topology copy
+                residue[i] = k
+                water[i] = res.is_water()
+                i += 1
+    names = {r.name for ch in st[0] for r in ch if not r.is_water()}
+    monlib, missing = load_monlib(names, monomer_folder)
+
+    # topology on a copy holding only what the library describes
+    lib = st.clone()
+    for chain in lib[0]:
+        for j in reversed(range(len(chain))):
+            res = chain[j]
+            if res.is_water() or res.name not in monlib.monomers:
+                del chain[j]
+                continue
+            known = {a.id for a in monlib.monomers[res.name].atoms}
+            for k in reversed(range(len(res))):
+                if res[k].name not in known:
+                    del res[k]
+    lib.remove_empty_chains()
+    # prepare_topology renumbers serials: carry the flat index in b_iso of the copy
+    restrained = np.zeros(n, bool)
+    for atom in _atoms(lib):
+        restrained[atom.serial - 1] = True
+        atom.b_iso = atom.serial - 1
+    topo = gemmi.prepare_topology(lib, monlib, warnings=None, ignore_unknown_links=True)
+
+    def idx(t):
+        return [int(round(a.b_iso)) for a in t.atoms]
+
+    tp = Topology(structure=st, xyz=xyz, atomic_number=znum, vdw=vdw, residue=residue,
+                  residue_anchor=np.array(anchors, dtype=np.float64).reshape(-1, 3),
+                  restrained=restrained, water=water, missing_residues=sorted(missing))
+    tp.bonds = np.array([idx(b) for b in topo.bonds], int).reshape(-1, 2)
+    tp.bond_ideal = np.array([b.restr.value for b in topo.bonds])
+    tp.bond_esd = np.array([b.restr.esd for b in topo.bonds])
+    tp.angles = np.array([idx(a) for a in topo.angles], int).reshape(-1, 3)
+    tp.angle_ideal = np.radians([a.restr.value for a in topo.angles])
+    tp.angle_esd = np.radians([a.restr.esd for a in topo.angles])
+    # torsions with a real sigma: peptide omega (period 0 = one minimum) and the
+    # side-chain chi (periodic: staggered minima, the library's rotamer prior);
+    # the CONST_* ring torsions (esd 0) are covered by the planes
+    tors = [t for t in topo.torsions if t.restr.esd > 0]
+    tp.torsions = np.array([idx(t) for t in tors], int).reshape(-1, 4)
+    tp.torsion_ideal = np.radians([t.restr.value for t in tors])
+    tp.torsion_esd = np.radians([t.restr.esd for t in tors])
+    tp.torsion_period = np.array([max(1, t.restr.period) for t in tors], int)
+    tp.torsion_is_omega = np.array([t.restr.label == "omega" for t in tors], bool)
+    tp.planes = [(np.array(idx(p), int), float(p.restr.esd)) for p in topo.planes
+                 if len(p.atoms) >= 4]
+    chirs = [c for c in topo.chirs if c.restr.sign in (gemmi.ChiralityType.Positive,
+                                                        gemmi.ChiralityType.Negative)]
+    tp.chirals = np.array([idx(c) for c in chirs], int).reshape(-1, 4)
+    tp.chiral_ideal = np.array([
+        (1.0 if c.restr.sign == gemmi.ChiralityType.Positive else -1.0)
+        * topo.ideal_chiral_abs_volume(c) for c in chirs])
+    tp.rama, tp.rama_kind = _ramachandran(topo)
+    tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)
+    return tp
+
+
+def _ramachandran(topo):
+    """(C-, N, CA, C, N+) per residue with peptide links on both sides."""
+    rows, kinds = [], []
+    for ci in topo.chain_infos:
+        infos = list(ci.res_infos)
+        for j in range(1, len(infos) - 1):
+            prev_link = [l for l in infos[j].prev if l.link_id in PEPTIDE_LINKS]
+            next_link = [l for l in infos[j + 1].prev if l.link_id in PEPTIDE_LINKS]
+            if not prev_link or not next_link:
+                continue
+            before, res, after = infos[j - 1].res, infos[j].res, infos[j + 1].res
+            got = [before.find_atom("C", "*"), res.find_atom("N", "*"),
+                   res.find_atom("CA", "*"), res.find_atom("C", "*"),
+                   after.find_atom("N", "*")]
+            if any(a is None for a in got):
+                continue
+            rows.append([int(round(a.b_iso)) for a in got])
+            if res.name == "GLY":
+                kinds.append(1)
+            elif res.name == "PRO":
+                kinds.append(2)
+            elif after.name == "PRO":
+                kinds.append(3)
+            else:
+                kinds.append(0)
+    return np.array(rows, int).reshape(-1, 5), np.array(kinds, int)
+
+
+def _bonded_pairs(n, bonds):
+    """Keys of atom pairs 1-2 or 1-3 apart (excluded from clashes) and 1-4 apart."""
+    nbr = [set() for _ in range(n)]
+    for a, b in bonds:
+        nbr[a].add(b)
+        nbr[b].add(a)
+    close, four = set(), set()
+    for a in range(n):
+        one = nbr[a]
+        two = set().union(*(nbr[b] for b in one)) if one else set()
+        three = set().union(*(nbr[c] for c in two)) if two else set()
+        for b in one | two:
+            if b > a:
+                close.add(a * n + b)
+        for b in three - one - two:
+            if b > a:
+                four.add(a * n + b)
+    four -= close
+    return (np.array(sorted(close), dtype=np.int64),
+            np.array(sorted(four), dtype=np.int64))

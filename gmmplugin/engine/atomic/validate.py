@@ -1,0 +1,146 @@
+"""Model validation, independent of the refinement's own smooth terms.
+
+- bond / angle RMSZ against the CCP4 monomer library (gemmi topology of the
+  model as written, not the refiner's arrays);
+- Ramachandran favoured / outlier fractions from the raw Lovell tables
+  (pyrama's thresholds), and peptide ω more than 30° from planar;
+- ``tortoize`` (Ramachandran and side-chain torsion z-scores) and
+  ``king-probe`` (MolProbity clashscore: unique atom pairs overlapping ≥ 0.4 Å
+  per 1000 atoms, riding hydrogens added by gemmi from the library), when
+  those programs are installed (Debian packages tortoize, king-probe);
+- Cα RMSD to a reference model when one is given.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from .monlib import load_monlib
+from .ramachandran import is_outlier, preference, OUTLIER_BELOW, KINDS
+from .topology import _atoms, build_topology, read_model
+
+FAVOURED = 0.02
+
+
+def library_copy(st, monlib):
+    """Copy of ``st`` with only what the library describes (for gemmi topology)."""
+    lib = st.clone()
+    lib.remove_waters()
+    for chain in lib[0]:
+        for j in reversed(range(len(chain))):
+            res = chain[j]
+            if res.name not in monlib.monomers:
+                del chain[j]
+                continue
+            known = {a.id for a in monlib.monomers[res.name].atoms}
+            for k in reversed(range(len(res))):
+                if res[k].name not in known:
+                    del res[k]
+    lib.remove_empty_chains()
+    return lib
+
+
+def _dihedral(p):
+    b0, b1, b2 = p[:, 0] - p[:, 1], p[:, 2] - p[:, 1], p[:, 3] - p[:, 2]
+    b1 = b1 / np.linalg.norm(b1, axis=1, keepdims=True)
+    v = b0 - (b0 * b1).sum(1, keepdims=True) * b1
+    w = b2 - (b2 * b1).sum(1, keepdims=True) * b1
+    return np.arctan2((np.cross(b1, v) * w).sum(1), (v * w).sum(1))
+
+
+def geometry_metrics(st):
+    """Library RMSZ, Ramachandran and ω statistics of a gemmi Structure."""
+    top = build_topology(st)
+    x = top.xyz
+    d = np.linalg.norm(x[top.bonds[:, 0]] - x[top.bonds[:, 1]], axis=1)
+    bz = (d - top.bond_ideal) / top.bond_esd
+    u = x[top.angles[:, 0]] - x[top.angles[:, 1]]
+    v = x[top.angles[:, 2]] - x[top.angles[:, 1]]
+    th = np.arctan2(np.linalg.norm(np.cross(u, v), axis=1), (u * v).sum(1))
+    az = (th - top.angle_ideal) / top.angle_esd
+    out = {"atoms": int(len(x)), "bond_rmsz": float(np.sqrt(np.mean(bz ** 2))),
+           "angle_rmsz": float(np.sqrt(np.mean(az ** 2))),
+           "bond_outliers_4sigma": int(np.sum(np.abs(bz) > 4)),
+           "angle_outliers_4sigma": int(np.sum(np.abs(az) > 4))}
+    if len(top.rama):
+        phi = _dihedral(x[top.rama[:, :4]])
+        psi = _dihedral(x[top.rama[:, 1:]])
+        pref = preference(top.rama_kind, phi, psi)
+        out["rama_favoured_pct"] = float(100 * np.mean(pref >= FAVOURED))
+        out["rama_outliers_pct"] = float(100 * np.mean(is_outlier(top.rama_kind, phi, psi)))
+    om = top.torsions[top.torsion_is_omega]
+    if len(om):
+        w = np.degrees(_dihedral(x[om]))
+        dev = np.minimum(np.abs(np.abs(w) - 180), np.abs(w))
+        out["omega_over_30_pct"] = float(100 * np.mean(dev > 30))
+    return out
+
+
+def clashscore(st):
+    """MolProbity-style clashscore with king-probe, or None if not installed."""
+    import gemmi
+    probe = shutil.which("king-probe") or shutil.which("probe")
+    if probe is None:
+        return None
+    names = {r.name for ch in st[0] for r in ch}
+    monlib, _ = load_monlib(names)
+    lib = library_copy(st, monlib)
+    gemmi.prepare_topology(lib, monlib, h_change=gemmi.HydrogenChange.ReAddButWater,
+                           warnings=None, ignore_unknown_links=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model_h.pdb")
+        lib.write_pdb(path)
+        res = subprocess.run([probe, "-u", "-q", "-mc", "-het", "-once", "-NOVDWOUT",
+                              "ogt33 not water", "ogt33", path],
+                             capture_output=True, text=True, timeout=600)
+    pairs = set()
+    for line in res.stdout.splitlines():
+        f = line.split(":")
+        if len(f) > 6 and f[2] == "bo" and float(f[5]) <= -0.4:
+            pairs.add((f[3], f[4]))
+    n = lib[0].count_atom_sites()
+    return 1000.0 * len(pairs) / max(1, n)
+
+
+def tortoize(path):
+    """(Ramachandran z, torsion z) from tortoize, or (None, None)."""
+    exe = shutil.which("tortoize")
+    if exe is None:
+        return None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "t.json")
+        subprocess.run([exe, str(path), out], capture_output=True, text=True, timeout=600)
+        if not os.path.exists(out):
+            return None, None
+        with open(out) as fh:
+            m = next(iter(json.load(fh)["model"].values()))
+    return m.get("ramachandran-z"), m.get("torsion-z")
+
+
+def validate_model(path, reference=None):
+    """Validation row (dict) of the model file ``path``."""
+    st = read_model(path)
+    row = {"model": os.path.basename(str(path))}
+    row.update(geometry_metrics(st))
+    row["clashscore"] = clashscore(st)
+    row["rama_z"], row["torsion_z"] = tortoize(path)
+    if reference is not None:
+        ref = read_model(reference)
+        row["ca_rmsd"] = ca_rmsd_structures(st, ref)
+    return row
+
+
+def ca_rmsd_structures(a, b):
+    """Cα RMSD (Å) over residues present in both (matched by chain and number)."""
+    def cas(st):
+        return {(ch.name, str(r.seqid)): r.find_atom("CA", "*").pos
+                for ch in st[0] for r in ch if r.find_atom("CA", "*") is not None}
+    ca, cb = cas(a), cas(b)
+    common = sorted(set(ca) & set(cb))
+    if not common:
+        raise ValueError("the models share no residue")
+    d = [ca[k].dist(cb[k]) ** 2 for k in common]
+    return float(np.sqrt(np.mean(d)))
