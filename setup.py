@@ -10,7 +10,8 @@ setup(
     long_description_content_type="text/x-rst",
     license="GPLv3",
     packages=find_packages(include=["gmmplugin", "gmmplugin.*"]),
-    package_data={"gmmplugin": ["protocols.conf", "tests/data/*.npz", "tests/data/*.pdb"]},
+    package_data={"gmmplugin": ["protocols.conf", "tests/data/*.npz", "tests/data/*.pdb",
+                                "engine/atomic/data/*.cif"]},
     python_requires=">=3.9",
     install_requires=[
         "scipion-pyworkflow>=3.11",
@@ -24,6 +25,7 @@ setup(
         "scikit-learn",
         "matplotlib",
         "emtable",
+        "pyrama",   # Lovell et al. 2003 Ramachandran tables (model refinement)
     ],
     extras_require={"test": ["pytest"]},
     entry_points={"pyworkflow.plugin": "gmmplugin = gmmplugin"},

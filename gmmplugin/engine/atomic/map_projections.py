@@ -2,7 +2,7 @@
 
 The model is compared with a map through projections (method.md §7): a map is
 Fourier-cropped to a grid 1.5× finer than the comparison band needs (so
-trilinear interpolation costs little accuracy: FRC ≥ 0.999 with the analytic
+trilinear interpolation costs little accuracy: FRC ≥ 0.98 to Nyquist with the analytic
 projection of the same atoms, tested), rotated with ``grid_sample``
 and summed along z, then Fourier-cropped to the comparison box. A direction
 set is fixed per map, so each map is projected once.

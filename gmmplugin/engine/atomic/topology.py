@@ -6,9 +6,10 @@ arrays over one atom list so the torch restraint terms are vectorised.
 
 Policy for what the library does not describe: hydrogens and alternative
 conformations are removed (heavy-atom refinement; hydrogens are re-added
-only for validation); waters, ligands, unknown residues and atoms missing
-from their residue's dictionary (e.g. OXT) get no restraints and are moved
-rigidly with their residue / patch, never deformed.
+only for validation); waters, ligands and ions (non-polymer entities),
+unknown residues and atoms missing from their residue's dictionary (e.g. OXT)
+get no restraints and are moved rigidly with their residue / patch, never
+deformed.
 """
 from dataclasses import dataclass, field
 
@@ -123,7 +124,8 @@ def build_topology(st, monomer_folder=None):
     for chain in lib[0]:
         for j in reversed(range(len(chain))):
             res = chain[j]
-            if res.is_water() or res.name not in monlib.monomers:
+            if (res.is_water() or res.name not in monlib.monomers
+                    or res.entity_type != gemmi.EntityType.Polymer):
                 del chain[j]
                 continue
             known = {a.id for a in monlib.monomers[res.name].atoms}
