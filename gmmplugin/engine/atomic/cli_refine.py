@@ -91,20 +91,19 @@ def cmd_refine_models(a):
     out = a.out_dir
     os.makedirs(os.path.join(out, "models"), exist_ok=True)
     frames, rows = [], []
-    start_path = os.path.join(out, "models", "start.cif")
-    _atomic(start_path, lambda tmp: st.make_mmcif_document().write_file(tmp), ".cif")
+    start_path = top.write_cif(top.xyz, os.path.join(out, "models", "start.cif"))
     if not a.no_validation:
         rows.append(dict(validate_model(start_path), frame=-1))
     for f, x in enumerate(coords):
         path = os.path.join(out, "models", "model_%03d.cif" % f)
-        model = top.with_coordinates(x)
-        _atomic(path, lambda tmp: model.make_mmcif_document().write_file(tmp), ".cif")
+        top.write_cif(x, path)
         lat = (latents[f] if latents is not None else [float(f)])
         frames.append({"map": os.path.abspath(a.maps[f]), "model": os.path.abspath(path),
                        "latent": [float(v) for v in np.ravel(lat)], "frc": rep.frc[f]})
         if a.no_validation:
             from .validate import geometry_metrics
-            rows.append(dict(geometry_metrics(model), model=os.path.basename(path), frame=f))
+            rows.append(dict(geometry_metrics(top.with_coordinates(x)),
+                             model=os.path.basename(path), frame=f))
         else:
             rows.append(dict(validate_model(path), frame=f))
     _atomic(os.path.join(out, "decoder.pt"), lambda tmp: torch.save({

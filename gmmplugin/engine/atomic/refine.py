@@ -1,8 +1,9 @@
 """Atomic model refinement into one map or a series of maps (method.md §7).
 
 Every non-H atom is a Gaussian. A latent coordinate per map (a constant for
-one map) feeds three decoders whose moves compose: rigid moves of
-``num_patches`` k-means patches of residues, rigid moves of each residue, and
+one map) feeds decoders whose moves compose: rigid moves of whole chains and
+of ``num_patches`` k-means patches of residues (the first stage; the chain
+moves make large domain motions one coherent step instead of 64 separate ones), rigid moves of each residue, and
 per-atom shifts (only for atoms the monomer library describes; ligands, waters
 and unknown residues move rigidly with their residue and patch). The loss is
 1 - FRC between model and map projections (a fixed set of directions per map,
@@ -82,12 +83,14 @@ class ModelDecoder(nn.Module):
     """latent (B, L) -> atom coordinates (B, n, 3) through patch, residue and
     atom moves of the starting model."""
 
-    SCALES = {"patch": (0.1, 2.0), "residue": (0.05, 0.5), "atom": (None, 0.2)}
+    SCALES = {"chain": (0.1, 4.0), "patch": (0.1, 2.0), "residue": (0.05, 0.5),
+              "atom": (None, 0.2)}
 
-    def __init__(self, xyz, residue, anchors, patch_of_residue, movable, latent_dim,
-                 hidden):
+    def __init__(self, xyz, residue, anchors, patch_of_residue, chain_of_residue, movable,
+                 latent_dim, hidden):
         super().__init__()
         n_res, n_patch = len(anchors), int(patch_of_residue.max()) + 1
+        n_chain = int(chain_of_residue.max()) + 1
         f = lambda a: torch.as_tensor(a, dtype=torch.float32)
         self.register_buffer("xyz", f(xyz))
         self.register_buffer("residue", torch.as_tensor(residue, dtype=torch.long))
@@ -97,8 +100,14 @@ class ModelDecoder(nn.Module):
         centre = torch.zeros(n_patch, 3).index_add_(0, patch, f(anchors))
         count = torch.zeros(n_patch).index_add_(0, patch, torch.ones(n_res))
         self.register_buffer("patch_centre", centre / count.clamp_min(1)[:, None])
+        chain = torch.as_tensor(chain_of_residue, dtype=torch.long)
+        self.register_buffer("chain_of_res", chain)
+        centre = torch.zeros(n_chain, 3).index_add_(0, chain, f(anchors))
+        count = torch.zeros(n_chain).index_add_(0, chain, torch.ones(n_res))
+        self.register_buffer("chain_centre", centre / count.clamp_min(1)[:, None])
         self.register_buffer("movable", f(movable)[:, None])
         self.heads = nn.ModuleDict({
+            "chain": _head(latent_dim, hidden, n_chain * 6),
             "patch": _head(latent_dim, hidden, n_patch * 6),
             "residue": _head(latent_dim, hidden, n_res * 6),
             "atom": _head(latent_dim, hidden, len(xyz) * 3)})
@@ -111,7 +120,9 @@ class ModelDecoder(nn.Module):
             x = x + self.heads["atom"](z).view(B, -1, 3) * self.SCALES["atom"][1] * self.movable
         for name, centres, index in (("residue", self.anchor, self.residue),
                                      ("patch", self.patch_centre,
-                                      self.patch_of_res[self.residue])):
+                                      self.patch_of_res[self.residue]),
+                                     ("chain", self.chain_centre,
+                                      self.chain_of_res[self.residue])):
             if name not in self.active:
                 continue
             rs, ts = self.SCALES[name]
@@ -201,8 +212,9 @@ class SeriesRefiner:
             % (F, cfg.directions, time.time() - t0, self.box, self.apix))
         patches = assign_patches(topology, cfg.num_patches, cfg.seed)
         self.decoder = ModelDecoder(inside, topology.residue, topology.residue_anchor
-                                    - self.centre, patches, topology.restrained,
-                                    self.latents.shape[1], cfg.hidden).to(self.device)
+                                    - self.centre, patches, topology.residue_chain,
+                                    topology.restrained, self.latents.shape[1],
+                                    cfg.hidden).to(self.device)
         self.geometry = Geometry(topology, self.device)
         self.in_map = torch.as_tensor(np.flatnonzero(~topology.water), device=self.device)
         z = topology.atomic_number[~topology.water]
@@ -302,6 +314,7 @@ class SeriesRefiner:
                 continue
             self.decoder.active.add(stage)
             if stage == "patch":
+                self.decoder.active.add("chain")   # whole chains first, with the patches
                 # a light hold on the bonds between patches so they move as a body
                 self._run(stage, steps[stage], *bands[stage], PATCH_WEIGHT)
                 continue

@@ -7,7 +7,7 @@ the mean), peptide ω and side-chain χ torsions (periodic, the library's
 staggered-rotamer prior), planes (RMS distance to the least-squares plane),
 chiral volumes, Ramachandran (smooth log-preference fit, see ramachandran.py)
 and clashes. Clashes use a heavy-atom rule standing in for riding hydrogens:
-non-bonded atoms closer than the sum of van der Waals radii minus 0.5 Å
+non-bonded atoms closer than the sum of van der Waals radii minus 0.3 Å
 (minus 0.9 Å for 1-4 pairs and for N/O pairs that may hydrogen-bond),
 1-2 and 1-3 pairs excluded, neighbour list refreshed every few steps.
 """
@@ -17,7 +17,7 @@ import torch
 from .ramachandran import RamachandranEnergy
 
 OUTLIER_Z = 4.5
-CLASH_ALLOWANCE = 0.5
+CLASH_ALLOWANCE = 0.3
 HBOND_ALLOWANCE = 0.9
 CLASH_SIGMA = 0.1
 CLASH_CUTOFF = 4.0

@@ -29,6 +29,7 @@ class Topology:
     vdw: np.ndarray              # (n,) Å
     residue: np.ndarray          # (n,) residue index
     residue_anchor: np.ndarray   # (R, 3) CA (or centroid) of each residue
+    residue_chain: np.ndarray    # (R,) chain index of each residue
     restrained: np.ndarray       # (n,) bool: atom is in the library topology
     water: np.ndarray            # (n,) bool
     bonds: np.ndarray = None     # (nb, 2) int
@@ -57,6 +58,16 @@ class Topology:
     @property
     def num_residues(self):
         return len(self.residue_anchor)
+
+    def write_cif(self, xyz, path):
+        """mmCIF of the model at ``xyz`` with label_seq_id set (validators such
+        as tortoize need it), written atomically."""
+        from ..io import _atomic
+        st = self.with_coordinates(xyz)
+        st.setup_entities()
+        st.assign_label_seq_id(True)
+        _atomic(path, lambda tmp: st.make_mmcif_document().write_file(tmp), ".cif")
+        return path
 
     def with_coordinates(self, xyz):
         """A copy of the structure with atoms at ``xyz`` (n, 3) Å."""
@@ -103,11 +114,12 @@ def build_topology(st, monomer_folder=None):
     xyz = np.array([a.pos.tolist() for a in atoms])
     znum = np.array([a.element.atomic_number for a in atoms], dtype=np.float64)
     vdw = np.array([a.element.vdw_r for a in atoms])
-    residue, water, anchors = np.zeros(n, int), np.zeros(n, bool), []
+    residue, water, anchors, res_chain = np.zeros(n, int), np.zeros(n, bool), [], []
     i = 0
-    for chain in st[0]:
+    for c, chain in enumerate(st[0]):
         for res in chain:
             k = len(anchors)
+            res_chain.append(c)
             pos = [a.pos.tolist() for a in res]
             ca = res.find_atom("CA", "*")
             anchors.append(ca.pos.tolist() if ca is not None else np.mean(pos, axis=0))
@@ -145,6 +157,7 @@ def build_topology(st, monomer_folder=None):
 
     tp = Topology(structure=st, xyz=xyz, atomic_number=znum, vdw=vdw, residue=residue,
                   residue_anchor=np.array(anchors, dtype=np.float64).reshape(-1, 3),
+                  residue_chain=np.array(res_chain, dtype=int),
                   restrained=restrained, water=water, missing_residues=sorted(missing))
     tp.bonds = np.array([idx(b) for b in topo.bonds], int).reshape(-1, 2)
     tp.bond_ideal = np.array([b.restr.value for b in topo.bonds])

@@ -110,9 +110,14 @@ def tortoize(path):
     exe = shutil.which("tortoize")
     if exe is None:
         return None, None
+    import gemmi
     with tempfile.TemporaryDirectory() as tmp:
+        # tortoize 2.0 returns nulls for some valid mmCIF (label_asym ids from
+        # gemmi's entity setup); the PDB format of the same model works
+        pdb = os.path.join(tmp, "model.pdb")
+        gemmi.read_structure(str(path)).write_pdb(pdb)
         out = os.path.join(tmp, "t.json")
-        subprocess.run([exe, str(path), out], capture_output=True, text=True, timeout=600)
+        subprocess.run([exe, pdb, out], capture_output=True, text=True, timeout=600)
         if not os.path.exists(out):
             return None, None
         with open(out) as fh:
