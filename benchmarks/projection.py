@@ -9,20 +9,25 @@ FLOP conventions (useful flops, not what the implementation happens to do)
 ---------------------------------------------------------------------------
 * Forward: ``8·B·N·D·H`` with ``H = D//2 + 1``: each output element of the
   (B, D, H) complex half-plane is a sum over N Gaussians of a complex
-  multiply-add (8 real flops). This equals the flop count of the single real
-  bmm ``(B, 2D, N) @ (B, N, 2H)`` that ``project`` performs; computing the
-  cos/sin/exp factors and assembling the complex result are counted as zero.
+  multiply-add (8 real flops). This equals the flop count of one complex bmm
+  ``(B, D, N) @ (B, N, H)`` or of one real bmm ``(B, 2D, N) @ (B, N, 2H)`` on
+  stacked real/imaginary blocks (the two ways ``project`` has been written);
+  computing the exp/cos/sin factors and assembling the result count as zero.
 * Forward + backward: ``3 × 8·B·N·D·H`` (the backward of a matmul is two
   matmuls of the same size).
 * Matmul reference rate ("matmul rate"): best of several repetitions, after
   warm-up, of a float32 ``torch.bmm`` of the comparable shape
   ``(64, 2D, N) @ (64, N, 2H)`` with D=128, N=2000 (flops ``2·B·M·K·N``), and,
   for information, of a square ``torch.mm`` 2048×2048. The "% of matmul"
-  column divides achieved GFLOP/s by the bmm reference.
+  column divides achieved GFLOP/s by the bmm reference. A complex64 bmm of
+  the comparable shape ``(64, D, N) @ (64, N, H)`` is reported too.
 * Projection timings are the median of ≥5 repetitions after warm-up
-  (``--quick``: 2 repetitions). "bmm share" is the time of a bare bmm of the
-  exact shape used inside ``project`` divided by the projection time, i.e. the
-  fraction of the forward pass that is the matrix product itself.
+  (``--quick``: 2 repetitions). "bare GEMM" is the best time of a bare
+  matrix product of the configuration's exact size, the faster of the real
+  stacked bmm and the complex bmm; "GEMM share" is that time divided by the
+  forward time, i.e. the part of the forward pass a perfect implementation
+  could not avoid. "other procs' CPU" is the CPU (in cores) that *other*
+  processes used meanwhile; anything above ~0.05 makes the row unreliable.
 
 Inputs are realistic: Gaussian centres uniform in a ball of radius
 0.35·D·apix (apix = 1.5 Å), widths uniform in 2–4 Å, amplitudes 1 ± 10 %,
@@ -185,6 +190,11 @@ def matmul_reference(device, reps, warmup):
     t_bmm = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
     bmm_gflops = 2.0 * B * (2 * D) * N * (2 * H) / t_bmm / 1e9
     del a, b
+    a = torch.randn(B, D, N, dtype=torch.complex64, generator=g).to(device)
+    b = torch.randn(B, N, H, dtype=torch.complex64, generator=g).to(device)
+    t_cbmm = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
+    cbmm_gflops = 8.0 * B * D * N * H / t_cbmm / 1e9
+    del a, b
     S = 2048
     a = torch.randn(S, S, generator=g).to(device)
     b = torch.randn(S, S, generator=g).to(device)
@@ -193,17 +203,26 @@ def matmul_reference(device, reps, warmup):
     return {
         "bmm_shape": "(%d, %d, %d) @ (%d, %d, %d)" % (B, 2 * D, N, B, N, 2 * H),
         "bmm_s": t_bmm, "bmm_gflops": bmm_gflops,
+        "cbmm_shape": "complex64 (%d, %d, %d) @ (%d, %d, %d)" % (B, D, N, B, N, H),
+        "cbmm_s": t_cbmm, "cbmm_gflops": cbmm_gflops,
         "mm_shape": "(%d, %d) @ (%d, %d)" % (S, S, S, S),
         "mm_s": t_mm, "mm_gflops": mm_gflops,
     }
 
 
-def bare_bmm_time(batch, n, box, device, reps, warmup):
-    """Best time of the bmm alone, at the exact shapes used inside project()."""
+def bare_gemm_times(batch, n, box, device, reps, warmup):
+    """Best times of the matrix product alone at this size, in the layouts
+    project() uses (left factor built as (B, N, ·) and transposed): real
+    stacked ``(B, 2D, N) @ (B, N, 2H)`` and complex ``(B, D, N) @ (B, N, H)``."""
     H = box // 2 + 1
-    a = torch.randn(batch, n, 2 * box, device=device).transpose(1, 2)  # same layout
+    a = torch.randn(batch, n, 2 * box, device=device).transpose(1, 2)
     b = torch.randn(batch, n, 2 * H, device=device)
-    return min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
+    t_real = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
+    del a, b
+    a = torch.randn(batch, n, box, dtype=torch.complex64, device=device).transpose(1, 2)
+    b = torch.randn(batch, n, H, dtype=torch.complex64, device=device)
+    t_cplx = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
+    return t_real, t_cplx
 
 
 # ----------------------------------------------------------------------------
@@ -231,34 +250,35 @@ def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
     with OtherLoad() as other:
         t_f = statistics.median(time_fn(fwd, device, reps, warmup))
         t_fb = statistics.median(time_fn(fwd_bwd, device, reps, warmup))
-        t_mm = bare_bmm_time(BATCH, n, box, device, max(reps, 3), warmup)
+        t_real, t_cplx = bare_gemm_times(BATCH, n, box, device, max(reps, 3), warmup)
+    t_mm = min(t_real, t_cplx)
     fl = proj_flops(BATCH, n, box)
     row = {
         "N": n, "D": box, "B": BATCH,
         "fwd_s": t_f, "fwd_img_s": BATCH / t_f, "fwd_gflops": fl / t_f / 1e9,
         "fb_s": t_fb, "fb_img_s": BATCH / t_fb, "fb_gflops": 3 * fl / t_fb / 1e9,
-        "bare_bmm_s": t_mm,
+        "bare_gemm_s": t_mm, "bare_real_bmm_s": t_real, "bare_complex_bmm_s": t_cplx,
         "other_cpu_cores": other.cores,
     }
     row["fwd_frac"] = row["fwd_gflops"] / ref_gflops
     row["fb_frac"] = row["fb_gflops"] / ref_gflops
-    row["bmm_share"] = t_mm / t_f
+    row["gemm_share"] = t_mm / t_f
     return row
 
 
 def markdown_table(rows):
-    head = ("| D | N | B | fwd ms/batch | fwd img/s | fwd GFLOP/s | fwd % of matmul "
+    head = ("| D | N | fwd ms/batch | fwd img/s | fwd GFLOP/s | fwd % of matmul "
             "| fwd+bwd ms/batch | fwd+bwd img/s | fwd+bwd GFLOP/s | fwd+bwd % of matmul "
-            "| bare bmm ms | bmm share of fwd | other procs' CPU |")
-    sep = "|" + "---|" * 14
+            "| bare GEMM ms | GEMM share of fwd | other procs' CPU |")
+    sep = "|" + "---|" * 13
     lines = [head, sep]
     for r in rows:
         lines.append(
-            "| %d | %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f%% | %.2f |"
-            % (r["D"], r["N"], r["B"],
+            "| %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f%% | %.2f |"
+            % (r["D"], r["N"],
                1e3 * r["fwd_s"], r["fwd_img_s"], r["fwd_gflops"], 100 * r["fwd_frac"],
                1e3 * r["fb_s"], r["fb_img_s"], r["fb_gflops"], 100 * r["fb_frac"],
-               1e3 * r["bare_bmm_s"], 100 * r["bmm_share"], r["other_cpu_cores"]))
+               1e3 * r["bare_gemm_s"], 100 * r["gemm_share"], r["other_cpu_cores"]))
     return "\n".join(lines)
 
 
@@ -267,15 +287,19 @@ def markdown_table(rows):
 # ----------------------------------------------------------------------------
 CATEGORIES = [
     ("GEMM (bmm/mm)", ("aten::bmm", "aten::mm", "aten::addmm", "aten::baddbmm")),
-    ("exp/cos/sin", ("aten::exp", "aten::cos", "aten::sin")),
+    ("exp/cos/sin/polar", ("aten::exp", "aten::cos", "aten::sin", "aten::polar",
+                           "aten::sgn")),
     ("elementwise mul/pow/neg/div", ("aten::mul", "aten::mul_", "aten::pow", "aten::neg",
                                      "aten::div", "aten::square")),
     ("add/sub (complex assembly, grads)", ("aten::add", "aten::add_", "aten::sub",
                                            "aten::sub_", "aten::rsub")),
-    ("cat/copy/clone", ("aten::cat", "aten::copy_", "aten::clone", "aten::contiguous",
-                        "aten::_to_copy", "aten::to")),
-    ("complex / view_as_real", ("aten::complex", "aten::view_as_real", "aten::real",
-                                "aten::imag", "aten::view_as_complex")),
+    ("cat/copy/flip/conj", ("aten::cat", "aten::copy_", "aten::clone", "aten::contiguous",
+                            "aten::_to_copy", "aten::to", "aten::flip", "aten::conj",
+                            "aten::resolve_conj", "aten::_conj_physical",
+                            "aten::conj_physical", "aten::conj_physical_")),
+    ("complex / view_as_real / angle", ("aten::complex", "aten::view_as_real", "aten::real",
+                                        "aten::imag", "aten::view_as_complex",
+                                        "aten::angle", "aten::abs")),
     ("alloc/zero/fill", ("aten::empty", "aten::empty_strided", "aten::zeros",
                          "aten::zero_", "aten::fill_", "aten::new_zeros",
                          "aten::empty_like", "aten::zeros_like")),
@@ -306,7 +330,7 @@ def run_profile(device, rng, box=128, n=2000):
         fn()
         sync(device)
         reps = 3
-        with profile(activities=acts) as prof:
+        with OtherLoad() as other, profile(activities=acts) as prof:
             for _ in range(reps):
                 fn()
             sync(device)
@@ -328,7 +352,8 @@ def run_profile(device, rng, box=128, n=2000):
             else:
                 cats["other"] += t
         top = sorted(per_op.items(), key=lambda kv: -kv[1])[:12]
-        result[name] = {"total_ms": total, "categories_ms": cats, "top_ops_ms": top}
+        result[name] = {"total_ms": total, "categories_ms": cats, "top_ops_ms": top,
+                        "other_cpu_cores": other.cores}
     return {"D": box, "N": n, "B": BATCH, "phases": result}
 
 
@@ -336,7 +361,8 @@ def print_profile(prof):
     out = ["### Profile (torch.profiler, self time per call), D=%d, N=%d, B=%d"
            % (prof["D"], prof["N"], prof["B"]), ""]
     for phase, res in prof["phases"].items():
-        out.append("%s — total %.1f ms/batch" % (phase, res["total_ms"]))
+        out.append("%s — total %.1f ms/batch (other processes meanwhile: %.2f cores)"
+                   % (phase, res["total_ms"], res["other_cpu_cores"]))
         out.append("")
         out.append("| category | ms | share |")
         out.append("|---|---|---|")
@@ -381,6 +407,7 @@ def main(argv=None):
     print("matmul reference (float32, best of %d after warm-up):" % max(reps, 5))
     print("  torch.bmm %s: %.1f GFLOP/s" % (ref["bmm_shape"], ref["bmm_gflops"]))
     print("  torch.mm  %s: %.1f GFLOP/s" % (ref["mm_shape"], ref["mm_gflops"]))
+    print("  torch.bmm %s: %.1f GFLOP/s" % (ref["cbmm_shape"], ref["cbmm_gflops"]))
     print("  (%% of matmul below is relative to the bmm rate, %.1f GFLOP/s;"
           " re-checked at the end of the run)" % ref["bmm_gflops"])
     print(flush=True)
@@ -399,8 +426,10 @@ def main(argv=None):
     whole_run.stop()
     info["other_cpu_cores"] = whole_run.cores
     worst = max(r["other_cpu_cores"] for r in rows)
-    print("matmul reference re-check at end: bmm %.1f GFLOP/s, mm %.1f GFLOP/s"
-          % (ref_end["bmm_gflops"], ref_end["mm_gflops"]))
+    ref["cbmm_gflops_end"] = ref_end["cbmm_gflops"]
+    print("matmul reference re-check at end: bmm %.1f GFLOP/s, mm %.1f GFLOP/s, "
+          "complex bmm %.1f GFLOP/s"
+          % (ref_end["bmm_gflops"], ref_end["mm_gflops"], ref_end["cbmm_gflops"]))
     print("CPU used by other processes during the run: %.2f cores on average, %.2f in the "
           "worst configuration (of %d)" % (whole_run.cores, worst, os.cpu_count()))
     if worst > 0.1 or abs(ref_end["bmm_gflops"] / ref["bmm_gflops"] - 1) > 0.2:
@@ -408,7 +437,8 @@ def main(argv=None):
               "timings are unreliable -- rerun on an idle machine.")
     print()
     print("median of %d reps after %d warm-up; B=%d, apix=%.1f Å; forward flops = 8·B·N·D·(D/2+1), "
-          "fwd+bwd = 3×; last column = CPU cores used by other processes meanwhile" % (reps, warmup, BATCH, APIX))
+          "fwd+bwd = 3×;\nlast column = CPU cores used by other processes meanwhile"
+          % (reps, warmup, BATCH, APIX))
     print()
     print(markdown_table(rows))
     print()
