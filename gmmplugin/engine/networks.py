@@ -10,8 +10,13 @@ reproduces the neutral model at initialisation for every z — the paper's
 Changes are parametrised so that each has a natural range:
   position  c + pos_scale · out                 (Å; unbounded)
   amplitude A · (1 + tanh(out))                 (0 … 2A: a part can vanish)
+            or A · (1 + clamp(out, -1, 1))      (amp_mode "linear": same range, but
+                                                 zero is reached at out = -1 with a
+                                                 constant gradient on the way)
   width     s · exp(0.5 · tanh(out))            (0.61 s … 1.65 s)
 """
+import math
+
 import torch
 from torch import nn
 
@@ -43,20 +48,59 @@ def varying_columns(vary_positions=True, vary_amplitudes=True, vary_widths=False
 
 
 class Encoder(nn.Module):
-    def __init__(self, n_features, latent_dim, hidden=512):
+    """features (B, N, k) -> z (B, L) = linear(features) + MLP(features).
+
+    The linear branch can be set to the features' principal components
+    (``init_pca``) with the MLP's last layer at zero, so training starts from the
+    PCA of the features (the linear baseline) and the MLP learns what a linear
+    map cannot.
+
+    ``variational``: the MLP also outputs log σ² per latent dimension (a
+    diagonal Gaussian posterior, starting at σ = ``init_sigma``); ``forward``
+    returns the mean, ``posterior`` both."""
+
+    def __init__(self, n_features, latent_dim, hidden=512, variational=False,
+                 init_sigma=0.05):
         super().__init__()
-        self.net = mlp(n_features, latent_dim, hidden)
+        self.latent_dim, self.variational = latent_dim, variational
+        self.net = mlp(n_features, latent_dim * (2 if variational else 1), hidden)
+        self.register_buffer("logvar0", torch.tensor(2 * math.log(max(init_sigma, 1e-6))))
+        self.linear = nn.Linear(n_features, latent_dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    @torch.no_grad()
+    def init_pca(self, mean, components, scale):
+        """z = (x - mean) · componentsᵀ / scale; MLP output zeroed."""
+        w = torch.as_tensor(components, dtype=torch.float32) / scale
+        self.linear.weight.copy_(w)
+        self.linear.bias.copy_(-(w @ torch.as_tensor(mean, dtype=torch.float32)))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def posterior(self, features):
+        """(mean, log σ²) of z; log σ² is None if not variational."""
+        x = features.flatten(1)
+        out = self.net(x)
+        mu = self.linear(x) + out[:, :self.latent_dim]
+        if not self.variational:
+            return mu, None
+        # bounded (σ in 0.0025 … 2.7): an unbounded log σ² lets single batches blow up
+        return mu, (out[:, self.latent_dim:] + self.logvar0).clamp(-12.0, 2.0)
 
     def forward(self, features):
-        return self.net(features.flatten(1))
+        return self.posterior(features)[0]
 
 
 class Decoder(nn.Module):
     """z (B, L) -> per-particle GMM params (B, N, 5)."""
 
     def __init__(self, neutral, latent_dim, columns, gaussian_mask=None, pos_scale=5.0,
-                 hidden=512):
+                 hidden=512, amp_mode="tanh"):
         super().__init__()
+        if amp_mode not in ("tanh", "linear"):
+            raise ValueError("amplitude mode must be 'tanh' or 'linear'")
+        self.amp_mode = amp_mode
         self.register_buffer("neutral", torch.as_tensor(neutral, dtype=torch.float32))
         n = self.neutral.shape[0]
         self.columns = list(columns)
@@ -84,7 +128,8 @@ class Decoder(nn.Module):
                 if j < 3:
                     col = col + self.pos_scale * o
                 elif j == AMP:
-                    col = col * (1 + torch.tanh(o))
+                    col = col * (1 + (torch.tanh(o) if self.amp_mode == "tanh"
+                                      else o.clamp(-1.0, 1.0)))
                 else:
                     col = col * torch.exp(0.5 * torch.tanh(o))
             cols.append(col)

@@ -7,8 +7,21 @@ Stages, each resumable from files in ``work_dir``:
    the neutral GMM) w.r.t. the varying GMM parameters (N × k), computed once,
    stored as float16 memmap after scaling by the global standard deviation.
 3. Training of encoder + decoder: loss = -mean FRC(particle, CTF·projection
-   of decoder(encoder(features) + noise)) + λ·mean |z|²; Adam; a checkpoint
-   (``checkpoint.pt``) and a log line per epoch.
+   of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)); Adam with a linear
+   warm-up and cosine decay of the learning rate; a checkpoint
+   (``checkpoint.pt``) and a log line per epoch. Choices that make the latent
+   axes line up with the conformation (benchmarks/heterogeneity.py):
+   * the encoder's linear branch starts as the features' top PCs (its MLP
+     branch at zero), so training starts from the linear PCA baseline;
+   * q is a diagonal Gaussian with learned σ (a VAE, β = latent_kl): unlike a
+     fixed noise + |z|² penalty, which rewards curling the data manifold
+     through all latent dimensions (longer arc per unit of spread), the KL
+     term charges each dimension by the information it carries, which favours
+     few, straighter, axis-like directions (PC1 closer to the main motion);
+   * the learning rate decays (cosine), which stops the latent layout from
+     drifting between epochs late in training;
+   * with latent_kl = 0 the previous scheme is used (fixed noise σ =
+     latent_noise, penalty λ = latent_penalty).
 4. ``latents.npz``: ids, z (no noise), the final per-particle FRC.
 """
 from dataclasses import asdict, dataclass
@@ -37,11 +50,17 @@ class TrainConfig:
     vary_positions: bool = True
     vary_amplitudes: bool = True
     vary_widths: bool = False
-    latent_noise: float = 0.05
-    latent_penalty: float = 1e-3
+    latent_noise: float = 0.05    # σ of the noise added to z (initial σ if latent_kl > 0)
+    latent_penalty: float = 0.0   # λ·mean |z|² (with fixed noise; the KL term has its own)
     ctf_mode: str = "full"        # full | phase_flip
     pos_scale: float = 5.0        # Å per unit of decoder output
     seed: int = 0
+    encoder_init: str = "pca"     # pca: start z at the features' top PCs | random
+    lr_schedule: str = "cosine"   # cosine (after a linear warm-up) | constant
+    warmup_epochs: float = 1.0
+    amp_mode: str = "linear"      # decoder amplitude parametrisation: linear | tanh
+    latent_kl: float = 1e-3       # > 0: variational encoder (learned σ, starting at
+                                  # latent_noise), loss += latent_kl · KL(q(z|x) || N(0, I))
 
     def validate(self):
         if not 1 <= self.latent_dim <= 16:
@@ -51,8 +70,16 @@ class TrainConfig:
         if self.max_res >= self.min_res:
             raise ValueError("max resolution (%.1f Å) must be finer than min resolution "
                              "(%.1f Å)" % (self.max_res, self.min_res))
+        if self.latent_kl < 0 or self.latent_noise < 0 or self.latent_penalty < 0:
+            raise ValueError("latent noise, penalty and KL weight must be >= 0")
         if self.ctf_mode not in ("full", "phase_flip"):
             raise ValueError("ctf mode must be 'full' or 'phase_flip'")
+        for name, allowed in (("encoder_init", ("pca", "random")),
+                              ("lr_schedule", ("cosine", "constant")),
+                              ("amp_mode", ("tanh", "linear"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError("%s must be one of %s" % (name.replace("_", " "),
+                                                         ", ".join(allowed)))
 
 
 class Trainer:
@@ -78,12 +105,15 @@ class Trainer:
             raise ValueError("no Gaussian lies inside the focus mask")
         self.ky, self.kx = freq_grid_2d(self.box, self.apix, self.device)
         torch.manual_seed(cfg.seed)
-        self.encoder = Encoder(len(gmm) * len(self.columns), cfg.latent_dim).to(self.device)
+        self.encoder = Encoder(len(gmm) * len(self.columns), cfg.latent_dim,
+                               variational=cfg.latent_kl > 0,
+                               init_sigma=cfg.latent_noise).to(self.device)
         self.decoder = Decoder(gmm.params, cfg.latent_dim, self.columns, self.focus,
-                               cfg.pos_scale).to(self.device)
+                               cfg.pos_scale, amp_mode=cfg.amp_mode).to(self.device)
         self.opt = torch.optim.Adam(list(self.encoder.parameters())
                                     + list(self.decoder.parameters()), lr=cfg.learning_rate)
         self.epoch, self.history = 0, []
+        self._pca_done = False
 
     # -- stage 1: cropped image cache ------------------------------------------------
     def _images_path(self):
@@ -177,6 +207,39 @@ class Trainer:
         self.epoch, self.history = ck["epoch"], ck["history"]
         return ck
 
+    def init_encoder_pca(self, feats, max_rows=5000):
+        """Set the encoder's linear branch to the top latent_dim principal
+        components of the features (scores scaled so that PC1 has unit standard
+        deviation; the other PCs keep their relative spread) and zero the MLP's
+        output, so z starts as the linear PCA baseline."""
+        n, L = len(feats), self.cfg.latent_dim
+        rng = np.random.default_rng(self.cfg.seed)
+        rows = np.sort(rng.choice(n, min(n, max_rows), replace=False))
+        x = torch.from_numpy(np.asarray(feats[rows], dtype=np.float32)).flatten(1)
+        mean = x.mean(0)
+        torch.manual_seed(self.cfg.seed)
+        _, sv, v = torch.svd_lowrank(x - mean, q=min(L + 10, min(x.shape)), niter=4)
+        comps, sv = v[:, :L].T, sv[:L]
+        # sign convention: the largest |loading| of each component is positive
+        sign = torch.sign(comps.gather(1, comps.abs().argmax(1, keepdim=True)))
+        comps = comps * sign
+        scale = float(sv[0]) / np.sqrt(max(len(rows) - 1, 1))
+        self.encoder.init_pca(mean, comps, scale)
+        self.encoder.to(self.device)
+        self.log("encoder initialised to the features' top %d PCs (explained variance "
+                 "%s of PC1)" % (L, ", ".join("%.2f" % (float(s) / float(sv[0])) ** 2
+                                             for s in sv)))
+
+    def _lr(self, step, total, steps_per_epoch):
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant":
+            return cfg.learning_rate
+        warm = cfg.warmup_epochs * steps_per_epoch
+        if step < warm:
+            return cfg.learning_rate * (step + 1) / warm
+        x = min(1.0, (step - warm) / max(total - warm, 1))
+        return cfg.learning_rate * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * x)))
+
     def _features(self, feats, rows):
         return torch.from_numpy(np.asarray(feats[np.sort(rows)], dtype=np.float32)).to(
             self.device)
@@ -187,6 +250,12 @@ class Trainer:
         target = epochs or cfg.epochs
         t_start = time.time()
         start_epoch = self.epoch
+        if self.epoch == 0 and cfg.encoder_init == "pca" and not self._pca_done:
+            self.init_encoder_pca(feats)
+            self._pca_done = True
+        steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+        total_steps = max(cfg.epochs, target) * steps_per_epoch
+        step = self.epoch * steps_per_epoch
         while self.epoch < target:
             t0 = time.time()
             order = rng.permutation(n)
@@ -194,10 +263,19 @@ class Trainer:
             for start in range(0, n, cfg.batch_size):
                 rows = order[start:start + cfg.batch_size]
                 rows, data, ctf, rot, sh = self._batch(images, rows)
-                z = self.encoder(self._features(feats, rows))
-                zn = z + cfg.latent_noise * torch.randn_like(z)
+                z, logvar = self.encoder.posterior(self._features(feats, rows))
+                if logvar is not None:
+                    zn = z + torch.exp(0.5 * logvar) * torch.randn_like(z)
+                else:
+                    zn = z + cfg.latent_noise * torch.randn_like(z)
                 f = self._frc(self.decoder(zn), data, ctf, rot, sh)
                 loss = -f.mean() + cfg.latent_penalty * (z ** 2).sum(1).mean()
+                if logvar is not None:
+                    kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).sum(1).mean()
+                    loss = loss + cfg.latent_kl * kl
+                for g in self.opt.param_groups:
+                    g["lr"] = self._lr(step, total_steps, steps_per_epoch)
+                step += 1
                 self.opt.zero_grad()
                 loss.backward()
                 self.opt.step()
@@ -232,6 +310,7 @@ def load_decoder(checkpoint, gmm_params, device="cpu"):
     """The trained decoder of a checkpoint, ready to decode latent points."""
     ck = torch.load(checkpoint, map_location=device, weights_only=False)
     cfg = ck["config"]
-    dec = Decoder(gmm_params, cfg["latent_dim"], ck["columns"], ck["focus"], cfg["pos_scale"])
+    dec = Decoder(gmm_params, cfg["latent_dim"], ck["columns"], ck["focus"], cfg["pos_scale"],
+                  amp_mode=cfg.get("amp_mode", "tanh"))
     dec.load_state_dict(ck["decoder"])
     return dec.to(device).eval()
