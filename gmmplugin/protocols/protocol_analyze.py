@@ -1,17 +1,16 @@
 """GmmProtAnalyze: classes, volume series and outliers from a GMM latent space."""
-import json
 import os
 
 import numpy as np
 import pyworkflow.object as pwobj
 import pyworkflow.protocol.params as params
 from pwem.objects import (ParticleFlex, SetOfClasses3D, SetOfParticlesFlex,
-                          SetOfVolumesFlex, Volume, VolumeFlex)
+                          SetOfVolumesFlex, VolumeFlex)
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
 from ..constants import FLEX_PROGRAM, PARTICLES_FILE
 from ..convert import particles_to_engine, validate_particles
-from .protocol_base import add_gpu_params, run_engine
+from .protocol_base import add_gpu_params, read_json, run_engine
 
 REDUCTIONS = ["PCA", "UMAP"]
 
@@ -115,11 +114,7 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
         return self._getExtraPath("analysis", name)
 
     def _info(self):
-        path = self._out("analysis.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return read_json(self._out("analysis.json"))
 
     def createOutputStep(self):
         inp = self.inputParticles.get()

@@ -1,6 +1,5 @@
 """GmmProtFitNeutral: the neutral GMM from a consensus map and/or an atomic model."""
 import enum
-import json
 import os
 
 import pyworkflow.protocol.params as params
@@ -8,7 +7,7 @@ from pwem.objects import AtomStruct, Volume
 from pwem.protocols import ProtAnalysis3D
 
 from ..objects import GmmModel
-from .protocol_base import add_gpu_params, run_engine
+from .protocol_base import add_gpu_params, read_json, run_engine
 from .inputs import map_file, read_mask_stats
 
 
@@ -91,11 +90,7 @@ class GmmProtFitNeutral(ProtAnalysis3D):
                     self._defineSourceRelation(src, out)
 
     def _info(self):
-        path = self._getExtraPath("fit.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return read_json(self._getExtraPath("fit.json"))
 
     def _validate(self):
         errors = []

@@ -1,16 +1,13 @@
 """GmmProtReconstruct: CTF-corrected direct Fourier reconstruction of particles."""
 import enum
-import json
-import os
 
-import numpy as np
 import pyworkflow.protocol.params as params
-from pwem.objects import FSC, SetOfParticles, Volume
+from pwem.objects import FSC, Volume
 from pwem.protocols import ProtReconstruct3D
 
 from ..constants import PARTICLES_FILE
 from ..convert import particles_to_engine, validate_particles
-from .protocol_base import add_gpu_params, run_engine
+from .protocol_base import add_gpu_params, read_json, run_engine, volume_and_fsc
 
 
 class ReconstructOutputs(enum.Enum):
@@ -69,14 +66,7 @@ class GmmProtReconstruct(ProtReconstruct3D):
         run_engine(self, "reconstruct", args)
 
     def createOutputStep(self):
-        info = self._info()
-        vol = Volume(location=self._getExtraPath("map.mrc"))
-        vol.setSamplingRate(info["apix"])
-        vol.setHalfMaps([self._getExtraPath("map_half1.mrc"),
-                         self._getExtraPath("map_half2.mrc")])
-        fsc = FSC(objLabel="half-map FSC")
-        freq, curve = np.loadtxt(self._getExtraPath("map_fsc.txt"), unpack=True)
-        fsc.setData(freq.tolist(), curve.tolist())
+        vol, fsc = volume_and_fsc(self)
         self._defineOutputs(**{ReconstructOutputs.Volume.name: vol,
                                ReconstructOutputs.FSC.name: fsc})
         self._defineSourceRelation(self.inputParticles, vol)
@@ -84,11 +74,7 @@ class GmmProtReconstruct(ProtReconstruct3D):
 
     # -- info ----------------------------------------------------------------------
     def _info(self):
-        path = self._getExtraPath("map.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return read_json(self._getExtraPath("map.json"))
 
     def _validate(self):
         errors = validate_particles(self.inputParticles.get())

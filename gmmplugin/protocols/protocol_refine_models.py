@@ -1,5 +1,4 @@
 """GmmProtRefineModels: an atomic model refined into a map or a volume series."""
-import json
 import os
 
 import pyworkflow.object as pwobj
@@ -9,7 +8,7 @@ from pwem.protocols import ProtAnalysis3D
 
 from ..constants import FLEX_PROGRAM
 from .inputs import map_file
-from .protocol_base import add_gpu_params, run_engine
+from .protocol_base import add_gpu_params, read_json, run_engine
 
 ATOM_STRUCT, ATOM_STRUCTS = "AtomStruct", "AtomStructs"
 STAGE_CHOICES = ["patches", "patches + residues", "patches + residues + atoms"]
@@ -143,18 +142,11 @@ class GmmProtRefineModels(ProtAnalysis3D):
                     setattr(model, attr, pwobj.Float(row[key]))
 
     # -- info -------------------------------------------------------------------
-    def _json(self, name):
-        path = self._getExtraPath(name)
-        if not os.path.exists(path):
-            return None
-        with open(path) as fh:
-            return json.load(fh)
-
     def _info(self):
-        return self._json("refine_models.json")
+        return read_json(self._getExtraPath("refine_models.json"))
 
     def _validation(self):
-        return self._json("validation.json") or []
+        return read_json(self._getExtraPath("validation.json")) or []
 
     def _validate(self):
         errors = []

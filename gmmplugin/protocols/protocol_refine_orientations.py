@@ -1,5 +1,4 @@
 """GmmProtRefineOrientations: refine each particle's pose against its own GMM."""
-import json
 import os
 
 import numpy as np
@@ -10,7 +9,7 @@ from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 from ..constants import FLEX_PROGRAM, PARTICLES_FILE
 from ..convert import particles_to_engine, pose_to_matrix, validate_particles
 from .inputs import map_file
-from .protocol_base import add_gpu_params, run_engine
+from .protocol_base import add_gpu_params, read_json, run_engine, volume_and_fsc
 
 OUTPUTS = {"Particles": SetOfParticles, "Volume": Volume, "FSC": FSC}
 
@@ -163,28 +162,16 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             if new_z is not None:
                 q.setZFlex(new_z[p.getObjId()])
             out.append(q)
-        info = self._recon_info()
-        vol = Volume(location=self._getExtraPath("map.mrc"))
-        vol.setSamplingRate(info["apix"])
-        vol.setHalfMaps([self._getExtraPath("map_half1.mrc"),
-                         self._getExtraPath("map_half2.mrc")])
-        fsc = FSC(objLabel="half-map FSC")
-        freq, curve = np.loadtxt(self._getExtraPath("map_fsc.txt"), unpack=True)
-        fsc.setData(freq.tolist(), curve.tolist())
+        vol, fsc = volume_and_fsc(self)
         self._defineOutputs(Particles=out, Volume=vol, FSC=fsc)
         for o in (out, vol, fsc):
             self._defineTransformRelation(self.inputParticles, o)
 
     def _recon_info(self):
-        with open(self._getExtraPath("map.json")) as f:
-            return json.load(f)
+        return read_json(self._getExtraPath("map.json"))
 
     def _refine_info(self):
-        path = self._getExtraPath("refine.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return read_json(self._getExtraPath("refine.json"))
 
     def _validate(self):
         errors = validate_particles(self.inputParticles.get())

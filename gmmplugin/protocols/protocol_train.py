@@ -1,6 +1,5 @@
 """GmmProtTrain: every particle -> a latent vector of the GMM decoder."""
 import enum
-import json
 import os
 
 import numpy as np
@@ -11,7 +10,7 @@ from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 from ..constants import FLEX_PROGRAM, PARTICLES_FILE
 from ..convert import particles_to_engine, validate_particles
 from .inputs import map_file
-from .protocol_base import add_gpu_params, run_engine
+from .protocol_base import add_gpu_params, read_json, run_engine
 
 CTF_FULL, CTF_PHASE_FLIP = 0, 1
 
@@ -158,11 +157,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         self._defineSourceRelation(self.inputGmm, out)
 
     def _info(self):
-        path = self._getExtraPath("training.json")
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
+        return read_json(self._getExtraPath("training.json"))
 
     def _validate(self):
         parts = self.inputParticles.get()

@@ -6,6 +6,8 @@ The fit is a truncated 2D Fourier series of log(max(p, floor)), tapered
 (Lanczos σ factors) against ringing: in log space an outlier region (p below
 ~1e-3 of the peak) stays many units above the favoured one, so refinement
 pushes residues out of it instead of flattening it away as a fit of p would.
+Below the floor the log table falls on with the distance to the allowed
+region, so the fit has a slope everywhere (no flat plateau to get stuck on).
 """
 import importlib.util
 import os
@@ -63,9 +65,22 @@ def is_outlier(kind_index, phi, psi):
     return preference(kind_index, phi, psi) < thresholds
 
 
+def extended_log_preference(kind, slope=0.15):
+    """log(max(p, FLOOR)), continued below the floor by ``slope`` per degree of
+    distance to the nearest allowed bin (periodic), so that a residue deep in
+    a disallowed region still feels which way the allowed region lies."""
+    from scipy.ndimage import distance_transform_edt
+    p = table(kind)
+    logp = np.log(np.maximum(p, FLOOR))
+    n = p.shape[0]
+    tiled = np.tile(p < FLOOR, (3, 3))
+    dist = distance_transform_edt(tiled)[n:2 * n, n:2 * n] * 2.0   # degrees
+    return logp - slope * dist
+
+
 def fourier_coefficients(kind, order=ORDER):
     """Complex (2K+1, 2K+1) coefficients of the tapered log-preference series."""
-    logp = np.log(np.maximum(table(kind), FLOOR))
+    logp = extended_log_preference(kind)
     n = logp.shape[0]
     centres = np.radians(-179.0 + 2.0 * np.arange(n))
     m = np.arange(-order, order + 1)

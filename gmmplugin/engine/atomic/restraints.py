@@ -17,8 +17,10 @@ import torch
 from .ramachandran import RamachandranEnergy
 
 OUTLIER_Z = 4.5
-CLASH_ALLOWANCE = 0.3
-HBOND_ALLOWANCE = 0.9
+CLASH_ALLOWANCE = 0.4
+H_RADIUS_GAIN = 0.1
+HBOND_DISTANCE = 2.6
+ONE_FOUR_RELIEF = 0.5
 CLASH_SIGMA = 0.1
 CLASH_CUTOFF = 4.0
 
@@ -75,7 +77,9 @@ class Geometry:
         self.excluded = torch.as_tensor(t.excluded, device=dev)
         self.one_four = torch.as_tensor(t.one_four, device=dev)
         polar = np.isin(t.atomic_number, (7, 8))
-        self.vdw, self.polar = F(t.vdw), torch.as_tensor(polar, device=dev)
+        hyd = t.hydrogens if t.hydrogens is not None else np.zeros(len(t))
+        self.vdw = F(t.vdw + H_RADIUS_GAIN * hyd)
+        self.polar = torch.as_tensor(polar, device=dev)
         # waters and unrestrained atoms do not take part in clashes (rigid, not refined)
         self.clash_atoms = torch.as_tensor(np.flatnonzero(t.restrained), device=dev)
         self.pairs = None
@@ -100,8 +104,9 @@ class Geometry:
             p, key = p[~bonded], key[~bonded]
             fourth = torch.isin(key, self.one_four)
             limit = self.vdw[p[:, 0]] + self.vdw[p[:, 1]] - CLASH_ALLOWANCE
+            limit = torch.where(fourth, limit - ONE_FOUR_RELIEF, limit)
             hb = self.polar[p[:, 0]] & self.polar[p[:, 1]]
-            limit = torch.where(fourth | hb, limit - (HBOND_ALLOWANCE - CLASH_ALLOWANCE), limit)
+            limit = torch.where(hb, torch.clamp(limit, max=HBOND_DISTANCE), limit)
             self.pairs, self.pair_limit = p, limit
 
     # -- terms ----------------------------------------------------------------

@@ -32,6 +32,7 @@ class Topology:
     residue_chain: np.ndarray    # (R,) chain index of each residue
     restrained: np.ndarray       # (n,) bool: atom is in the library topology
     water: np.ndarray            # (n,) bool
+    hydrogens: np.ndarray = None  # (n,) hydrogens the library bonds to each atom
     bonds: np.ndarray = None     # (nb, 2) int
     bond_ideal: np.ndarray = None
     bond_esd: np.ndarray = None
@@ -151,6 +152,13 @@ def build_topology(st, monomer_folder=None):
         restrained[atom.serial - 1] = True
         atom.b_iso = atom.serial - 1
     topo = gemmi.prepare_topology(lib, monlib, warnings=None, ignore_unknown_links=True)
+    hydrogens = np.zeros(n, int)
+    h_by_comp = {name: _hydrogen_counts(monlib.monomers[name]) for name in
+                 {r.name for ch in lib[0] for r in ch}}
+    for chain in lib[0]:
+        for res in chain:
+            for atom in res:
+                hydrogens[atom.serial - 1] = h_by_comp[res.name].get(atom.name, 0)
 
     def idx(t):
         return [int(round(a.b_iso)) for a in t.atoms]
@@ -159,6 +167,7 @@ def build_topology(st, monomer_folder=None):
                   residue_anchor=np.array(anchors, dtype=np.float64).reshape(-1, 3),
                   residue_chain=np.array(res_chain, dtype=int),
                   restrained=restrained, water=water, missing_residues=sorted(missing))
+    tp.hydrogens = hydrogens
     tp.bonds = np.array([idx(b) for b in topo.bonds], int).reshape(-1, 2)
     tp.bond_ideal = np.array([b.restr.value for b in topo.bonds])
     tp.bond_esd = np.array([b.restr.esd for b in topo.bonds])
@@ -185,6 +194,19 @@ def build_topology(st, monomer_folder=None):
     tp.rama, tp.rama_kind = _ramachandran(topo)
     tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)
     return tp
+
+
+def _hydrogen_counts(chemcomp):
+    """{atom name: number of hydrogens bonded to it} from a library entry."""
+    is_h = {a.id: a.el.is_hydrogen for a in chemcomp.atoms}
+    count = {}
+    for b in chemcomp.rt.bonds:
+        a1, a2 = b.id1.atom, b.id2.atom
+        if is_h.get(a2) and not is_h.get(a1):
+            count[a1] = count.get(a1, 0) + 1
+        elif is_h.get(a1) and not is_h.get(a2):
+            count[a2] = count.get(a2, 0) + 1
+    return count
 
 
 def _ramachandran(topo):

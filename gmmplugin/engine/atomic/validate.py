@@ -19,8 +19,8 @@ import tempfile
 import numpy as np
 
 from .monlib import load_monlib
-from .ramachandran import is_outlier, preference, OUTLIER_BELOW, KINDS
-from .topology import _atoms, build_topology, read_model
+from .ramachandran import is_outlier, preference
+from .topology import build_topology, read_model
 
 FAVOURED = 0.02
 
@@ -100,7 +100,7 @@ def clashscore(st):
     for line in res.stdout.splitlines():
         f = line.split(":")
         if len(f) > 6 and f[2] == "bo" and float(f[5]) <= -0.4:
-            pairs.add((f[3], f[4]))
+            pairs.add(tuple(sorted((f[3], f[4]))))   # a pair once, whichever is "src"
     n = lib[0].count_atom_sites()
     return 1000.0 * len(pairs) / max(1, n)
 
