@@ -293,7 +293,10 @@ class SeriesRefiner:
         m1, g1 = self._run("probe", probe_steps, r, r, 0.0, record=False)
         self.decoder.load_state_dict(state)
         gain, loss = max(m0 - m1, 1e-4), max(g1 - g0, 1e-3)
-        w = 10.0 * gain / loss
+        # never below the patch stage's hold: when the map is already matched
+        # (small gain, e.g. a series started from a good model) the ratio alone
+        # would leave the geometry unweighted
+        w = max(10.0 * gain / loss, PATCH_WEIGHT)
         self.log("automatic geometry weight: map gain %.4f, geometry loss %.2f -> w = %.3g"
                  % (gain, loss, w))
         return w
