@@ -32,7 +32,7 @@ STAGES = ("patch", "residue", "atom")
 GEOMETRY_RAMP = 30.0
 PATCH_WEIGHT = 1e-3
 TERM_WEIGHTS = {"bond": 1.0, "angle": 1.0, "omega": 1.0, "rotamer": 0.1, "plane": 1.0,
-                "chiral": 1.0, "rama": 1.0, "clash": 1.0}
+                "chiral": 1.0, "rama": 1.0, "clash": 3.0}
 
 
 @dataclass

@@ -6,10 +6,16 @@ bonds and angles (with a steeper wall beyond 4.5σ so outliers cannot hide in
 the mean), peptide ω and side-chain χ torsions (periodic, the library's
 staggered-rotamer prior), planes (RMS distance to the least-squares plane),
 chiral volumes, Ramachandran (smooth log-preference fit, see ramachandran.py)
-and clashes. Clashes use a heavy-atom rule standing in for riding hydrogens:
-non-bonded atoms closer than the sum of van der Waals radii minus 0.3 Å
-(minus 0.9 Å for 1-4 pairs and for N/O pairs that may hydrogen-bond),
-1-2 and 1-3 pairs excluded, neighbour list refreshed every few steps.
+and clashes. Clashes are probe-like, with riding hydrogens: the hydrogens
+gemmi places from the library are rebuilt at every step from their parent and
+two neighbouring heavy atoms (a fixed local frame), and any pair of atoms
+(heavy or H) whose van der Waals spheres overlap by more than
+CLASH_ALLOWANCE (probe's 0.4 Å) is penalised; a polar H and an N/O acceptor
+may overlap by HBOND_OVERLAP, heavy N/O pairs come to HBOND_DISTANCE, heavy
+1-4 pairs ONE_FOUR_RELIEF closer; pairs whose heavy anchors (an H's anchor is
+its parent) are 1-2 or 1-3 bonded, or the same atom, are excluded; the
+neighbour list is refreshed every few steps. Without hydrogen information
+(unknown residues) heavy atoms grow by H_RADIUS_GAIN per library hydrogen.
 """
 import numpy as np
 import torch
@@ -21,6 +27,10 @@ CLASH_ALLOWANCE = 0.4
 H_RADIUS_GAIN = 0.1
 HBOND_DISTANCE = 2.6
 ONE_FOUR_RELIEF = 0.5
+HBOND_OVERLAP = 0.8
+# probe's van der Waals radii (Å); other elements use gemmi's
+PROBE_RADII = {1: 1.17, 6: 1.75, 7: 1.55, 8: 1.40, 16: 1.80}
+POLAR_H_RADIUS = 1.0
 CLASH_SIGMA = 0.1
 CLASH_CUTOFF = 4.0
 
@@ -78,35 +88,77 @@ class Geometry:
         self.one_four = torch.as_tensor(t.one_four, device=dev)
         polar = np.isin(t.atomic_number, (7, 8))
         hyd = t.hydrogens if t.hydrogens is not None else np.zeros(len(t))
-        self.vdw = F(t.vdw + H_RADIUS_GAIN * hyd)
+        self.riding = None
+        if t.riding is not None:
+            r = t.riding
+            self.riding = (L(r["parent"]), L(r["ref_a"]), L(r["ref_b"]), F(r["coef"]))
+            heavy_r = np.array([PROBE_RADII.get(int(zn), v)
+                                for zn, v in zip(t.atomic_number, t.vdw)])
+            h_r = np.where(r["polar"], POLAR_H_RADIUS, PROBE_RADII[1])
+            vdw = np.concatenate([heavy_r, h_r])
+            polar = np.concatenate([polar, np.zeros(len(h_r), bool)])
+            self.polar_h = torch.as_tensor(np.concatenate([np.zeros(len(t), bool), r["polar"]]),
+                                           device=dev)
+            self.anchor = L(np.concatenate([np.arange(len(t)), r["parent"]]))
+            clash_atoms = np.concatenate([np.flatnonzero(t.restrained),
+                                          len(t) + np.arange(len(h_r))])
+        else:
+            vdw = t.vdw + H_RADIUS_GAIN * hyd
+            self.polar_h = torch.zeros(len(t), dtype=torch.bool, device=dev)
+            self.anchor = L(np.arange(len(t)))
+            clash_atoms = np.flatnonzero(t.restrained)
+        self.vdw = F(vdw)
         self.polar = torch.as_tensor(polar, device=dev)
         # waters and unrestrained atoms do not take part in clashes (rigid, not refined)
-        self.clash_atoms = torch.as_tensor(np.flatnonzero(t.restrained), device=dev)
+        self.clash_atoms = torch.as_tensor(clash_atoms, device=dev)
         self.pairs = None
+
+    def with_hydrogens(self, x):
+        """Heavy coordinates (..., n, 3) followed by the riding hydrogens."""
+        if self.riding is None:
+            return x
+        parent, a, b, coef = self.riding
+        P, A, B = x[..., parent, :], x[..., a, :], x[..., b, :]
+        e1 = A - P
+        e1 = e1 / e1.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        v = (B - P) - ((B - P) * e1).sum(-1, keepdim=True) * e1
+        e2 = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        e3 = torch.cross(e1, e2, dim=-1)
+        h = P + coef[:, 0:1] * e1 + coef[:, 1:2] * e2 + coef[:, 2:3] * e3
+        return torch.cat([x, h], dim=-2)
 
     # -- neighbour list -------------------------------------------------------
     def update_neighbours(self, xyz):
-        """Non-bonded pairs closer than CLASH_CUTOFF in ``xyz`` (n, 3) (any frame of
-        a batch: pass the union over frames by calling with each, or the first)."""
+        """Non-bonded pairs closer than CLASH_CUTOFF in ``xyz`` (n, 3), hydrogens
+        included, with their clash distance limits."""
         with torch.no_grad():
-            x = xyz[self.clash_atoms]
+            x = self.with_hydrogens(xyz)[self.clash_atoms]
             pairs = []
             chunk = 2048
             for s in range(0, len(x), chunk):
                 d = torch.cdist(x[s:s + chunk], x)
-                i, j = torch.nonzero(d < CLASH_CUTOFF + 1.0, as_tuple=True)
+                i, j = torch.nonzero(d < CLASH_CUTOFF, as_tuple=True)
                 i = i + s
                 keep = i < j
                 pairs.append(torch.stack([self.clash_atoms[i[keep]], self.clash_atoms[j[keep]]], 1))
             p = torch.cat(pairs) if pairs else torch.zeros(0, 2, dtype=torch.long)
-            key = p[:, 0] * self.n + p[:, 1]
-            bonded = torch.isin(key, self.excluded)
-            p, key = p[~bonded], key[~bonded]
-            fourth = torch.isin(key, self.one_four)
+            a0, a1 = self.anchor[p[:, 0]], self.anchor[p[:, 1]]
+            lo, hi = torch.minimum(a0, a1), torch.maximum(a0, a1)
+            key = lo * self.n + hi
+            drop = (lo == hi) | torch.isin(key, self.excluded)
+            p, key, lo, hi = p[~drop], key[~drop], lo[~drop], hi[~drop]
+            heavy = (p[:, 0] < self.n) & (p[:, 1] < self.n)
+            fourth = heavy & torch.isin(key, self.one_four)
             limit = self.vdw[p[:, 0]] + self.vdw[p[:, 1]] - CLASH_ALLOWANCE
             limit = torch.where(fourth, limit - ONE_FOUR_RELIEF, limit)
-            hb = self.polar[p[:, 0]] & self.polar[p[:, 1]]
+            hb = heavy & self.polar[p[:, 0]] & self.polar[p[:, 1]]
             limit = torch.where(hb, torch.clamp(limit, max=HBOND_DISTANCE), limit)
+            acceptor = torch.cat([self.polar, torch.zeros(len(self.vdw) - len(self.polar),
+                                                          dtype=torch.bool,
+                                                          device=self.polar.device)])
+            hbond_h = ((self.polar_h[p[:, 0]] & acceptor[p[:, 1]])
+                       | (self.polar_h[p[:, 1]] & acceptor[p[:, 0]]))
+            limit = torch.where(hbond_h, limit - (HBOND_OVERLAP - CLASH_ALLOWANCE), limit)
             self.pairs, self.pair_limit = p, limit
 
     # -- terms ----------------------------------------------------------------
@@ -153,7 +205,8 @@ class Geometry:
             out["rama"] = e.mean()
         if self.pairs is not None and len(self.pairs):
             p = self.pairs
-            d = (x[:, p[:, 0]] - x[:, p[:, 1]]).norm(dim=-1)
+            xh = self.with_hydrogens(x)
+            d = (xh[:, p[:, 0]] - xh[:, p[:, 1]]).norm(dim=-1)
             over = torch.relu(self.pair_limit - d) / CLASH_SIGMA
             out["clash"] = (over ** 2).sum(-1).mean() / max(1, len(self.clash_atoms)) * 100
         return out

@@ -33,6 +33,7 @@ class Topology:
     restrained: np.ndarray       # (n,) bool: atom is in the library topology
     water: np.ndarray            # (n,) bool
     hydrogens: np.ndarray = None  # (n,) hydrogens the library bonds to each atom
+    riding: dict = None           # riding hydrogens: parent, ref_a, ref_b, coef, polar
     bonds: np.ndarray = None     # (nb, 2) int
     bond_ideal: np.ndarray = None
     bond_esd: np.ndarray = None
@@ -193,7 +194,51 @@ def build_topology(st, monomer_folder=None):
         * topo.ideal_chiral_abs_volume(c) for c in chirs])
     tp.rama, tp.rama_kind = _ramachandran(topo)
     tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)
+    tp.riding = _riding_hydrogens(lib, monlib, tp.bonds, xyz)
     return tp
+
+
+def _riding_hydrogens(lib, monlib, bonds, xyz):
+    """Hydrogens placed by gemmi from the library, each expressed in a local
+    frame of heavy atoms (parent P, a neighbour A, a third atom B):
+    H = P + c1 e1 + c2 e2 + c3 e3 with e1 ∥ A-P, e2 ⟂ e1 in the PAB plane.
+    The refinement rebuilds them from the moving heavy atoms (riding model)."""
+    import gemmi
+    with_h = lib.clone()
+    topo = gemmi.prepare_topology(with_h, monlib, h_change=gemmi.HydrogenChange.ReAddButWater,
+                                  warnings=None, ignore_unknown_links=True)
+    nbr = {}
+    for a, b in bonds:
+        nbr.setdefault(a, []).append(b)
+        nbr.setdefault(b, []).append(a)
+    rows = []
+    for bond in topo.bonds:
+        h, p = bond.atoms
+        if p.element.is_hydrogen:
+            h, p = p, h
+        if not h.element.is_hydrogen or p.element.is_hydrogen:
+            continue
+        pi = int(round(p.b_iso))
+        near = nbr.get(pi, [])
+        if not near:
+            continue
+        ai = near[0]
+        others = [b for b in near[1:]] or [b for b in nbr.get(ai, []) if b != pi]
+        if not others:
+            continue
+        bi = others[0]
+        P, A, B = xyz[pi], xyz[ai], xyz[bi]
+        e1 = (A - P) / np.linalg.norm(A - P)
+        v = (B - P) - np.dot(B - P, e1) * e1
+        e2 = v / np.linalg.norm(v)
+        e3 = np.cross(e1, e2)
+        d = np.array(h.pos.tolist()) - P
+        rows.append((pi, ai, bi, d @ e1, d @ e2, d @ e3, p.element.name in ("N", "O")))
+    if not rows:
+        return None
+    r = np.array(rows, dtype=np.float64)
+    return {"parent": r[:, 0].astype(int), "ref_a": r[:, 1].astype(int),
+            "ref_b": r[:, 2].astype(int), "coef": r[:, 3:6], "polar": r[:, 6].astype(bool)}
 
 
 def _hydrogen_counts(chemcomp):

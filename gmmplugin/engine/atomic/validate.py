@@ -113,9 +113,12 @@ def tortoize(path):
     import gemmi
     with tempfile.TemporaryDirectory() as tmp:
         # tortoize 2.0 returns nulls for some valid mmCIF (label_asym ids from
-        # gemmi's entity setup); the PDB format of the same model works
+        # gemmi's entity setup) and rejects PDB headers with dangling REMARK
+        # 800s; a minimal PDB (coordinates only) behind a HEADER line works
         pdb = os.path.join(tmp, "model.pdb")
-        gemmi.read_structure(str(path)).write_pdb(pdb)
+        text = gemmi.read_structure(str(path)).make_minimal_pdb()
+        with open(pdb, "w") as fh:
+            fh.write("HEADER    GMMPLUGIN MODEL\n" + text)
         out = os.path.join(tmp, "t.json")
         subprocess.run([exe, pdb, out], capture_output=True, text=True, timeout=600)
         if not os.path.exists(out):
