@@ -7,7 +7,7 @@ run that benchmark first so ``benchmarks/output/continuous`` exists).
 cryoDRGN (PyPI ``cryodrgn``) lives in its own venv (``--cryodrgn``, created
 with ``pip install cryodrgn`` if missing; never a plugin dependency) and runs
 with its defaults: ``train_vae --zdim 4`` (encoder and decoder 3×1024, batch
-8, lr 1e-4, data sign inverted as for RELION particles), poses and CTF parsed
+16, lr 1e-4, mixed precision where available, data sign inverted as for RELION particles), poses and CTF parsed
 from the same .star by ``cryodrgn parse_pose_star`` / ``parse_ctf_star``.
 Its particles/s come from its own per-epoch log on ``--drgn-particles``
 particles (one epoch). Ours: ``python -m gmmplugin.engine.cli train`` with the
@@ -89,10 +89,9 @@ def main():
                      "-n", str(a.drgn_epochs), "--ind", ind, "--datadir", DATA,
                      "--no-analysis", "--max-threads", str(a.threads), "-o", drgn_out],
                     env, os.path.join(OUT, "drgn.log"))
-    epoch_times = [float(v) for v in re.findall(r"Finished in ([0-9.]+)s", log)]
-    epoch_times = epoch_times or [
-        float(h) * 3600 + float(m) * 60 + float(sec)
-        for h, m, sec in re.findall(r"Epoch time: (\d+):(\d+):([0-9.]+)", log)]
+    # cryoDRGN 4: "# =====> Epoch: 1 ... Finished in 0:05:55.104510"
+    epoch_times = [float(h) * 3600 + float(m) * 60 + float(sec) for h, m, sec in
+                   re.findall(r"Epoch: \d+ .*?Finished in (\d+):(\d+):([0-9.]+)", log)]
     if not epoch_times:   # older/newer log formats: fall back to wall time
         epoch_times = [secs / a.drgn_epochs]
     drgn_pps = a.drgn_particles / float(np.median(epoch_times))
@@ -117,7 +116,7 @@ def main():
     rho_ours = rho_pc1(lat["z"], truth[:len(lat["z"])])
     ours_pps = info.get("particles_per_s")
     rec = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "threads": a.threads,
-           "cryodrgn": {"settings": "train_vae --zdim 4 (defaults: enc/dec 3x1024, batch 8, "
+           "cryodrgn": {"settings": "train_vae --zdim 4 (defaults: enc/dec 3x1024, batch 16, "
                                     "lr 1e-4)", "particles": a.drgn_particles,
                         "epochs": a.drgn_epochs, "epoch_seconds": epoch_times,
                         "particles_per_s": drgn_pps, "rho_pc1": rho_drgn},
