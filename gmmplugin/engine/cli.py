@@ -421,7 +421,7 @@ def build_parser():
     t.add_argument("--gmm", required=True, help="neutral GMM (.npz)")
     t.add_argument("--out-dir", required=True)
     t.add_argument("--latent-dim", type=int, default=4)
-    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-res", type=float, default=8.0)

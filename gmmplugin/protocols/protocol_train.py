@@ -78,7 +78,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "particle's CTF (raw particles). phase-flipped: for particles "
                            "whose phases were already corrected (|CTF| is used).")
         form.addSection(label="Training")
-        form.addParam("numEpochs", params.IntParam, default=20, label="Epochs")
+        form.addParam("numEpochs", params.IntParam, default=10, label="Epochs")
         form.addParam("batchSize", params.IntParam, default=64, label="Batch size")
         form.addParam("learningRate", params.FloatParam, default=1e-3,
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
