@@ -80,6 +80,27 @@ class Topology:
         return st
 
 
+def library_copy(st, monlib, polymer_only=False):
+    """Copy of ``st`` without waters, residues the library lacks and atoms
+    their dictionary lacks (gemmi's topology needs every atom described);
+    ``polymer_only`` also drops ligands and ions (kept rigid in refinement)."""
+    import gemmi
+    lib = st.clone()
+    for chain in lib[0]:
+        for j in reversed(range(len(chain))):
+            res = chain[j]
+            if (res.is_water() or res.name not in monlib.monomers
+                    or (polymer_only and res.entity_type != gemmi.EntityType.Polymer)):
+                del chain[j]
+                continue
+            known = {a.id for a in monlib.monomers[res.name].atoms}
+            for k in reversed(range(len(res))):
+                if res[k].name not in known:
+                    del res[k]
+    lib.remove_empty_chains()
+    return lib
+
+
 def _atoms(st):
     for chain in st[0]:
         for res in chain:
@@ -134,19 +155,7 @@ def build_topology(st, monomer_folder=None):
     monlib, missing = load_monlib(names, monomer_folder)
 
     # topology on a copy holding only what the library describes
-    lib = st.clone()
-    for chain in lib[0]:
-        for j in reversed(range(len(chain))):
-            res = chain[j]
-            if (res.is_water() or res.name not in monlib.monomers
-                    or res.entity_type != gemmi.EntityType.Polymer):
-                del chain[j]
-                continue
-            known = {a.id for a in monlib.monomers[res.name].atoms}
-            for k in reversed(range(len(res))):
-                if res[k].name not in known:
-                    del res[k]
-    lib.remove_empty_chains()
+    lib = library_copy(st, monlib, polymer_only=True)
     # prepare_topology renumbers serials: carry the flat index in b_iso of the copy
     restrained = np.zeros(n, bool)
     for atom in _atoms(lib):

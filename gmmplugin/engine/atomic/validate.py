@@ -20,27 +20,9 @@ import numpy as np
 
 from .monlib import load_monlib
 from .ramachandran import is_outlier, preference
-from .topology import build_topology, read_model
+from .topology import build_topology, library_copy, read_model
 
 FAVOURED = 0.02
-
-
-def library_copy(st, monlib):
-    """Copy of ``st`` with only what the library describes (for gemmi topology)."""
-    lib = st.clone()
-    lib.remove_waters()
-    for chain in lib[0]:
-        for j in reversed(range(len(chain))):
-            res = chain[j]
-            if res.name not in monlib.monomers:
-                del chain[j]
-                continue
-            known = {a.id for a in monlib.monomers[res.name].atoms}
-            for k in reversed(range(len(res))):
-                if res[k].name not in known:
-                    del res[k]
-    lib.remove_empty_chains()
-    return lib
 
 
 def _dihedral(p):
