@@ -337,7 +337,8 @@ def cmd_refine_poses(a):
     t0 = time.time()
     rot, sh, f, rate = refine_poses(particles, params_fn, a.max_res, a.min_res, a.max_angle,
                                     a.max_shift, a.iterations, batch_size=a.batch, device=dev,
-                                    focus=focus, log=lambda m: print(m, flush=True))
+                                    focus=focus, objective=a.objective,
+                                    log=lambda m: print(m, flush=True))
     dang = rotation_angle_deg(particles.rotations, rot)
     dsh = np.linalg.norm(sh - particles.shifts, axis=1)
     refined = particles.subset(np.arange(len(particles)))
@@ -346,6 +347,7 @@ def cmd_refine_poses(a):
     refined.save(os.path.join(a.out_dir, "particles_refined.npz"))
     write_json(os.path.join(a.out_dir, "refine.json"), {
         "particles": len(particles), "source": source, "iterations": a.iterations,
+        "objective": a.objective,
         "median_angle_change": float(np.median(dang)),
         "median_shift_change_A": float(np.median(dsh)), "mean_frc": float(f.mean()),
         "particles_per_s": rate, "particle_iterations_per_s": rate * a.iterations,
@@ -467,6 +469,8 @@ def build_parser():
     o.add_argument("--iterations", type=int, default=40)
     o.add_argument("--batch", type=int, default=64)
     o.add_argument("--focus-mask", default="", help="align on the masked Gaussians only")
+    o.add_argument("--objective", default="ml", choices=["ml", "frc"],
+                   help="ml: noise-whitened correlation (maximum likelihood); frc: mean FRC")
     o.set_defaults(func=cmd_refine_poses)
     from .atomic.cli_refine import add_parser as add_refine_models
     add_refine_models(sub)

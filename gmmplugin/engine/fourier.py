@@ -159,3 +159,39 @@ def resolution_at(curve, box, apix, threshold=0.143):
             shell = (i - 1) + t
             return box * apix / max(shell, 1e-9)
     return 2.0 * apix
+
+
+def band_mask(box, apix, res_low=None, res_high=None, device="cpu"):
+    """Ring indices of an rfft half plane and the boolean mask of a band (Å)."""
+    rings = ring_index(box, device)
+    lo = 1 if res_low is None else max(1, int(np.ceil(box * apix / res_low)))
+    hi = box // 2 if res_high is None else min(box // 2, int(np.floor(box * apix / res_high)))
+    if hi < lo:
+        raise ValueError("empty band: %s-%s Å at %d px of %.3f Å" % (res_low, res_high, box, apix))
+    return rings, (rings >= lo) & (rings <= hi)
+
+
+def whitening_weights(data_ft, rings, sel, eps=1e-12):
+    """1 / (mean power per ring) of a batch of images, on the band ``sel``.
+
+    At cryo-EM SNRs the data power is the noise power, so these weights whiten
+    the noise: the weighted correlation below is then the maximum-likelihood
+    score of a pose (the matched filter), unlike the FRC, which gives every
+    ring the same say whatever its number of pixels or its SNR.
+    """
+    r = rings[sel]
+    power = (data_ft[:, sel].real ** 2 + data_ft[:, sel].imag ** 2).mean(0)
+    nr = int(rings.max()) + 1
+    tot = torch.zeros(nr, device=data_ft.device, dtype=power.dtype).index_add_(0, r, power)
+    cnt = torch.zeros(nr, device=data_ft.device, dtype=power.dtype).index_add_(
+        0, r, torch.ones_like(power))
+    return 1.0 / (tot / cnt.clamp_min(1) + eps)[r]
+
+
+def weighted_correlation(pred_ft, data_ft, weights, sel, eps=1e-12):
+    """Σ w Re(p d*) / √(Σ w |p|² · Σ w |d|²) over the band ``sel``, per particle."""
+    p, d = pred_ft[:, sel], data_ft[:, sel]
+    cross = ((p * d.conj()).real * weights).sum(1)
+    pp = ((p.real ** 2 + p.imag ** 2) * weights).sum(1)
+    dd = ((d.real ** 2 + d.imag ** 2) * weights).sum(1)
+    return cross / torch.sqrt(pp * dd + eps)

@@ -6,6 +6,10 @@ increment δ (Å) are found by gradient descent (Adam, elementwise, so particles
 in a batch do not interact and results do not depend on the batch size) on
 ``-FRC(particle, CTF · projection of its GMM)``. The increments are kept
 inside the user's bounds by rescaling (|ω| ≤ max_angle, |δ| ≤ max_shift).
+The score is the correlation of data and prediction over the band with every
+Fourier coefficient weighted by the inverse noise power of its ring (estimated
+from the batch): for Gaussian noise this is the maximum-likelihood pose,
+sharper than the ring-averaged FRC (which is kept as ``objective="frc"``).
 Coarse to fine: the first half of the iterations use a band ending at twice
 the target resolution (wider capture range), the second half the full band.
 No randomness: the same input gives the same output.
@@ -21,7 +25,8 @@ import torch
 
 from .ctf import compute_ctf
 from .fit_neutral import fit_box_for
-from .fourier import crop_images, freq_grid_2d, frc, image_ft
+from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
+                      weighted_correlation, whitening_weights)
 from .projection import project
 
 
@@ -46,11 +51,12 @@ def rotation_angle_deg(A, B):
 
 def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
                  max_shift=5.0, iterations=40, lr_angle=0.5, lr_shift=0.3, batch_size=64,
-                 device="cpu", focus=None, log=print):
+                 device="cpu", focus=None, objective="ml", log=print):
     """Refine all particles' poses.
 
     params_fn(rows) -> (B, N, 5) or (N, 5) torch GMM params for those rows.
     focus: optional boolean (N,) Gaussians to align on (others subtracted).
+    objective: "ml" (whitened correlation, the default) or "frc".
     Returns (rotations (n,3,3), shifts (n,2) Å, final FRC (n,), particles/s).
     """
     device = torch.device(device)
@@ -91,10 +97,21 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
             R = torch.linalg.matrix_exp(skew(_bound(w, amax)))
             return R @ A0, s0 + _bound(d, smax)
 
+        if objective == "ml":
+            rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
+            _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
+            w_fine = whitening_weights(data, rings, sel_fine)
+            w_coarse = whitening_weights(data, rings, sel_coarse)
+
+        def score(pred, coarse):
+            if objective == "frc":
+                return frc(pred, data, box, apix, min_res, 2 * max_res if coarse else max_res)
+            return (weighted_correlation(pred, data, w_coarse, sel_coarse) if coarse
+                    else weighted_correlation(pred, data, w_fine, sel_fine))
+
         for it in range(iterations):
-            band = 2 * max_res if it < iterations // 2 else max_res
             A, s = pose()
-            f = frc(project(params, A, s, box, apix) * ctf, data, box, apix, min_res, band)
+            f = score(project(params, A, s, box, apix) * ctf, it < iterations // 2)
             opt.zero_grad()
             (-f.sum()).backward()
             opt.step()

@@ -66,6 +66,9 @@ class TrainConfig:
     amp_mode: str = "linear"      # decoder amplitude parametrisation: linear | tanh
     latent_kl: float = 1e-2       # > 0: variational encoder (learned σ, starting at
                                   # latent_noise), loss += latent_kl · KL(q(z|x) || N(0, I))
+    kl_free_bits: float = 0.0     # nats per latent dimension that the KL term does not
+                                  # charge (batch mean), so a weak but real motion
+                                  # is not switched off (Kingma et al. 2016)
     feature_norm: str = "none"    # none | unit: each particle's feature vector scaled to
                                   # RMS 1 (removes the per-particle gradient magnitude)
 
@@ -77,8 +80,9 @@ class TrainConfig:
         if self.max_res >= self.min_res:
             raise ValueError("max resolution (%.1f Å) must be finer than min resolution "
                              "(%.1f Å)" % (self.max_res, self.min_res))
-        if self.latent_kl < 0 or self.latent_noise < 0 or self.latent_penalty < 0:
-            raise ValueError("latent noise, penalty and KL weight must be >= 0")
+        if (self.latent_kl < 0 or self.latent_noise < 0 or self.latent_penalty < 0
+                or self.kl_free_bits < 0):
+            raise ValueError("latent noise, penalty, KL weight and free bits must be >= 0")
         if self.ctf_mode not in ("full", "phase_flip"):
             raise ValueError("ctf mode must be 'full' or 'phase_flip'")
         for name, allowed in (("encoder_init", ("pca", "random")),
@@ -287,7 +291,8 @@ class Trainer:
                 f = self._frc(self.decoder(zn), data, ctf, rot, sh)
                 loss = -f.mean() + cfg.latent_penalty * (z ** 2).sum(1).mean()
                 if logvar is not None:
-                    kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).sum(1).mean()
+                    kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).mean(0)
+                    kl = torch.clamp(kl, min=cfg.kl_free_bits).sum()
                     loss = loss + cfg.latent_kl * kl
                 for g in self.opt.param_groups:
                     g["lr"] = self._lr(step, total_steps, steps_per_epoch)
