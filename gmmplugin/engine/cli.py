@@ -234,7 +234,7 @@ def cmd_analyze(a):
 
     k = a.num_classes if a.num_classes > 0 else choose_k(z, seed=a.seed)
     labels, centres = classify(z, k, seed=a.seed)
-    outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold or None)
+    outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold)
     zred = reduce(z, a.reduction, seed=a.seed)
     print("%d classes (%s); %d outliers" % (k, "given" if a.num_classes > 0 else
                                             "chosen by silhouette", outlier.sum()), flush=True)
@@ -448,10 +448,11 @@ def build_parser():
     n.add_argument("--num-pcs", type=int, default=2)
     n.add_argument("--num-frames", type=int, default=7)
     n.add_argument("--per-frame", type=int, default=500)
-    n.add_argument("--outlier-fraction", type=float, default=0.05)
-    n.add_argument("--outlier-threshold", type=float, default=0.0,
-                   help="robust z-score above which a particle is an outlier (overrides "
-                        "the fraction)")
+    n.add_argument("--outlier-fraction", type=float, default=0.0,
+                   help="if > 0: this fraction of highest outlier scores are outliers")
+    n.add_argument("--outlier-threshold", type=float, default=3.5,
+                   help="robust z-score above which a particle is an outlier (used when "
+                        "the fraction is 0; 0 = no outliers)")
     n.add_argument("--box", type=int, default=0, help="reconstruction box (Fourier crop)")
     n.add_argument("--pad", type=int, default=2)
     n.add_argument("--seed", type=int, default=0)

@@ -65,6 +65,24 @@ def test_crystal_geometry_against_library(tcr):
     assert len(tcr.rama) > 780 and set(np.unique(tcr.rama_kind)) == {0, 1, 2, 3}
 
 
+
+def test_stretched_peptide_bonds_stay_linked_and_are_validated(zinc_finger):
+    """A start model with stretched C–N bonds keeps its peptide links (so they
+    are restrained), and validation sees broken bonds instead of skipping them."""
+    st = zinc_finger.structure.clone()
+    n_links = int(zinc_finger.torsion_is_omega.sum())
+    stretched = 0
+    for chain in st[0]:
+        for a, b in zip(chain, list(chain)[1:]):
+            c, n = a.find_atom("C", "*"), b.find_atom("N", "*")
+            if c is not None and n is not None and b.seqid.num == a.seqid.num + 1 \
+                    and stretched < 5:
+                n.pos = n.pos + (n.pos - c.pos) * 1.0          # C–N 1.33 → ~2.7 Å
+                stretched += 1
+    top = build_topology(st)
+    assert stretched == 5 and int(top.torsion_is_omega.sum()) == n_links
+    m = geometry_metrics(st)
+    assert m["bond_outliers_4sigma"] >= 5 and m["bond_rmsz"] > 3
 def test_unknown_and_rigid_parts(zinc_finger):
     """The zinc ion and the terminal OXT have no restraints (kept rigid), and
     nothing crashes on them."""

@@ -10,7 +10,7 @@ and clashes. Clashes are probe-like, with riding hydrogens: the hydrogens
 gemmi places from the library are rebuilt at every step from their parent and
 two neighbouring heavy atoms (a fixed local frame), and any pair of atoms
 (heavy or H) whose van der Waals spheres overlap by more than
-CLASH_ALLOWANCE (probe's 0.4 Å) is penalised; a polar H and an N/O acceptor
+CLASH_ALLOWANCE − CLASH_MARGIN (probe counts 0.4 Å) is penalised; a polar H and an N/O acceptor
 may overlap by HBOND_OVERLAP, heavy N/O pairs come to HBOND_DISTANCE, heavy
 1-4 pairs ONE_FOUR_RELIEF closer; pairs whose heavy anchors (an H's anchor is
 its parent) are 1-2 or 1-3 bonded, or the same atom, are excluded; the
@@ -24,6 +24,9 @@ from .ramachandran import RamachandranEnergy
 
 OUTLIER_Z = 4.5
 CLASH_ALLOWANCE = 0.4
+CLASH_MARGIN = 0.15   # the penalty starts this far before probe's 0.4 Å overlap:
+                      # a wall exactly at the limit lets the map push pairs just
+                      # past it, where probe counts them as clashes
 H_RADIUS_GAIN = 0.1
 HBOND_DISTANCE = 2.6
 ONE_FOUR_RELIEF = 0.5
@@ -149,7 +152,7 @@ class Geometry:
             p, key, lo, hi = p[~drop], key[~drop], lo[~drop], hi[~drop]
             heavy = (p[:, 0] < self.n) & (p[:, 1] < self.n)
             fourth = heavy & torch.isin(key, self.one_four)
-            limit = self.vdw[p[:, 0]] + self.vdw[p[:, 1]] - CLASH_ALLOWANCE
+            limit = self.vdw[p[:, 0]] + self.vdw[p[:, 1]] - CLASH_ALLOWANCE + CLASH_MARGIN
             limit = torch.where(fourth, limit - ONE_FOUR_RELIEF, limit)
             hb = heavy & self.polar[p[:, 0]] & self.polar[p[:, 1]]
             limit = torch.where(hb, torch.clamp(limit, max=HBOND_DISTANCE), limit)

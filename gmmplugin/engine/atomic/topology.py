@@ -101,6 +101,38 @@ def library_copy(st, monlib, polymer_only=False):
     return lib
 
 
+MAX_PEPTIDE_GAP = 4.0   # Å: C(i)-N(i+1) up to this, with consecutive numbers, is a link
+
+
+def close_peptide_gaps(lib):
+    """Make gemmi link every pair of sequence-consecutive residues of a chain.
+
+    gemmi links polymer neighbours only when C(i)–N(i+1) is near bonding
+    distance, so a noisy or badly fitted start model (or a model broken during
+    refinement) would silently lose peptide bonds — never restrained, never
+    validated. In this topology-only copy, N(i+1) is moved onto C(i) + 1.33 Å
+    along the C→N direction (keeps ω, hence cis/trans) when the residue numbers
+    are consecutive and the gap is below MAX_PEPTIDE_GAP; real chain breaks
+    (numbering gaps, far ends) stay breaks. Returns the number of gaps closed.
+    """
+    import gemmi
+    closed = 0
+    for chain in lib[0]:
+        for a, b in zip(chain, list(chain)[1:]):
+            if (b.seqid.num != a.seqid.num + 1 and not (b.seqid.num == a.seqid.num
+                                                        and b.seqid.icode != a.seqid.icode)):
+                continue
+            c, n = a.find_atom("C", "*"), b.find_atom("N", "*")
+            if c is None or n is None:
+                continue
+            d = c.pos.dist(n.pos)
+            if 1.5 < d <= MAX_PEPTIDE_GAP:
+                u = (n.pos - c.pos) * (1.33 / d)
+                n.pos = gemmi.Position(c.pos.x + u.x, c.pos.y + u.y, c.pos.z + u.z)
+                closed += 1
+    return closed
+
+
 def _atoms(st):
     for chain in st[0]:
         for res in chain:
@@ -156,6 +188,7 @@ def build_topology(st, monomer_folder=None):
 
     # topology on a copy holding only what the library describes
     lib = library_copy(st, monlib, polymer_only=True)
+    close_peptide_gaps(lib)
     # prepare_topology renumbers serials: carry the flat index in b_iso of the copy
     restrained = np.zeros(n, bool)
     for atom in _atoms(lib):

@@ -1,0 +1,51 @@
+"""Latent-space analysis on synthetic latents: classes, k, trajectories, outliers."""
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from gmmplugin.engine.analyze import choose_k, classify, find_outliers, trajectories
+
+
+def _two_states(n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    state = rng.integers(0, 2, n)
+    z = rng.normal(0, 0.3, (n, 4))
+    z[:, 0] += 2.0 * state
+    return z, state
+
+
+def test_classes_and_automatic_k():
+    z, state = _two_states()
+    assert choose_k(z) == 2
+    labels, centres = classify(z, 2)
+    assert adjusted_rand_score(state, labels) > 0.98
+    assert np.bincount(labels)[0] >= np.bincount(labels)[1]   # ordered by size
+    assert abs(abs(centres[0, 0] - centres[1, 0]) - 2.0) < 0.1
+    one = np.random.default_rng(1).normal(size=(1000, 4))
+    assert choose_k(one) == 1                                  # no discrete states
+
+
+def test_trajectory_frames_follow_the_main_axis():
+    rng = np.random.default_rng(2)
+    t = rng.uniform(0, 1, 2000)
+    z = np.column_stack([3 * t, rng.normal(0, 0.2, 2000), rng.normal(0, 0.2, 2000)])
+    (traj,), _ = trajectories(z, n_pcs=1, n_frames=5, per_frame=100)
+    means = [t[m].mean() for m in traj.members]
+    assert len(traj.points) == 5 and all(len(m) == 100 for m in traj.members)
+    assert np.all(np.diff(means) > 0) or np.all(np.diff(means) < 0)
+    assert abs(means[0] - means[-1]) > 0.8
+
+
+def test_outliers_by_threshold_and_by_fraction():
+    rng = np.random.default_rng(3)
+    z, _ = _two_states(1000)
+    frc = rng.normal(0.4, 0.03, 1000)
+    junk = np.zeros(1000, bool)
+    junk[:100] = True
+    frc[:50] = rng.normal(0.0, 0.02, 50)                  # noise images: no signal
+    z[50:100] = rng.normal(0, 4.0, (50, 4))               # atypical latents
+    frc[50:100] = rng.normal(0.25, 0.05, 50)              # another protein: poor fit
+    flag, score = find_outliers(z, frc)                   # default: robust z > 3.5
+    assert flag[junk].mean() >= 0.9 and flag[~junk].mean() <= 0.02
+    flag, _ = find_outliers(z, frc, fraction=0.1)
+    assert flag.sum() == 100 and flag[junk].mean() >= 0.9
+    assert not find_outliers(z, frc, threshold=0)[0].any()
