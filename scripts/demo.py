@@ -5,7 +5,7 @@ simulate 1bd2 with compositional + conformational heterogeneity (ground truth)
 gmm fit neutral GMM -> gmm heterogeneity training -> gmm analyze latent space
 -> latent plots, class volumes, volume series and a report vs the truth.
 
-Usage: python scripts/demo.py --out demo_output [--particles 3000] [--epochs 15]
+Usage: python scripts/demo.py --out demo_output [--particles 3000] [--epochs 10]
 """
 import argparse
 import os
@@ -23,7 +23,7 @@ def main():
     ap.add_argument("--out", default="demo_output")
     ap.add_argument("--particles", type=int, default=3000)
     ap.add_argument("--snr", type=float, default=0.1)
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--model", default=os.path.join(REPO, "gmmplugin", "tests", "data",
                                                     "1bd2.pdb"))
     a = ap.parse_args()

@@ -10,7 +10,7 @@ The score is the correlation of data and prediction over the band with every
 Fourier coefficient weighted by the inverse noise power of its ring (estimated
 from the batch): for Gaussian noise this is the maximum-likelihood pose,
 sharper than the ring-averaged FRC (which is kept as ``objective="frc"``).
-Coarse to fine: the first half of the iterations use a band ending at twice
+The step size decays (cosine, to 5 %) so the poses settle. Coarse to fine: the first half of the iterations use a band ending at twice
 the target resolution (wider capture range), the second half the full band.
 No randomness: the same input gives the same output.
 
@@ -109,7 +109,13 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
             return (weighted_correlation(pred, data, w_coarse, sel_coarse) if coarse
                     else weighted_correlation(pred, data, w_fine, sel_fine))
 
+        base_lr = [g["lr"] for g in opt.param_groups]
         for it in range(iterations):
+            # cosine decay to 5 %: Adam's steps shrink as the pose settles instead
+            # of jittering by ~lr around the optimum
+            decay = 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * it / max(1, iterations - 1)))
+            for g, lr0 in zip(opt.param_groups, base_lr):
+                g["lr"] = lr0 * decay
             A, s = pose()
             f = score(project(params, A, s, box, apix) * ctf, it < iterations // 2)
             opt.zero_grad()

@@ -16,8 +16,9 @@ OUTPUTS = {"Particles": SetOfParticles, "Volume": Volume, "FSC": FSC}
 
 class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
     """Refine every particle's orientation and shift by gradient descent on the
-    FRC between the particle and the projection of its own decoded GMM (or of
-    the neutral GMM), starting from its input pose and bounded by the limits.
+    noise-whitened correlation (the maximum-likelihood score) between the
+    particle and the CTF-modulated projection of its own decoded GMM (or of the
+    neutral GMM), starting from its input pose and bounded by the limits.
     With a flexible molecule the consensus poses are a compromise; refined
     poses sharpen reconstructions of the flexible parts."""
     _label = "gmm - refine orientations"
@@ -42,7 +43,8 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                       help="Gradient steps per particle (first half at half the "
                            "resolution for a wider capture range).")
         form.addParam("maxResolution", params.FloatParam, default=8.0,
-                      label="Max resolution (Å)", help="High end of the FRC band.")
+                      label="Max resolution (Å)",
+                      help="High end of the frequency band used for alignment.")
         form.addParam("focusMask", params.PointerParam, pointerClass="VolumeMask",
                       allowsNull=True, label="Focus mask (optional)",
                       help="Align on the Gaussians inside the mask only; the rest is "
@@ -211,9 +213,10 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
         if info is None:
             return []
         return ["Particle orientations were refined locally (gmmplugin) by gradient descent "
-                "on the FRC against each particle's %s Gaussian mixture model (limits %g° "
-                "and %g Å)." % (info["source"], self.maxAngularChange.get(),
-                                 self.maxShiftChange.get())]
+                "on the %s against each particle's %s Gaussian mixture model (limits %g° "
+                "and %g Å)." % ("FRC" if info.get("objective") == "frc"
+                                else "noise-whitened correlation", info["source"],
+                                self.maxAngularChange.get(), self.maxShiftChange.get())]
 
     def _citations(self):
         return ["Chen2021"]

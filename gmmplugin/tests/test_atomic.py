@@ -202,3 +202,37 @@ def test_independent_validators_run():
     assert row["ca_rmsd"] == 0.0
     assert row["clashscore"] is not None and 0 <= row["clashscore"] < 200
     assert row["rama_z"] is not None and -10 < row["rama_z"] < 5
+
+
+def test_peptide_flip_rescue_restores_a_flipped_peptide(tcr):
+    """A peptide turned 180° (a typical local minimum) makes Ramachandran
+    outliers; the rescue proposes the flip back. (It may also propose flips for
+    the crystal's own outliers: the refinement keeps them only if map +
+    geometry improve.)"""
+    from gmmplugin.engine.atomic.peptide_flips import flip, peptide_units, propose_flips
+    from gmmplugin.engine.atomic.ramachandran import is_outlier
+    geo = Geometry(tcr)
+    units = peptide_units(tcr)
+    x_true = tcr.xyz.astype(np.float64)
+
+    def outliers(x):
+        r = tcr.rama
+        phi = geometry_dihedral(x[r[:, :4]])
+        psi = geometry_dihedral(x[r[:, 1:]])
+        return is_outlier(tcr.rama_kind, phi, psi)
+
+    before = outliers(x_true).sum()
+    row = next(i for i in range(100, len(units)) if units[i][1] is not None
+               and tcr.rama_kind[i] == 0 and not outliers(x_true)[i])
+    bad = flip(x_true.copy(), units[row][1])
+    assert outliers(bad).sum() > before
+    fixed, n = propose_flips(geo, tcr, torch.as_tensor(bad, dtype=torch.float64), units)
+    assert n >= 1
+    assert outliers(fixed.numpy()).sum() <= before
+    atoms = units[row][1][2]                 # the flipped peptide is back in place
+    assert np.abs(fixed.numpy()[atoms] - x_true[atoms]).max() < 1e-6
+
+
+def geometry_dihedral(p):
+    from gmmplugin.engine.atomic.validate import _dihedral
+    return _dihedral(p)

@@ -26,6 +26,7 @@ from torch import nn
 from ..fourier import frc
 from ..projection import project
 from .map_projections import MapTarget, projection_directions
+from .peptide_flips import peptide_units, propose_flips
 from .restraints import Geometry
 
 STAGES = ("patch", "residue", "atom")
@@ -51,6 +52,8 @@ class RefineConfig:
     neighbour_every: int = 50
     atom_width: float = 1.0             # Å; FRC is per ring, so only numerics care
     polish: bool = True                 # final L-BFGS of each frame's coordinates
+    peptide_flips: bool = True          # after the polish: flip the peptides of
+                                        # Ramachandran outliers, keep if better
     seed: int = 0
 
     def validate(self):
@@ -153,6 +156,7 @@ class RefineReport:
     history: list = field(default_factory=list)   # (stage, step, map loss, geometry)
     frc: list = field(default_factory=list)        # final mean FRC per frame
     seconds_polish: float = 0.0
+    peptide_flips: int = 0                         # kept flips (all frames)
 
 
 class SeriesRefiner:
@@ -344,37 +348,59 @@ class SeriesRefiner:
         w = weight
         dirs = torch.arange(min(directions, self.cfg.directions), device=self.device)
         polished = []
+        units = peptide_units(self.top) if self.cfg.peptide_flips else None
         for f, target in enumerate(self.targets):
             with torch.no_grad():
                 x0 = self.decoder(self.latents[f:f + 1])
-            x = x0.clone().requires_grad_(True)
-            opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, history_size=20,
-                                    line_search_fn="strong_wolfe")
-            data = target.ft[dirs]
-            rot = self.rotations[dirs]
-            # rigid parts (waters, ligands, unknown residues) keep their decoded place
-            fixed = self.decoder.movable[:, 0] == 0
-
-            def closure():
-                opt.zero_grad()
-                xr = torch.where(fixed[None, :, None], x0, x)
-                params = torch.cat([xr[0, self.in_map], self.amp_width], -1)
-                pred = project(params, rot, None, self.box, self.apix)
-                m = 1 - frc(pred, data, self.box, self.apix, 3 * self.cfg.resolution * 2.5,
-                            self.cfg.resolution).mean()
-                loss = m + w * self.geometry_loss(xr)[0]
-                loss.backward()
-                return loss
-
-            for _ in range(rounds):
-                self.geometry.update_neighbours(x[0].detach())
-                opt.step(closure)
-            with torch.no_grad():
-                polished.append(torch.where(fixed[None, :, None], x0, x)[0])
+            x, loss = self._lbfgs(x0, x0, target.ft[dirs], self.rotations[dirs], w, rounds,
+                                  iterations)
+            if units is not None:
+                flipped, n = propose_flips(self.geometry, self.top, x[0], units)
+                if n:
+                    x2, loss2 = self._lbfgs(x0, flipped[None], target.ft[dirs],
+                                            self.rotations[dirs], w, rounds, iterations)
+                    self.log("frame %d: %d peptide flip(s) for Ramachandran outliers: "
+                             "objective %.5f -> %.5f (%s)" % (f, n, loss, loss2,
+                                                               "kept" if loss2 < loss
+                                                               else "rejected"))
+                    if loss2 < loss:
+                        x, loss = x2, loss2
+                        self.report.peptide_flips += n
+            polished.append(x[0])
         self.polished = torch.stack(polished)
         self.report.seconds_polish = time.time() - t0
         self.report.frc = self.final_frc()
         self.log("polished %d model(s) in %.0f s" % (len(polished), time.time() - t0))
+
+    def _lbfgs(self, x0, start, data, rot, w, rounds, iterations):
+        """L-BFGS of map + w·geometry from ``start`` (1, n, 3); rigid parts stay
+        at x0. Returns (coordinates, final objective)."""
+        x = start.detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], lr=1, max_iter=iterations, history_size=20,
+                                line_search_fn="strong_wolfe")
+        # rigid parts (waters, ligands, unknown residues) keep their decoded place
+        fixed = self.decoder.movable[:, 0] == 0
+
+        def objective():
+            xr = torch.where(fixed[None, :, None], x0, x)
+            params = torch.cat([xr[0, self.in_map], self.amp_width], -1)
+            pred = project(params, rot, None, self.box, self.apix)
+            m = 1 - frc(pred, data, self.box, self.apix, 3 * self.cfg.resolution * 2.5,
+                        self.cfg.resolution).mean()
+            return m + w * self.geometry_loss(xr)[0]
+
+        def closure():
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        for _ in range(rounds):
+            self.geometry.update_neighbours(x[0].detach())
+            opt.step(closure)
+        with torch.no_grad():
+            self.geometry.update_neighbours(x[0].detach())
+            return torch.where(fixed[None, :, None], x0, x).detach(), float(objective())
 
     # -- results ----------------------------------------------------------------------
     @torch.no_grad()
