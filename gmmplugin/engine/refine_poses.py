@@ -10,8 +10,8 @@ The score is the correlation of data and prediction over the band with every
 Fourier coefficient weighted by the inverse noise power of its ring (estimated
 from the batch): for Gaussian noise this is the maximum-likelihood pose,
 sharper than the ring-averaged FRC (which is kept as ``objective="frc"``).
-The step size decays (cosine, to 5 %) so the poses settle. Coarse to fine: the first half of the iterations use a band ending at twice
-the target resolution (wider capture range), the second half the full band.
+Coarse to fine: the first COARSE_FRACTION of the iterations use a band ending at twice
+the target resolution (wider capture range), the rest the full band.
 No randomness: the same input gives the same output.
 
 Focused refinement: with a focus mask the Gaussians outside it are projected
@@ -28,6 +28,9 @@ from .fit_neutral import fit_box_for
 from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
                       weighted_correlation, whitening_weights)
 from .projection import project
+
+COARSE_FRACTION = 0.25   # of the iterations at half the resolution (capture range);
+                         # the rest at full resolution, where the precision comes from
 
 
 def skew(w):
@@ -109,15 +112,10 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
             return (weighted_correlation(pred, data, w_coarse, sel_coarse) if coarse
                     else weighted_correlation(pred, data, w_fine, sel_fine))
 
-        base_lr = [g["lr"] for g in opt.param_groups]
+        n_coarse = int(round(COARSE_FRACTION * iterations))
         for it in range(iterations):
-            # cosine decay to 5 %: Adam's steps shrink as the pose settles instead
-            # of jittering by ~lr around the optimum
-            decay = 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * it / max(1, iterations - 1)))
-            for g, lr0 in zip(opt.param_groups, base_lr):
-                g["lr"] = lr0 * decay
             A, s = pose()
-            f = score(project(params, A, s, box, apix) * ctf, it < iterations // 2)
+            f = score(project(params, A, s, box, apix) * ctf, it < n_coarse)
             opt.zero_grad()
             (-f.sum()).backward()
             opt.step()

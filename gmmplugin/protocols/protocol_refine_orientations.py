@@ -40,7 +40,7 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
         form.addParam("maxShiftChange", params.FloatParam, default=5.0,
                       label="Max shift change (Å)")
         form.addParam("iterations", params.IntParam, default=40, label="Iterations",
-                      help="Gradient steps per particle (first half at half the "
+                      help="Gradient steps per particle (first quarter at half the "
                            "resolution for a wider capture range).")
         form.addParam("maxResolution", params.FloatParam, default=8.0,
                       label="Max resolution (Å)",

@@ -32,6 +32,7 @@ from .restraints import Geometry
 STAGES = ("patch", "residue", "atom")
 GEOMETRY_RAMP = 30.0
 PATCH_WEIGHT = 1e-3
+FLIP_ROUNDS = 3       # peptide-flip trials after the polish (each: flip, polish, keep if better)
 TERM_WEIGHTS = {"bond": 1.0, "angle": 1.0, "omega": 1.0, "rotamer": 0.1, "plane": 1.0,
                 "chiral": 1.0, "rama": 1.0, "clash": 3.0}
 
@@ -354,18 +355,20 @@ class SeriesRefiner:
                 x0 = self.decoder(self.latents[f:f + 1])
             x, loss = self._lbfgs(x0, x0, target.ft[dirs], self.rotations[dirs], w, rounds,
                                   iterations)
-            if units is not None:
+            for _ in range(FLIP_ROUNDS if units is not None else 0):
                 flipped, n = propose_flips(self.geometry, self.top, x[0], units)
-                if n:
-                    x2, loss2 = self._lbfgs(x0, flipped[None], target.ft[dirs],
-                                            self.rotations[dirs], w, rounds, iterations)
-                    self.log("frame %d: %d peptide flip(s) for Ramachandran outliers: "
-                             "objective %.5f -> %.5f (%s)" % (f, n, loss, loss2,
-                                                               "kept" if loss2 < loss
-                                                               else "rejected"))
-                    if loss2 < loss:
-                        x, loss = x2, loss2
-                        self.report.peptide_flips += n
+                if not n:
+                    break
+                x2, loss2 = self._lbfgs(x0, flipped[None], target.ft[dirs],
+                                        self.rotations[dirs], w, rounds, iterations)
+                self.log("frame %d: %d peptide flip(s) for Ramachandran outliers: "
+                         "objective %.5f -> %.5f (%s)" % (f, n, loss, loss2,
+                                                           "kept" if loss2 < loss
+                                                           else "rejected"))
+                if loss2 >= loss:
+                    break
+                x, loss = x2, loss2
+                self.report.peptide_flips += n
             polished.append(x[0])
         self.polished = torch.stack(polished)
         self.report.seconds_polish = time.time() - t0
