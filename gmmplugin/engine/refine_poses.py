@@ -4,11 +4,11 @@ For every particle, a rotation increment ω (axis-angle, applied in the
 projection frame: ``A' = exp([ω]×) · A``, no gimbal lock) and a shift
 increment δ (Å) are found by gradient descent (Adam, elementwise, so particles
 in a batch do not interact and results do not depend on the batch size) on
-``-FRC(particle, CTF · projection of its GMM)``. The increments are kept
+a score of the particle against CTF · the projection of its GMM. The increments are kept
 inside the user's bounds by rescaling (|ω| ≤ max_angle, |δ| ≤ max_shift).
 The score is the correlation of data and prediction over the band with every
 Fourier coefficient weighted by the inverse noise power of its ring (estimated
-from the batch): for Gaussian noise this is the maximum-likelihood pose,
+once, from the first WHITENING_SAMPLE particles, so batches stay independent): for Gaussian noise this is the maximum-likelihood pose,
 sharper than the ring-averaged FRC (which is kept as ``objective="frc"``).
 Coarse to fine: the first COARSE_FRACTION of the iterations use a band ending at twice
 the target resolution (wider capture range), the rest the full band.
@@ -29,6 +29,7 @@ from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
                       weighted_correlation, whitening_weights)
 from .projection import project
 
+WHITENING_SAMPLE = 512
 COARSE_FRACTION = 0.25   # of the iterations at half the resolution (capture range);
                          # the rest at full resolution, where the precision comes from
 
@@ -74,6 +75,18 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     focus_t = None if focus is None else torch.as_tensor(np.asarray(focus, bool),
                                                          device=device)
     t0 = time.time()
+    if objective == "ml":
+        rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
+        _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
+        sample = np.arange(min(n, WHITENING_SAMPLE))
+        power = torch.cat([image_ft(crop_images(torch.from_numpy(
+            particles.images(sample[i:i + batch_size])), box).to(device))
+            for i in range(0, len(sample), batch_size)])
+        w_fine = whitening_weights(power, rings, sel_fine)
+        w_coarse = whitening_weights(power, rings, sel_coarse)
+        del power
+    elif objective != "frc":
+        raise ValueError("objective must be 'ml' or 'frc', got %r" % objective)
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         B = len(rows)
@@ -99,12 +112,6 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
         def pose():
             R = torch.linalg.matrix_exp(skew(_bound(w, amax)))
             return R @ A0, s0 + _bound(d, smax)
-
-        if objective == "ml":
-            rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
-            _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
-            w_fine = whitening_weights(data, rings, sel_fine)
-            w_coarse = whitening_weights(data, rings, sel_coarse)
 
         def score(pred, coarse):
             if objective == "frc":

@@ -57,3 +57,19 @@ def test_refinement_recovers_perturbed_poses_and_does_not_drift(tmp_path):
                                 max_angle=1.0, max_shift=0.2, log=None)
     assert rotation_angle_deg(pert.rotations, R3).max() <= 1.0 + 1e-3
     assert np.linalg.norm(s3 - pert.shifts, axis=1).max() <= 0.2 + 1e-4
+
+
+def test_batches_do_not_interact(tmp_path):
+    """The noise whitening is estimated once for the whole set, so a particle's
+    result does not depend on the batch it is refined in."""
+    p, g = _dataset(tmp_path, n=24)
+    rng = np.random.default_rng(2)
+    pert = p.subset(np.arange(len(p)))
+    w = rng.normal(size=(len(p), 3)) * 3 / np.sqrt(3)
+    pert.rotations = np.einsum("nij,njk->nik",
+                               np.stack([axis_angle_matrix(v, np.linalg.norm(v)) for v in w]),
+                               p.rotations)
+    a = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=20, batch_size=24, log=None)
+    b = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=20, batch_size=5, log=None)
+    assert rotation_angle_deg(a[0], b[0]).max() < 1e-2
+    assert np.abs(a[1] - b[1]).max() < 1e-3
