@@ -143,7 +143,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", default="trained", choices=["trained", "oracle"])
     ap.add_argument("--particles", type=int, default=2000)
-    ap.add_argument("--iterations", type=int, default=40)
+    ap.add_argument("--iterations", type=int, default=60)
     ap.add_argument("--max-res", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[],

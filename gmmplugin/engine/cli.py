@@ -467,7 +467,7 @@ def build_parser():
     o.add_argument("--min-res", type=float, default=100.0)
     o.add_argument("--max-angle", type=float, default=10.0, help="degrees")
     o.add_argument("--max-shift", type=float, default=5.0, help="Å")
-    o.add_argument("--iterations", type=int, default=40)
+    o.add_argument("--iterations", type=int, default=60)
     o.add_argument("--batch", type=int, default=64)
     o.add_argument("--focus-mask", default="", help="align on the masked Gaussians only")
     o.add_argument("--objective", default="ml", choices=["ml", "frc"],

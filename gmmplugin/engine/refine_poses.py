@@ -54,7 +54,7 @@ def rotation_angle_deg(A, B):
 
 
 def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
-                 max_shift=5.0, iterations=40, lr_angle=0.5, lr_shift=0.3, batch_size=64,
+                 max_shift=5.0, iterations=60, lr_angle=0.5, lr_shift=0.3, batch_size=64,
                  device="cpu", focus=None, objective="ml", log=print):
     """Refine all particles' poses.
 
