@@ -179,7 +179,8 @@ def case_mixed(a):
             "tcr_present_fraction": round(float(present.mean()), 3),
             "fsc_half_maps_0143_A": info["classes"][c]["resolution"],
             "min_fsc_vs_truth_to_3px": round(float(shells.min()), 3),
-            "fsc_vs_truth_05_A": (round(het_bench.BOX * apix / (below[0] + 1 - 1), 2)
+            # last shell above 0.5: shell below[0] (curve[1:] is offset by one)
+            "fsc_vs_truth_05_A": (round(het_bench.BOX * apix / below[0], 2)
                                   if len(below) and below[0] > 0 else None),
         })
     ok = {"ari": ari >= GOALS["ari"],

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .fourier import crop_map, fsc, resolution_at
-from .gmm import AMP, WIDTH, Gmm, render_volume_fourier
+from .gmm import AMP, Gmm, render_volume_fourier
 
 
 @dataclass

@@ -38,7 +38,6 @@ def project(params, rotations, shifts, box, apix):
     s = params[..., WIDTH]
     weight = params[..., AMP] * (2 * np.pi) ** 1.5 * s ** 3 / apix ** 2  # (B, N)
 
-    H = box // 2 + 1
     k = freqs_1d(box, apix, device, dtype, half=True)   # (H,) 0 … Nyquist, 1/Å
     s2 = (-2 * np.pi ** 2) * s[..., None] ** 2           # (B, N, 1)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from gmmplugin.engine.fourier import crop_images, crop_map, frc, fsc, image_ft, resolution_at
+from gmmplugin.engine.fourier import crop_images, crop_map, frc, fsc, resolution_at
 from gmmplugin.engine.geometry import random_rotations
 from gmmplugin.engine.gmm import render_volume_fourier
 from gmmplugin.engine.projection import project, project_images

@@ -7,7 +7,6 @@ from gmmplugin.engine.ctf import compute_ctf
 from gmmplugin.engine.data import Particles
 from gmmplugin.engine.fourier import freq_grid_2d, image_ift
 from gmmplugin.engine.geometry import axis_angle_matrix, random_rotations
-from gmmplugin.engine.io import write_map
 from gmmplugin.engine.projection import project
 from gmmplugin.engine.refine_poses import refine_poses, rotation_angle_deg
 
