@@ -95,12 +95,8 @@ def frc(pred_ft, data_ft, box, apix, res_low=None, res_high=None, eps=1e-12):
     in [-1, 1]; the loss is its negative. Scale- and filter-invariant per
     ring, so absolute amplitudes and smooth envelopes do not matter.
     """
+    lo, hi = band_limits(box, apix, res_low, res_high)
     rings = ring_index(box, pred_ft.device)
-    lo = 1 if res_low is None else max(1, int(np.ceil(box * apix / res_low)))
-    hi = box // 2 if res_high is None else min(box // 2, int(np.floor(box * apix / res_high)))
-    if hi < lo:
-        raise ValueError("empty FRC band: %s-%s Å at %d px of %.3f Å" %
-                         (res_low, res_high, box, apix))
     # rfft half plane: the kx = 0 column is counted once, fine for a correlation.
     sel = (rings >= lo) & (rings <= hi)
     r = rings[sel] - lo
@@ -161,13 +157,21 @@ def resolution_at(curve, box, apix, threshold=0.143):
     return 2.0 * apix
 
 
-def band_mask(box, apix, res_low=None, res_high=None, device="cpu"):
-    """Ring indices of an rfft half plane and the boolean mask of a band (Å)."""
-    rings = ring_index(box, device)
+def band_limits(box, apix, res_low=None, res_high=None):
+    """First and last ring (inclusive) of the band res_low–res_high Å
+    (defaults: the first ring, Nyquist)."""
     lo = 1 if res_low is None else max(1, int(np.ceil(box * apix / res_low)))
     hi = box // 2 if res_high is None else min(box // 2, int(np.floor(box * apix / res_high)))
     if hi < lo:
-        raise ValueError("empty band: %s-%s Å at %d px of %.3f Å" % (res_low, res_high, box, apix))
+        raise ValueError("empty FRC band: %s-%s Å at %d px of %.3f Å" %
+                         (res_low, res_high, box, apix))
+    return lo, hi
+
+
+def band_mask(box, apix, res_low=None, res_high=None, device="cpu"):
+    """Ring indices of an rfft half plane and the boolean mask of a band (Å)."""
+    lo, hi = band_limits(box, apix, res_low, res_high)
+    rings = ring_index(box, device)
     return rings, (rings >= lo) & (rings <= hi)
 
 
