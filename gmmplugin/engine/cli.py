@@ -149,7 +149,9 @@ def cmd_train(a):
     """Heterogeneity training; resumable (--continue) from the last checkpoint."""
     from .gmm import Gmm
     from .io import read_map, write_json
+    from .symmetry import asu_mask, expand_particles, symmetry_operators
     from .train import TrainConfig, Trainer
+    symmetry_operators(a.symmetry)   # a bad group name fails before any work
     particles = _load_particles(a.particles)
     if not os.path.exists(a.gmm):
         raise FileNotFoundError("GMM file not found: %s" % a.gmm)
@@ -169,6 +171,18 @@ def cmd_train(a):
         idx = np.clip(idx, 0, m.shape[0] - 1)
         focus = inside & (m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5)
         print("focus mask: %d of %d Gaussians may vary" % (focus.sum(), len(gmm)))
+    source_ids = copies = None
+    if symmetry_operators(a.symmetry).shape[0] > 1:
+        particles, source_ids, copies = expand_particles(particles, a.symmetry)
+        asu = asu_mask(gmm.centers, gmm.params[:, 3], a.symmetry)
+        focus = asu if focus is None else focus & asu
+        if not focus.any():
+            raise ValueError("no Gaussian of the focus mask lies in the asymmetric unit")
+        os.makedirs(a.out_dir, exist_ok=True)
+        particles.save(os.path.join(a.out_dir, "particles_expanded.npz"))
+        print("symmetry %s: %d expanded particles; %d of %d Gaussians (one asymmetric "
+              "unit%s) may vary" % (a.symmetry, len(particles), focus.sum(), len(gmm),
+                                    " within the focus mask" if a.focus_mask else ""))
     cfg = TrainConfig(latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch,
                       learning_rate=a.lr, max_res=a.max_res, min_res=a.min_res,
                       vary_positions=bool(a.vary_positions),
@@ -188,11 +202,14 @@ def cmd_train(a):
     feats = trainer.prepare_features(images)
     trainer.train(images, feats)
     z, final_frc = trainer.encode_all(images, feats)
+    expansion = {} if source_ids is None else {"source_ids": source_ids, "copies": copies}
     np.savez(os.path.join(a.out_dir, "latents.npz"), ids=particles.ids, z=z,
-             frc=final_frc, neutral_frc=trainer.neutral_frc)
+             frc=final_frc, neutral_frc=trainer.neutral_frc, **expansion)
     hist = trainer.history
     write_json(os.path.join(a.out_dir, "training.json"), {
         "config": cfg.__dict__, "history": hist, "particles": len(particles),
+        "symmetry": a.symmetry.lower(), "varying_gaussians": int(len(gmm) if focus is None
+                                                                 else focus.sum()),
         "gaussians": len(gmm), "box": trainer.box, "apix": trainer.apix,
         "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
         "final_loss": hist[-1]["loss"] if hist else None,
@@ -335,25 +352,31 @@ def cmd_refine_poses(a):
         if not focus.any():
             raise ValueError("no Gaussian lies inside the focus mask")
     t0 = time.time()
-    rot, sh, f, rate = refine_poses(particles, params_fn, a.max_res, a.min_res, a.max_angle,
-                                    a.max_shift, a.iterations, batch_size=a.batch, device=dev,
-                                    focus=focus, objective=a.objective,
-                                    log=lambda m: print(m, flush=True))
-    dang = rotation_angle_deg(particles.rotations, rot)
-    dsh = np.linalg.norm(sh - particles.shifts, axis=1)
+    if not 0 <= a.significance < 1:
+        raise ValueError("--significance must be in [0, 1), got %g" % a.significance)
+    r = refine_poses(particles, params_fn, a.max_res, a.min_res, a.max_angle,
+                     a.max_shift, a.iterations, batch_size=a.batch, device=dev,
+                     focus=focus, objective=a.objective, significance=a.significance,
+                     log=lambda m: print(m, flush=True))
+    dang = rotation_angle_deg(particles.rotations, r.rotations)
+    dsh = np.linalg.norm(r.shifts - particles.shifts, axis=1)
     refined = particles.subset(np.arange(len(particles)))
-    refined.rotations, refined.shifts = rot, sh
+    refined.rotations, refined.shifts = r.rotations, r.shifts
     os.makedirs(a.out_dir, exist_ok=True)
     refined.save(os.path.join(a.out_dir, "particles_refined.npz"))
+    np.savez(os.path.join(a.out_dir, "refine_stats.npz"), ids=particles.ids, gain=r.gain,
+             moved=r.moved, frc=r.frc)
     write_json(os.path.join(a.out_dir, "refine.json"), {
         "particles": len(particles), "source": source, "iterations": a.iterations,
-        "objective": a.objective,
+        "objective": a.objective, "significance": a.significance,
+        "moved_fraction": float(r.moved.mean()),
         "median_angle_change": float(np.median(dang)),
-        "median_shift_change_A": float(np.median(dsh)), "mean_frc": float(f.mean()),
-        "particles_per_s": rate, "particle_iterations_per_s": rate * a.iterations,
+        "median_shift_change_A": float(np.median(dsh)), "mean_frc": float(r.frc.mean()),
+        "particles_per_s": r.rate, "particle_iterations_per_s": r.rate * a.iterations,
         "seconds": time.time() - t0})
-    print("refined %d particles (%s GMM): median change %.2f deg, %.2f Å; %.1f particles/s"
-          % (len(particles), source, np.median(dang), np.median(dsh), rate))
+    print("refined %d particles (%s GMM): %.1f%% moved significantly; median change "
+          "%.2f deg, %.2f Å; %.1f particles/s" % (len(particles), source, 100 * r.moved.mean(),
+                                                 np.median(dang), np.median(dsh), r.rate))
 
 
 def _progress(label):
@@ -432,6 +455,8 @@ def build_parser():
     t.add_argument("--vary-amplitudes", type=int, default=1)
     t.add_argument("--vary-widths", type=int, default=0)
     t.add_argument("--focus-mask", default="", help="only Gaussians inside may vary")
+    t.add_argument("--symmetry", default="c1",
+                   help="Cn or Dn: symmetry-expand the particles; one asymmetric unit varies")
     t.add_argument("--ctf-mode", default="full", choices=["full", "phase_flip"])
     t.add_argument("--resume", action="store_true", help="continue from out-dir's checkpoint")
     t.add_argument("--continue-from", default="", help="checkpoint of a previous run")
@@ -472,6 +497,9 @@ def build_parser():
     o.add_argument("--focus-mask", default="", help="align on the masked Gaussians only")
     o.add_argument("--objective", default="ml", choices=["ml", "frc"],
                    help="ml: noise-whitened correlation (maximum likelihood); frc: mean FRC")
+    o.add_argument("--significance", type=float, default=0.05,
+                   help="keep a refined pose only if it beats the input pose at this level "
+                        "(likelihood-ratio test); 0 keeps every refined pose")
     o.set_defaults(func=cmd_refine_poses)
     from .atomic.cli_refine import add_parser as add_refine_models
     add_refine_models(sub)

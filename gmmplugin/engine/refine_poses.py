@@ -14,14 +14,26 @@ Coarse to fine: the first COARSE_FRACTION of the iterations use a band ending at
 the target resolution (wider capture range), the rest the full band.
 No randomness: the same input gives the same output.
 
+Keep the input unless the data say otherwise: at the end each particle's
+refined pose is compared with its input pose by the log-likelihood gain
+(whitened Gaussian noise, best amplitude): ``gain = Σw|d|² (c_out² − c_in²)``.
+If the input pose were right, 2·gain would follow χ² with 5 degrees of freedom
+(3 rotation + 2 shift), so the refined pose is kept only when 2·gain exceeds
+the χ²₅ quantile of the chosen ``significance`` (0 keeps every refined pose).
+At low SNR the likelihood is flat over about a degree; without the test a
+correct pose would wander within that flat region instead of staying put.
+
 Focused refinement: with a focus mask the Gaussians outside it are projected
 at the *input* pose and subtracted from the data (signal subtraction); the
 pose is then refined on the masked Gaussians only.
 """
 import time
 
+from collections import namedtuple
+
 import numpy as np
 import torch
+from scipy.stats import chi2
 
 from .ctf import compute_ctf
 from .fit_neutral import fit_box_for
@@ -32,6 +44,12 @@ from .projection import project
 WHITENING_SAMPLE = 512
 COARSE_FRACTION = 0.25   # of the iterations at half the resolution (capture range);
                          # the rest at full resolution, where the precision comes from
+POSE_DOF = 5             # rotation (3) + in-plane shift (2)
+
+PoseRefinement = namedtuple("PoseRefinement", "rotations shifts frc gain moved rate")
+PoseRefinement.__doc__ = """rotations (n,3,3), shifts (n,2) Å, final FRC (n,), log-likelihood
+gain of the refined over the input pose (n,), moved (n,) bool (the refined
+pose was kept), particles/s."""
 
 
 def skew(w):
@@ -55,14 +73,21 @@ def rotation_angle_deg(A, B):
 
 def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
                  max_shift=5.0, iterations=60, lr_angle=0.5, lr_shift=0.3, batch_size=64,
-                 device="cpu", focus=None, objective="ml", log=print):
+                 device="cpu", focus=None, objective="ml", significance=0.05, log=print):
     """Refine all particles' poses.
 
     params_fn(rows) -> (B, N, 5) or (N, 5) torch GMM params for those rows.
     focus: optional boolean (N,) Gaussians to align on (others subtracted).
     objective: "ml" (whitened correlation, the default) or "frc".
-    Returns (rotations (n,3,3), shifts (n,2) Å, final FRC (n,), particles/s).
+    significance: keep a refined pose only if it beats the input pose at this
+    level (likelihood-ratio test, χ² with POSE_DOF degrees of freedom); 0 keeps all.
+    Returns a PoseRefinement.
     """
+    if not 0 <= significance < 1:
+        raise ValueError("significance must be in [0, 1), got %r" % significance)
+    if objective not in ("ml", "frc"):
+        raise ValueError("objective must be 'ml' or 'frc', got %r" % objective)
+    min_gain = 0.5 * chi2.isf(significance, POSE_DOF) if significance > 0 else -np.inf
     device = torch.device(device)
     box = fit_box_for(particles.box, particles.apix, max_res)
     apix = particles.apix * particles.box / box
@@ -71,22 +96,20 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     rotations = particles.rotations.copy()
     shifts = particles.shifts.copy()
     final = np.zeros(n, dtype=np.float32)
+    gain = np.zeros(n, dtype=np.float32)
     amax, smax = np.deg2rad(max_angle), float(max_shift)
     focus_t = None if focus is None else torch.as_tensor(np.asarray(focus, bool),
                                                          device=device)
     t0 = time.time()
-    if objective == "ml":
-        rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
-        _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
-        sample = np.arange(min(n, WHITENING_SAMPLE))
-        power = torch.cat([image_ft(crop_images(torch.from_numpy(
-            particles.images(sample[i:i + batch_size])), box).to(device))
-            for i in range(0, len(sample), batch_size)])
-        w_fine = whitening_weights(power, rings, sel_fine)
-        w_coarse = whitening_weights(power, rings, sel_coarse)
-        del power
-    elif objective != "frc":
-        raise ValueError("objective must be 'ml' or 'frc', got %r" % objective)
+    rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
+    _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
+    sample = np.arange(min(n, WHITENING_SAMPLE))
+    power = torch.cat([image_ft(crop_images(torch.from_numpy(
+        particles.images(sample[i:i + batch_size])), box).to(device))
+        for i in range(0, len(sample), batch_size)])
+    w_fine = whitening_weights(power, rings, sel_fine)
+    w_coarse = whitening_weights(power, rings, sel_coarse)
+    del power
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         B = len(rows)
@@ -128,8 +151,10 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
             opt.step()
         with torch.no_grad():
             A, s = pose()
-            final[rows] = frc(project(params, A, s, box, apix) * ctf, data, box, apix,
-                              min_res, max_res).cpu().numpy()
+            pred = project(params, A, s, box, apix) * ctf
+            final[rows] = frc(pred, data, box, apix, min_res, max_res).cpu().numpy()
+            gain[rows] = likelihood_gain(project(params, A0, s0, box, apix) * ctf, pred,
+                                         data, w_fine, sel_fine).cpu().numpy()
             rotations[rows] = A.double().cpu().numpy()
             shifts[rows] = s.double().cpu().numpy()
         if log and (start // batch_size) % 20 == 0:
@@ -137,5 +162,21 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     # re-orthonormalise (float32 matrix products)
     u, _, vt = np.linalg.svd(rotations)
     rotations = u @ vt
+    moved = gain > min_gain
+    rotations[~moved] = particles.rotations[~moved]
+    shifts[~moved] = particles.shifts[~moved]
     rate = n / (time.time() - t0)
-    return rotations, shifts, final, rate
+    return PoseRefinement(rotations, shifts, final, gain, moved, rate)
+
+
+def likelihood_gain(pred_in, pred_out, data, weights, sel):
+    """Log-likelihood gain (nats) of ``pred_out`` over ``pred_in`` for whitened
+    Gaussian noise, each prediction at its best amplitude: with c the whitened
+    correlation, the best residual is Σw|d|²(1 − c²), so the gain is
+    Σw|d|² (c_out² − c_in²) (an rfft half plane holds each coefficient once,
+    which is what the real-image likelihood counts)."""
+    d = data[:, sel]
+    dd = ((d.real ** 2 + d.imag ** 2) * weights).sum(1)
+    c_in = weighted_correlation(pred_in, data, weights, sel).clamp_min(0)
+    c_out = weighted_correlation(pred_out, data, weights, sel).clamp_min(0)
+    return dd * (c_out ** 2 - c_in ** 2)

@@ -11,7 +11,11 @@ optional heterogeneity:
   (t·amount Å along a direction) or ``cyclic`` (a closed loop of radius
   amount Å: t and t+1 are the same state);
 * compositional: another selection is present with probability
-  ``present_fraction`` (label 1) or absent (label 0).
+  ``present_fraction`` (label 1) or absent (label 0);
+* symmetric: with ``symmetry`` Cn/Dn, the ``subunit`` selection is copied
+  by the group (off the axes, ``subunit_radius`` Å out) and every copy
+  moves with its own conformation value (``conformation`` is then (n, G),
+  copy g being the subunit at R_g · subunit 0).
 
 SNR is var(clean CTF-modulated image) / var(noise), both over the full box,
 the signal variance averaged over the first 256 particles. Images are
@@ -50,6 +54,9 @@ class Heterogeneity:
     axis: tuple = None        # rotation axis / translation direction; None = automatic
     remove: str = ""          # selection present only in a fraction of particles
     present_fraction: float = 0.5
+    symmetry: str = "c1"      # Cn / Dn: copies of ``subunit`` moving independently
+    subunit: str = ""         # selection copied by the symmetry ("" = the whole model)
+    subunit_radius: float = 0.0   # Å from the axis; 0 = automatic (copies barely touch)
 
 
 @dataclass
@@ -84,6 +91,10 @@ class Model:
             self.resnum = np.arange(1, len(gmm) + 1)
         else:
             xyz, z, self.chains, self.resnum = read_atoms(source)
+            if het.subunit:
+                keep = select(self.chains, self.resnum, het.subunit)
+                xyz, z, self.chains, self.resnum = (xyz[keep], z[keep], self.chains[keep],
+                                                    self.resnum[keep])
             xyz = xyz - np.average(xyz, axis=0, weights=z)
             self.params = atoms_to_params(xyz, z, settings.atom_sigma).astype(np.float64)
         self.het = het
@@ -143,6 +154,50 @@ class Model:
         return p
 
 
+class SymmetricModel:
+    """G copies of one subunit under a point group, each with its own conformation."""
+
+    def __init__(self, source, settings, het):
+        from .symmetry import parse_symmetry, symmetry_operators
+        self.het = het
+        self.ops = symmetry_operators(het.symmetry)
+        self.sub = Model(source, settings, het)
+        G = len(self.ops)
+        direction = np.array([1.0, 0, 0]) if parse_symmetry(het.symmetry)[0] == "c" \
+            else np.array([1.0, 1.0, 1.0]) / np.sqrt(3)    # off every 2-fold
+        r = het.subunit_radius
+        if r <= 0 and G > 1:   # copies side by side: nearest centres 2 extents apart
+            extent = np.quantile(np.linalg.norm(self.sub.params[:, :3], axis=1), 0.9)
+            r = 2 * extent / np.linalg.norm(self.ops[1:] @ direction - direction, axis=1).min()
+        self.offset = r * direction
+        self.moving = np.tile(self.sub.moving, G)
+        self.removable = np.tile(self.sub.removable, G)
+        self.pivot = None if self.sub.pivot is None else self.sub.pivot + self.offset
+        self.direction = self.sub.direction
+        self.params = self.params_at(0.0)
+
+    @property
+    def copies(self):
+        return len(self.ops)
+
+    def params_at(self, t, present=True):
+        t = np.broadcast_to(np.atleast_1d(np.asarray(t, float)), (self.copies,))
+        out = []
+        for R, tg in zip(self.ops, t):
+            p = self.sub.params_at(tg, present).copy()
+            p[:, :3] = (p[:, :3] + self.offset) @ R.T
+            out.append(p)
+        return np.concatenate(out)
+
+
+def build_model(source, settings, het):
+    """Model or SymmetricModel, as the heterogeneity asks."""
+    from .symmetry import symmetry_operators
+    if len(symmetry_operators(het.symmetry)) > 1:
+        return SymmetricModel(source, settings, het)
+    return Model(source, settings, het)
+
+
 def _write_map(path, vol, apix):
     with mrcfile.new(path, overwrite=True) as m:
         m.set_data(np.asarray(vol, dtype=np.float32))
@@ -155,7 +210,7 @@ def simulate(source, out_dir, settings=None, het=None, device="cpu", batch_size=
     s = settings or SimulationSettings()
     het = het or Heterogeneity()
     rng = np.random.default_rng(s.seed)
-    model = Model(source, s, het)
+    model = build_model(source, s, het)
     n, D = s.n_particles, s.box
     if n < 1:
         raise ValueError("n_particles must be >= 1")
@@ -167,7 +222,8 @@ def simulate(source, out_dir, settings=None, het=None, device="cpu", batch_size=
     ctf = np.column_stack([du, dv, rng.uniform(0, 180, n), np.full(n, s.voltage),
                            np.full(n, s.cs), np.full(n, s.amp_contrast), np.zeros(n)])
     heterogeneous = model.moving.any()
-    conformation = rng.uniform(0, 1, n) if heterogeneous else np.zeros(n)
+    shape = (n, model.copies) if isinstance(model, SymmetricModel) else (n,)
+    conformation = rng.uniform(0, 1, shape) if heterogeneous else np.zeros(shape)
     composition = ((rng.uniform(0, 1, n) < het.present_fraction).astype(np.int64)
                    if model.removable.any() else np.ones(n, np.int64))
     noise_rng = np.random.default_rng(s.seed + 1)

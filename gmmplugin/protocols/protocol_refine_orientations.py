@@ -43,6 +43,14 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                       help="Gradient steps per particle (first quarter at half the "
                            "resolution for a wider capture range). 60 brought 5° errors "
                            "to a median of 1.5° on simulated data at SNR 0.1 (40: 1.55°).")
+        form.addParam("significance", params.FloatParam, default=0.05,
+                      expertLevel=params.LEVEL_ADVANCED, label="Move significance",
+                      help="A particle keeps its input pose unless the refined pose fits "
+                           "its image significantly better (likelihood-ratio test, "
+                           "χ² with 5 degrees of freedom, at this level). Within the "
+                           "noise a pose is only determined to about a degree; the test "
+                           "stops correct poses from wandering inside that range. "
+                           "0 accepts every refined pose.")
         form.addParam("maxResolution", params.FloatParam, default=8.0,
                       label="Max resolution (Å)",
                       help="High end of the frequency band used for alignment.")
@@ -102,7 +110,8 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                 "--max-res %g" % self.maxResolution.get(),
                 "--max-angle %g" % self.maxAngularChange.get(),
                 "--max-shift %g" % self.maxShiftChange.get(),
-                "--iterations %d" % self.iterations.get()]
+                "--iterations %d" % self.iterations.get(),
+                "--significance %g" % self.significance.get()]
         if self._decoded():
             args += ["--checkpoint %s" % self._flex_attr("modelPath"),
                      "--latents %s" % self._getExtraPath("latents_in.npz")]
@@ -189,6 +198,8 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             errors.append("The angular limit must be positive and the shift limit >= 0.")
         if self.iterations.get() < 1:
             errors.append("Use at least one iteration.")
+        if not 0 <= self.significance.get() < 1:
+            errors.append("The move significance must be in [0, 1).")
         sr = self.inputParticles.get().getSamplingRate()
         if self.maxResolution.get() < 2 * sr:
             errors.append("Max resolution (%.2f Å) is finer than Nyquist (%.2f Å)."
@@ -204,6 +215,9 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                  % (info["particles"], info["source"], info["median_angle_change"],
                     info["median_shift_change_A"], info["particles_per_s"],
                     info["iterations"])]
+        if "moved_fraction" in info:
+            lines.append("%.1f%% of the poses moved (significantly better than the input "
+                         "at level %g)." % (100 * info["moved_fraction"], info["significance"]))
         if os.path.exists(self._getExtraPath("map.json")):
             lines.append("Reconstruction: FSC 0.143 at %.2f Å."
                          % self._recon_info()["resolution_0143"])
@@ -215,9 +229,11 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             return []
         return ["Particle orientations were refined locally (gmmplugin) by gradient descent "
                 "on the %s against each particle's %s Gaussian mixture model (limits %g° "
-                "and %g Å)." % ("FRC" if info.get("objective") == "frc"
-                                else "noise-whitened correlation", info["source"],
-                                self.maxAngularChange.get(), self.maxShiftChange.get())]
+                "and %g Å); a refined pose replaced the input only when a likelihood-ratio "
+                "test favoured it at level %g." % (
+                    "FRC" if info.get("objective") == "frc" else "noise-whitened correlation",
+                    info["source"], self.maxAngularChange.get(), self.maxShiftChange.get(),
+                    info.get("significance", 0))]
 
     def _citations(self):
         return ["Chen2021"]

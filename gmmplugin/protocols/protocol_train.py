@@ -4,11 +4,13 @@ import os
 
 import numpy as np
 import pyworkflow.protocol.params as params
+from pyworkflow.object import Integer
 from pwem.objects import ParticleFlex, SetOfParticlesFlex
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
 from ..constants import FLEX_PROGRAM, PARTICLES_FILE
-from ..convert import particles_to_engine, validate_particles
+from ..convert import particles_to_engine, pose_to_matrix, validate_particles
+from ..engine.symmetry import parse_symmetry
 from .inputs import map_file
 from .protocol_base import add_gpu_params, read_json, run_engine
 
@@ -69,9 +71,15 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                       help="Only Gaussians whose centres lie inside this mask may change "
                            "(focused analysis). Same box as the consensus map.")
         form.addParam("symmetry", params.StringParam, default="c1", label="Symmetry",
-                      help="Point-group symmetry of the consensus (c1 = none). Symmetry "
-                           "expansion is not available yet: use c1 with a focus mask on "
-                           "one asymmetric unit of symmetry-expanded particles.")
+                      help="Point-group symmetry of the consensus: c1 (none), Cn or Dn "
+                           "(RELION convention: n-fold about z, Dn's 2-fold about x). With "
+                           "symmetry every particle is expanded into one copy per group "
+                           "element (pose A·Rgᵀ) and only the Gaussians of one asymmetric "
+                           "unit may vary, so each subunit of each particle gets its own "
+                           "latent vector. The output then holds n×G particles, each "
+                           "with its source particle id (_gmmSourceId) and copy index "
+                           "(_gmmSymCopy). A focus mask further restricts the varying "
+                           "Gaussians to its part of the asymmetric unit.")
         form.addParam("ctfMode", params.EnumParam, choices=["full CTF", "phase-flipped"],
                       default=CTF_FULL, label="CTF handling",
                       help="full CTF: the projection of the GMM is multiplied by each "
@@ -112,7 +120,8 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                 "--vary-amplitudes %d" % self.varyAmplitudes.get(),
                 "--vary-widths %d" % self.varyWidths.get(),
                 "--ctf-mode %s" % ("full" if self.ctfMode.get() == CTF_FULL else "phase_flip"),
-                "--seed %d" % self.seed.get()]
+                "--seed %d" % self.seed.get(),
+                "--symmetry %s" % self._symmetry()]
         if self.focusMask.get() is not None:
             args.append("--focus-mask %s" % map_file(self.focusMask.get(),
                                                     self._getTmpPath("focus.mrc")))
@@ -142,19 +151,50 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         flex.setAttr("maxResolution", float(self.maxResolution.get()))
         flex.setAttr("minResolution", float(self.minResolution.get()))
         flex.setAttr("latentsPath", os.path.abspath(self._getExtraPath("latents.npz")))
-        for p in inp.iterItems(orderBy="id"):
-            r = row.get(p.getObjId())
-            if r is None:
-                continue
-            f = ParticleFlex(progName=FLEX_PROGRAM)
-            f.copyInfo(p)
-            f.setObjId(p.getObjId())
-            f.setZFlex(z[r].tolist())
-            f.setZRed(zred[r].tolist())
-            out.append(f)
+        flex.setAttr("symmetry", self._symmetry())
+        if "source_ids" in lat:
+            self._appendExpanded(inp, out, lat, z, zred)
+        else:
+            for p in inp.iterItems(orderBy="id"):
+                r = row.get(p.getObjId())
+                if r is None:
+                    continue
+                out.append(self._flexItem(p, p.getObjId(), z[r], zred[r]))
         self._defineOutputs(**{TrainOutputs.Particles.name: out})
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputGmm, out)
+
+    @staticmethod
+    def _flexItem(particle, obj_id, z, zred):
+        f = ParticleFlex(progName=FLEX_PROGRAM)
+        f.copyInfo(particle)
+        f.setObjId(obj_id)
+        f.setZFlex(z.tolist())
+        f.setZRed(zred.tolist())
+        return f
+
+    def _appendExpanded(self, inp, out, lat, z, zred):
+        """One item per (particle, symmetry copy): the engine's expanded pose, a new
+        id, and the source particle id and copy index to trace it back."""
+        from ..engine.data import Particles
+        expanded = Particles.load(self._getExtraPath("particles_expanded.npz"))
+        rows = {}
+        for r, src in enumerate(lat["source_ids"]):
+            rows.setdefault(int(src), []).append(r)
+        pose_row = {int(i): r for r, i in enumerate(expanded.ids)}
+        apix = inp.getSamplingRate()
+        for p in inp.iterItems(orderBy="id"):
+            for r in rows.get(p.getObjId(), []):
+                e = pose_row[int(lat["ids"][r])]
+                f = self._flexItem(p, int(lat["ids"][r]), z[r], zred[r])
+                f.getTransform().setMatrix(pose_to_matrix(expanded.rotations[e],
+                                                          expanded.shifts[e], apix))
+                f._gmmSourceId = Integer(p.getObjId())
+                f._gmmSymCopy = Integer(int(lat["copies"][r]))
+                out.append(f)
+
+    def _symmetry(self):
+        return (self.symmetry.get() or "c1").strip().lower()
 
     def _info(self):
         return read_json(self._getExtraPath("training.json"))
@@ -184,8 +224,10 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         if not (self.varyPositions.get() or self.varyAmplitudes.get()
                 or self.varyWidths.get()):
             errors.append("Let at least positions, amplitudes or widths vary.")
-        if (self.symmetry.get() or "c1").strip().lower() != "c1":
-            errors.append("Symmetry expansion is not implemented yet; use c1.")
+        try:
+            parse_symmetry(self._symmetry())
+        except ValueError as e:
+            errors.append(str(e).capitalize() + ".")
         mask = self.focusMask.get()
         if mask is not None and gmm is not None and gmm.getBoxSize():
             if mask.getDim()[0] != gmm.getBoxSize():
@@ -199,11 +241,16 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         info = self._info()
         if info is None:
             return ["Output not ready yet."]
-        return ["%d particles, %d Gaussians, latent dimension %d, %d epochs in %.0f s."
-                % (info["particles"], info["gaussians"], info["config"]["latent_dim"],
-                   len(info["history"]), info["seconds"]),
-                "Final loss %.5f; %.0f particles/s per epoch." %
-                (info["final_loss"], info["particles_per_s"])]
+        lines = ["%d particles, %d Gaussians, latent dimension %d, %d epochs in %.0f s."
+                 % (info["particles"], info["gaussians"], info["config"]["latent_dim"],
+                    len(info["history"]), info["seconds"]),
+                 "Final loss %.5f; %.0f particles/s per epoch." %
+                 (info["final_loss"], info["particles_per_s"])]
+        if info.get("symmetry", "c1") != "c1":
+            lines.append("Symmetry %s: particles expanded; %d Gaussians (one asymmetric "
+                         "unit) varied." % (info["symmetry"].upper(),
+                                            info["varying_gaussians"]))
+        return lines
 
     def _methods(self):
         info = self._info()

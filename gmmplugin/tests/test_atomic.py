@@ -16,7 +16,7 @@ if not os.path.isdir(monlib.DEBIAN_MONOMERS) and not os.environ.get("GMM_MONOMER
                 allow_module_level=True)
 
 from gmmplugin.engine import cli  # noqa: E402
-from gmmplugin.engine.atomic import ramachandran  # noqa: E402
+from gmmplugin.engine.atomic import ramachandran, rotamers  # noqa: E402
 from gmmplugin.engine.atomic.map_projections import MapTarget, projection_directions  # noqa
 from gmmplugin.engine.atomic.perturb import ca_rmsd, jitter, rigid_move  # noqa: E402
 from gmmplugin.engine.atomic.refine import RefineConfig, SeriesRefiner  # noqa: E402
@@ -105,6 +105,45 @@ def test_ramachandran_fit_keeps_outliers_out():
         en = e(P, S, torch.full((len(P),), k)).numpy()
         favoured, outlier = en[t > 0.02], en[t < ramachandran.OUTLIER_BELOW[kind]]
         assert np.percentile(favoured, 95) < np.percentile(outlier, 5)
+
+
+def test_rotamer_library_and_energy(tcr):
+    """The derived Dunbrack table is sane (LEU's commonest rotamer is mt at
+    about (-65°, 175°)); the crystal's side chains sit much lower on the
+    mixture energy than the same side chains with χ rotated off-rotamer; and
+    descending the energy from an eclipsed χ lands on a library rotamer."""
+    lib = rotamers.load_library()
+    assert set(lib) == set(rotamers.CHI_ATOMS)
+    for name, (p, mu, sig, per) in lib.items():
+        assert abs(p.sum() - 1) < 1e-6 and mu.shape[1] == len(rotamers.CHI_ATOMS[name])
+    p, mu, _, _ = lib["LEU"]
+    assert p[0] > 0.5 and np.allclose(np.degrees(mu[0]), [-65, 175], atol=8)
+    assert len(tcr.rotamer_names) > 600 and len(tcr.rotamer_quads) > 1200
+    g = Geometry(tcr)
+    x = torch.tensor(tcr.xyz, dtype=torch.float32)[None]
+    from gmmplugin.engine.atomic.restraints import dihedral
+    q = g.rot_quads
+    ang = dihedral(*(x[:, q[:, k]] for k in range(4)))
+    chi = x.new_zeros(1, g.rot_count * 4).index_copy(1, g.rot_flat, ang).view(1, -1, 4)
+    crystal = g.rotamer_energy(chi)[0]
+    off = g.rotamer_energy(chi + np.radians(60.0) / 2)[0]   # half-way between staggers
+    assert torch.median(crystal) < 4.0 and torch.median(off) > 3 * torch.median(crystal)
+    assert float(g.terms(x)["rotamer"]) < 4.0
+    # descent from eclipsed χ1 = 0 on VAL and PHE reaches a rotamer of the table
+    e = rotamers.RotamerEnergy(["VAL", "PHE"])
+    c = torch.zeros(1, 2, 4)
+    c[0, 1, 1] = np.radians(90.0)
+    c.requires_grad_(True)
+    opt = torch.optim.Adam([c], lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        e(c).sum().backward()
+        opt.step()
+    for k, name in enumerate(("VAL", "PHE")):
+        _, mu, _, per = lib[name]
+        d = np.degrees(np.angle(np.exp(1j * per * (c[0, k, :mu.shape[1]].detach().numpy()
+                                                   - mu)))) / per
+        assert np.abs(d).max(1).min() < 10, (name, d)
 
 
 def test_geometry_gradient_repairs_noise(zinc_finger):

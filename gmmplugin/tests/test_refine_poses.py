@@ -44,15 +44,15 @@ def test_refinement_recovers_perturbed_poses_and_does_not_drift(tmp_path):
                                true_R)
     pert.shifts = true_s + rng.normal(0, 1.5, true_s.shape)
     before = np.median(rotation_angle_deg(true_R, pert.rotations))
-    R, s, f, _ = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=60,
-                              max_angle=10, max_shift=5, log=None)
+    R, s, f, gain, moved, _ = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=60,
+                                           max_angle=10, max_shift=5, log=None)
     after = np.median(rotation_angle_deg(true_R, R))
     assert before > 2.0 and after < 1.0, (before, after)
     assert np.median(np.linalg.norm(s - true_s, axis=1)) < 0.5 * p.apix
-    R2, s2, _, _ = refine_poses(p, lambda rows: g, max_res=4.0, iterations=30, log=None)
+    R2, s2, *_ = refine_poses(p, lambda rows: g, max_res=4.0, iterations=30, log=None)
     assert np.median(rotation_angle_deg(true_R, R2)) < 0.5
     # bounds hold
-    R3, s3, _, _ = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=30,
+    R3, s3, *_ = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=30,
                                 max_angle=1.0, max_shift=0.2, log=None)
     assert rotation_angle_deg(pert.rotations, R3).max() <= 1.0 + 1e-3
     assert np.linalg.norm(s3 - pert.shifts, axis=1).max() <= 0.2 + 1e-4
@@ -72,3 +72,39 @@ def test_batches_do_not_interact(tmp_path):
     b = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=20, batch_size=5, log=None)
     assert rotation_angle_deg(a[0], b[0]).max() < 1e-2
     assert np.abs(a[1] - b[1]).max() < 1e-3
+
+
+def test_input_pose_is_kept_unless_the_refined_one_is_significantly_better(tmp_path):
+    """With noise the likelihood is flat over a degree or so (here ~1.4°): a
+    correct input pose must stay where it is (the likelihood-ratio test), while
+    5° errors are still corrected; with the test off (significance 0) correct
+    poses wander over the flat region."""
+    p, g = _dataset(tmp_path, n=48, box=32, apix=3.0)
+    clean = p.images(np.arange(len(p)))
+    noise = np.random.default_rng(5).normal(0, 1, clean.shape) * clean.std() / np.sqrt(1.0)
+    path = str(tmp_path / "noisy.mrcs")
+    import mrcfile
+    with mrcfile.new(path) as m:
+        m.set_data((clean + noise).astype(np.float32))
+    p = Particles(p.ids, [path], p.stack_idx, p.frame, p.rotations, p.shifts, p.ctf,
+                  p.apix, p.box)
+    rng = np.random.default_rng(4)
+    pert = p.subset(np.arange(len(p)))
+    w = rng.normal(size=(len(p), 3)) * 6 / np.sqrt(3)
+    pert.rotations = np.einsum("nij,njk->nik",
+                               np.stack([axis_angle_matrix(v, np.linalg.norm(v)) for v in w]),
+                               p.rotations)
+    kw = dict(max_res=6.0, iterations=40, log=None)
+    loose = refine_poses(p, lambda rows: g, significance=0.0, **kw)
+    strict = refine_poses(p, lambda rows: g, significance=0.01, **kw)
+    wander = rotation_angle_deg(p.rotations, loose.rotations)
+    stay = rotation_angle_deg(p.rotations, strict.rotations)
+    assert np.median(wander) > 0.7, np.median(wander)
+    assert strict.moved.mean() < 0.1 and np.median(stay) == 0.0, (strict.moved.mean(),
+                                                                  np.median(stay))
+    # the test keeps exactly the particles whose gain clears the χ²₅ 1 % quantile
+    assert np.array_equal(strict.moved, strict.gain > 0.5 * 15.086)
+    fixed = refine_poses(pert, lambda rows: g, **kw)
+    before = np.median(rotation_angle_deg(p.rotations, pert.rotations))
+    after = np.median(rotation_angle_deg(p.rotations, fixed.rotations))
+    assert fixed.moved.mean() > 0.5 and after < 0.5 * before, (fixed.moved.mean(), before, after)

@@ -15,7 +15,6 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from gmmplugin.engine.atoms import read_atoms
 from gmmplugin.engine.fit_neutral import map_from_atoms
 from gmmplugin.engine.fourier import fsc, shell_resolutions
-from gmmplugin.engine.gmm import Gmm
 from gmmplugin.engine.io import write_map
 from gmmplugin.protocols import GmmProtFitNeutral
 from gmmplugin.tests import data_path
@@ -74,7 +73,7 @@ class TestFitNeutral(BaseTest):
         prot.inputAtomStruct.setExtended("outputPdb")
         self.launchProtocol(prot)
         target = mrcfile.read(prot._getExtraPath("model_map.mrc"))
-        gmm = self._check_outputs(prot, target)
+        self._check_outputs(prot, target)
         # the centres overlay the model (same frame as the input coordinates)
         xyz, _, _, _ = read_atoms(data_path("1bd2.pdb"))
         pts = gemmi.read_structure(prot.Points.getFileName())

@@ -33,7 +33,8 @@ STAGES = ("patch", "residue", "atom")
 GEOMETRY_RAMP = 30.0
 PATCH_WEIGHT = 1e-3
 FLIP_ROUNDS = 3       # peptide-flip trials after the polish (each: flip, polish, keep if better)
-TERM_WEIGHTS = {"bond": 1.0, "angle": 1.0, "omega": 1.0, "rotamer": 0.1, "plane": 1.0,
+TERM_WEIGHTS = {"bond": 1.0, "angle": 1.0, "omega": 1.0, "rotamer": 0.1, "chi": 0.1,
+                "plane": 1.0,
                 "chiral": 1.0, "rama": 1.0, "clash": 3.0}
 
 

@@ -3,8 +3,9 @@
 Every term is a mean over its restraints of a squared z-score, so ~1 means
 "as good as the library's sigma" and the terms add on one scale:
 bonds and angles (with a steeper wall beyond 4.5σ so outliers cannot hide in
-the mean), peptide ω and side-chain χ torsions (periodic, the library's
-staggered-rotamer prior), planes (RMS distance to the least-squares plane),
+the mean), peptide ω, side-chain rotamers (the Dunbrack library's mixture,
+see rotamers.py; χ of residues it lacks keep the monomer library's periodic
+staggered prior, term "chi"), planes (RMS distance to the least-squares plane),
 chiral volumes, Ramachandran (smooth log-preference fit, see ramachandran.py)
 and clashes. Clashes are probe-like, with riding hydrogens: the hydrogens
 gemmi places from the library are rebuilt at every step from their parent and
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from .ramachandran import RamachandranEnergy
+from .rotamers import RotamerEnergy
 
 OUTLIER_Z = 4.5
 CLASH_ALLOWANCE = 0.4
@@ -77,6 +79,15 @@ class Geometry:
         self.tors, self.tor_ideal, self.tor_esd = L(t.torsions), F(t.torsion_ideal), F(t.torsion_esd)
         self.tor_period = F(t.torsion_period)
         self.omega = torch.as_tensor(t.torsion_is_omega, device=dev)
+        covered = (t.torsion_in_rotamer_library if t.torsion_in_rotamer_library is not None
+                   else np.zeros(len(t.torsion_is_omega), bool))
+        self.other_chi = torch.as_tensor(~t.torsion_is_omega & ~covered, device=dev)
+        self.rotamer_energy = None
+        if t.rotamer_quads is not None and len(t.rotamer_quads):
+            self.rot_quads = L(t.rotamer_quads)
+            self.rot_flat = L(4 * t.rotamer_row + t.rotamer_slot)
+            self.rot_count = len(t.rotamer_names)
+            self.rotamer_energy = RotamerEnergy(list(t.rotamer_names), dev)
         self.chirals, self.chiral_ideal = L(t.chirals), F(t.chiral_ideal)
         self.rama, self.rama_kind = L(t.rama), L(t.rama_kind)
         self.rama_energy = RamachandranEnergy(dev) if len(t.rama) else None
@@ -180,8 +191,15 @@ class Geometry:
             dev = wrap(self.tor_period * (chi - self.tor_ideal)) / self.tor_period
             z2 = (dev / self.tor_esd) ** 2
             out["omega"] = z2[:, self.omega].mean() if self.omega.any() else x.new_zeros(())
-            out["rotamer"] = (z2[:, ~self.omega].mean() if (~self.omega).any()
-                              else x.new_zeros(()))
+            out["chi"] = (z2[:, self.other_chi].mean() if self.other_chi.any()
+                          else x.new_zeros(()))
+        if self.rotamer_energy is not None:
+            q = self.rot_quads
+            ang = dihedral(*(x[:, q[:, k]] for k in range(4)))           # (B, q)
+            chi = x.new_zeros(x.shape[0], self.rot_count * 4).index_copy(
+                1, self.rot_flat, ang).view(x.shape[0], self.rot_count, 4)
+            # per χ angle, like the other torsion terms (a residue's energy sums its χ)
+            out["rotamer"] = self.rotamer_energy(chi).sum(-1).mean() / len(q)
         plane_terms = []
         for idx, esd in self.planes:
             p = x[:, idx]                                   # (B, P, k, 3)

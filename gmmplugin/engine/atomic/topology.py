@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .monlib import load_monlib
+from .rotamers import chi_quadruples
 
 PEPTIDE_LINKS = ("TRANS", "CIS", "PTRANS", "PCIS")
 RAMA_KINDS = ("General", "GLY", "PRO", "PRE-PRO")
@@ -45,6 +46,12 @@ class Topology:
     torsion_esd: np.ndarray = None    # rad
     torsion_period: np.ndarray = None
     torsion_is_omega: np.ndarray = None
+    torsion_in_rotamer_library: np.ndarray = None   # χ restrained by rotamers.py instead
+    rotamer_quads: np.ndarray = None   # (q, 4) χ atoms of the library-covered side chains
+    rotamer_row: np.ndarray = None     # (q,) which covered residue
+    rotamer_slot: np.ndarray = None    # (q,) which χ (0-3)
+    rotamer_names: np.ndarray = None   # (m,) residue names
+    rotamer_residue: np.ndarray = None  # (m,) residue indices
     planes: list = field(default_factory=list)   # [(indices, esd)]
     chirals: np.ndarray = None   # (nc, 4) centre, a1, a2, a3
     chiral_ideal: np.ndarray = None  # signed ideal volume Å³
@@ -170,6 +177,7 @@ def build_topology(st, monomer_folder=None):
     znum = np.array([a.element.atomic_number for a in atoms], dtype=np.float64)
     vdw = np.array([a.element.vdw_r for a in atoms])
     residue, water, anchors, res_chain = np.zeros(n, int), np.zeros(n, bool), [], []
+    res_atoms = []
     i = 0
     for c, chain in enumerate(st[0]):
         for res in chain:
@@ -178,6 +186,7 @@ def build_topology(st, monomer_folder=None):
             pos = [a.pos.tolist() for a in res]
             ca = res.find_atom("CA", "*")
             anchors.append(ca.pos.tolist() if ca is not None else np.mean(pos, axis=0))
+            res_atoms.append((k, res.name, {a.name: i + j for j, a in enumerate(res)}))
             for atom in res:
                 atom.serial = i + 1   # the flat index, carried into the topology copy
                 residue[i] = k
@@ -226,6 +235,14 @@ def build_topology(st, monomer_folder=None):
     tp.torsion_esd = np.radians([t.restr.esd for t in tors])
     tp.torsion_period = np.array([max(1, t.restr.period) for t in tors], int)
     tp.torsion_is_omega = np.array([t.restr.label == "omega" for t in tors], bool)
+    # side chains the rotamer library covers get its mixture prior instead
+    (tp.rotamer_quads, tp.rotamer_row, tp.rotamer_slot, tp.rotamer_names,
+     tp.rotamer_residue) = chi_quadruples(
+        (k, name, atoms) for k, name, atoms in res_atoms
+        if all(restrained[v] for v in atoms.values()))
+    covered = np.isin(residue[tp.torsions[:, 1]], tp.rotamer_residue) if len(tors) else \
+        np.zeros(0, bool)
+    tp.torsion_in_rotamer_library = covered & ~tp.torsion_is_omega
     tp.planes = [(np.array(idx(p), int), float(p.restr.esd)) for p in topo.planes
                  if len(p.atoms) >= 4]
     chirs = [c for c in topo.chirs if c.restr.sign in (gemmi.ChiralityType.Positive,
