@@ -11,7 +11,8 @@ setup(
     license="GPLv3",
     packages=find_packages(include=["gmmplugin", "gmmplugin.*"]),
     package_data={"gmmplugin": ["protocols.conf", "tests/data/*.npz", "tests/data/*.pdb",
-                                "engine/atomic/data/*.cif"]},
+                                "engine/atomic/data/*.cif", "engine/atomic/data/*.npz",
+                                "engine/atomic/data/*.txt"]},
     python_requires=">=3.9",
     install_requires=[
         "scipion-pyworkflow>=3.11",
