@@ -28,4 +28,24 @@ pages = "176--185",
 year = "2021",
 doi = "http://dx.doi.org/10.1038/s41592-020-01049-4"
 }
+
+@article{Shapovalov2011,
+title = "A smoothed backbone-dependent rotamer library for proteins derived from adaptive kernel density estimates and regressions",
+author = "Shapovalov, Maxim V. and Dunbrack, Roland L., Jr.",
+journal = "Structure",
+volume = "19",
+pages = "844--858",
+year = "2011",
+doi = "http://dx.doi.org/10.1016/j.str.2011.03.019"
+}
+
+@article{Lovell2003,
+title = "Structure validation by C-alpha geometry: phi, psi and C-beta deviation",
+author = "Lovell, Simon C. and Davis, Ian W. and Arendall, W. Bryan, III and de Bakker, Paul I. W. and Word, J. Michael and Prisant, Michael G. and Richardson, Jane S. and Richardson, David C.",
+journal = "Proteins",
+volume = "50",
+pages = "437--450",
+year = "2003",
+doi = "http://dx.doi.org/10.1002/prot.10286"
+}
 """

@@ -205,8 +205,10 @@ class GmmProtRefineModels(ProtAnalysis3D):
             return []
         return ["The atomic model was refined into %d map(s) at %.1f Å with gmmplugin "
                 "(atoms as Gaussians, patch/residue/atom decoders and stereochemical "
-                "restraints from the CCP4 monomer library, after Chen 2025)."
+                "restraints from the CCP4 monomer library, Ramachandran preferences of "
+                "Lovell et al. 2003 and side-chain rotamers of the Dunbrack 2010 library, "
+                "after Chen 2025)."
                 % (len(info["frames"]), info["resolution"])]
 
     def _citations(self):
-        return ["Chen2025"]
+        return ["Chen2025", "Lovell2003", "Shapovalov2011"]
