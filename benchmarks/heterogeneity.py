@@ -110,12 +110,20 @@ def settings(n):
     return SimulationSettings(n_particles=n, box=BOX, apix=APIX, snr=SNR, seed=SIM_SEED)
 
 
+OLD_HETEROGENEITY_FIELDS = ("move", "motion", "amount", "axis", "remove", "present_fraction")
+
+
 def _signature(het):
+    """What makes a stored dataset reusable. Fields of ``Heterogeneity`` left at
+    their defaults are omitted, so adding a field to the simulator does not
+    invalidate (and re-simulate) the stored datasets."""
     s = settings(0).__dict__.copy()
     s.pop("n_particles")
-    return {"settings": s, "heterogeneity": {k: (list(v) if isinstance(v, tuple) else v)
-                                             for k, v in het.__dict__.items()},
-            "source": os.path.basename(PDB)}
+    defaults = Heterogeneity()
+    return {"settings": s, "heterogeneity": {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in het.__dict__.items()
+        if k in OLD_HETEROGENEITY_FIELDS or v != getattr(defaults, k)},
+        "source": os.path.basename(PDB)}
 
 
 # -- data ---------------------------------------------------------------------------
