@@ -187,7 +187,8 @@ def cmd_train(a):
                       learning_rate=a.lr, max_res=a.max_res, min_res=a.min_res,
                       vary_positions=bool(a.vary_positions),
                       vary_amplitudes=bool(a.vary_amplitudes),
-                      vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed)
+                      vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
+                      **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}))
     work = os.path.join(a.out_dir, "work")
     trainer = Trainer(particles, gmm, cfg, work, device=a.device_obj, focus_mask=focus,
                       log=lambda m: print(m, flush=True))
@@ -461,6 +462,9 @@ def build_parser():
     t.add_argument("--resume", action="store_true", help="continue from out-dir's checkpoint")
     t.add_argument("--continue-from", default="", help="checkpoint of a previous run")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--latent-kl", type=float, default=None,
+                   help="weight of the KL term of the variational encoder (0 = fixed "
+                        "noise; default: TrainConfig's)")
     t.set_defaults(func=cmd_train)
     n = sub.add_parser("analyze", help="classes, trajectories and outliers of latents")
     n.add_argument("--particles", required=True, help="particles.npz or .star")

@@ -135,6 +135,8 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                 "--vary-positions %d" % cfg["vary_positions"],
                 "--vary-amplitudes %d" % cfg["vary_amplitudes"],
                 "--vary-widths %d" % cfg["vary_widths"], "--ctf-mode %s" % cfg["ctf_mode"]]
+        if "latent_kl" in cfg:     # continue with the same regularisation
+            args.append("--latent-kl %g" % cfg["latent_kl"])
         run_engine(self, "train", " ".join(args))
 
     def reconstructStep(self):

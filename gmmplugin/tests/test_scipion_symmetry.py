@@ -53,7 +53,7 @@ class TestTrainSymmetry(BaseTest):
         train.inputGmm.set(fit)
         train.inputGmm.setExtended("Gmm")
         cls.launchProtocol(train)
-        cls.imp, cls.train = imp, train
+        cls.imp, cls.train, cls.fit = imp, train, fit
 
     def test_expanded_output(self):
         out = self.train.Particles
@@ -88,3 +88,13 @@ class TestTrainSymmetry(BaseTest):
             seen.append(int(np.argmax(rho)))
         self.assertNotEqual(seen[0], seen[1])
         self.assertTrue(any("Symmetry C2" in line for line in self.train.summary()))
+
+    def test_validate_rejects_unsupported_symmetry(self):
+        prot = self.newProtocol(GmmProtTrain, symmetry="i2")
+        prot.inputParticles.set(self.imp)
+        prot.inputParticles.setExtended("outputParticles")
+        prot.inputGmm.set(self.fit)
+        prot.inputGmm.setExtended("Gmm")
+        errors = prot._validate()
+        self.assertTrue(any("Unsupported symmetry 'i2'" in e and "Cn" in e for e in errors),
+                        errors)

@@ -103,7 +103,10 @@ def test_training_on_expanded_particles_gives_each_subunit_its_latent(tmp_path):
                           "--out-dir", out + "/fit"]) == 0
     assert cli.main(th + ["train", "--particles", star, "--gmm", out + "/fit/gmm.npz",
                           "--out-dir", out + "/train", "--symmetry", "c2",
-                          "--latent-dim", "2", "--epochs", "6", "--max-res", "8"]) == 0
+                          "--latent-dim", "2", "--epochs", "6", "--max-res", "8",
+                          "--latent-kl", "0.005"]) == 0
+    import json
+    assert json.load(open(out + "/train/training.json"))["config"]["latent_kl"] == 0.005
     lat = np.load(out + "/train/latents.npz")
     truth = np.load(out + "/ground_truth.npz")["conformation"]     # (n, 2)
     assert len(lat["z"]) == 2 * 700 and np.array_equal(lat["ids"], np.arange(1, 1401))
