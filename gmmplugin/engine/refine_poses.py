@@ -27,9 +27,8 @@ Focused refinement: with a focus mask the Gaussians outside it are projected
 at the *input* pose and subtracted from the data (signal subtraction); the
 pose is then refined on the masked Gaussians only.
 """
-import time
-
 from collections import namedtuple
+import time
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ COARSE_FRACTION = 0.25   # of the iterations at half the resolution (capture ran
 POSE_DOF = 5             # rotation (3) + in-plane shift (2)
 
 PoseRefinement = namedtuple("PoseRefinement", "rotations shifts frc gain moved rate")
-PoseRefinement.__doc__ = """rotations (n,3,3), shifts (n,2) Å, final FRC (n,), log-likelihood
+PoseRefinement.__doc__ = """rotations (n,3,3), shifts (n,2) Å, FRC at the returned pose (n,), log-likelihood
 gain of the refined over the input pose (n,), moved (n,) bool (the refined
 pose was kept), particles/s."""
 
@@ -152,9 +151,11 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
         with torch.no_grad():
             A, s = pose()
             pred = project(params, A, s, box, apix) * ctf
-            final[rows] = frc(pred, data, box, apix, min_res, max_res).cpu().numpy()
-            gain[rows] = likelihood_gain(project(params, A0, s0, box, apix) * ctf, pred,
-                                         data, w_fine, sel_fine).cpu().numpy()
+            pred_in = project(params, A0, s0, box, apix) * ctf
+            g = likelihood_gain(pred_in, pred, data, w_fine, sel_fine)
+            kept = torch.where((g > min_gain).view(-1, *[1] * (pred.dim() - 1)), pred, pred_in)
+            final[rows] = frc(kept, data, box, apix, min_res, max_res).cpu().numpy()
+            gain[rows] = g.cpu().numpy()
             rotations[rows] = A.double().cpu().numpy()
             shifts[rows] = s.double().cpu().numpy()
         if log and (start // batch_size) % 20 == 0:
