@@ -354,7 +354,7 @@ def run_case(case, a):
     vol = (consensus_map(dataset) if a.neutral == "consensus"
            else mrcfile.read(os.path.join(folder, "maps", "state_t0.50.mrc")))
     t0 = time.time()
-    gmm, rep, _ = fit_neutral(vol, APIX, FIT_RES)
+    gmm, rep, _ = fit_neutral(vol, APIX, a.fit_res)
     fit_s = time.time() - t0
     print("[%s] neutral GMM: %d Gaussians in %.1f s (FSC 0.5 at %.2f Å)"
           % (case, len(gmm), fit_s, rep.fsc_05), flush=True)
@@ -364,7 +364,8 @@ def run_case(case, a):
                       seed=a.seed, **a.config)
     work = os.path.join(folder, "work_%s_lr%g_e%d_s%d%s%s" % (
         case, a.lr, a.epochs, a.seed, "".join("_%s%s" % kv for kv in sorted(a.config.items())),
-        "_consensus" if a.neutral == "consensus" else ""))
+        "_consensus" if a.neutral == "consensus" else "")
+        + ("_fit%g" % a.fit_res if a.fit_res != FIT_RES else ""))
     shutil.rmtree(work, ignore_errors=True)
     trainer = Trainer(particles, gmm, cfg, work, focus_mask=focus if focused else None,
                       log=lambda s: print("[%s] %s" % (case, s), flush=True))
@@ -419,6 +420,7 @@ def run_case(case, a):
         "train_particles_per_s": round(n * a.epochs / train_s, 1),
         "encode_seconds": round(encode_s, 1),
         "neutral_frc": float(np.mean(trainer.neutral_frc)), "neutral": a.neutral,
+        "fit_res": a.fit_res,
         "final_frc": float(final_frc.mean()),
         "history": trainer.history, "learning_curve": curve,
         "metrics": metrics, "feature_pca_baseline": baseline,
@@ -514,6 +516,8 @@ def main():
     ap.add_argument("--particles", type=int, default=5000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--fit-res", type=float, default=FIT_RES,
+                    help="resolution (Å) of the neutral GMM fit (train with --set max_res=...)")
     ap.add_argument("--neutral", default="state", choices=["state", "consensus"],
                     help="neutral GMM from the true t = 0.5 map or the consensus (average)")
     ap.add_argument("--seed", type=int, default=0, help="training seed")
