@@ -33,15 +33,22 @@ def _dataset(tmp_path, n=24, box=48, apix=2.0):
     return p, torch.tensor(g, dtype=torch.float32)
 
 
+def _rotated(p, rms_deg, rng):
+    """A copy of the particles with each pose turned by a random rotation of
+    ``rms_deg`` rms (axis-angle vector with rms_deg/√3 per component)."""
+    out = p.subset(np.arange(len(p)))
+    w = rng.normal(size=(len(p), 3)) * rms_deg / np.sqrt(3)
+    out.rotations = np.einsum("nij,njk->nik",
+                              np.stack([axis_angle_matrix(v, np.linalg.norm(v)) for v in w]),
+                              p.rotations)
+    return out
+
+
 def test_refinement_recovers_perturbed_poses_and_does_not_drift(tmp_path):
     p, g = _dataset(tmp_path)
     rng = np.random.default_rng(1)
     true_R, true_s = p.rotations.copy(), p.shifts.copy()
-    pert = p.subset(np.arange(len(p)))
-    w = rng.normal(size=(len(p), 3)) * 4 / np.sqrt(3)
-    pert.rotations = np.einsum("nij,njk->nik",
-                               np.stack([axis_angle_matrix(v, np.linalg.norm(v)) for v in w]),
-                               true_R)
+    pert = _rotated(p, 4.0, rng)
     pert.shifts = true_s + rng.normal(0, 1.5, true_s.shape)
     before = np.median(rotation_angle_deg(true_R, pert.rotations))
     R, s, f, gain, moved, _ = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=60,
@@ -62,12 +69,7 @@ def test_batches_do_not_interact(tmp_path):
     """The noise whitening is estimated once for the whole set, so a particle's
     result does not depend on the batch it is refined in."""
     p, g = _dataset(tmp_path, n=24)
-    rng = np.random.default_rng(2)
-    pert = p.subset(np.arange(len(p)))
-    w = rng.normal(size=(len(p), 3)) * 3 / np.sqrt(3)
-    pert.rotations = np.einsum("nij,njk->nik",
-                               np.stack([axis_angle_matrix(v, np.linalg.norm(v)) for v in w]),
-                               p.rotations)
+    pert = _rotated(p, 3.0, np.random.default_rng(2))
     a = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=20, batch_size=24, log=None)
     b = refine_poses(pert, lambda rows: g, max_res=4.0, iterations=20, batch_size=5, log=None)
     assert rotation_angle_deg(a[0], b[0]).max() < 1e-2
@@ -88,12 +90,7 @@ def test_input_pose_is_kept_unless_the_refined_one_is_significantly_better(tmp_p
         m.set_data((clean + noise).astype(np.float32))
     p = Particles(p.ids, [path], p.stack_idx, p.frame, p.rotations, p.shifts, p.ctf,
                   p.apix, p.box)
-    rng = np.random.default_rng(4)
-    pert = p.subset(np.arange(len(p)))
-    w = rng.normal(size=(len(p), 3)) * 6 / np.sqrt(3)
-    pert.rotations = np.einsum("nij,njk->nik",
-                               np.stack([axis_angle_matrix(v, np.linalg.norm(v)) for v in w]),
-                               p.rotations)
+    pert = _rotated(p, 6.0, np.random.default_rng(4))
     kw = dict(max_res=6.0, iterations=40, log=None)
     loose = refine_poses(p, lambda rows: g, significance=0.0, **kw)
     strict = refine_poses(p, lambda rows: g, significance=0.01, **kw)
