@@ -10,7 +10,6 @@ import mrcfile
 import numpy as np
 from pwem.constants import ALIGN_NONE
 from pwem.objects import SetOfParticles
-from pwem.protocols import ProtImportParticles
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from gmmplugin.convert import (matrix_to_pose, particles_to_engine, update_transforms,
@@ -20,7 +19,7 @@ from gmmplugin.engine.fourier import fsc
 from gmmplugin.engine.reconstruct import reconstruct
 from gmmplugin.engine.simulate import SimulationSettings, simulate
 from gmmplugin.protocols import GmmProtReconstruct
-from gmmplugin.tests import data_path
+from gmmplugin.tests import data_path, import_simulated_particles
 
 BOX, APIX, N = 64, 1.5, 2000
 
@@ -36,13 +35,7 @@ class TestConventions(BaseTest):
             star = simulate(data_path("1hvr.pdb"), out,
                             SimulationSettings(n_particles=N, box=BOX, apix=APIX, snr=snr,
                                                seed=11 if snr else 7))
-            prot = cls.newProtocol(ProtImportParticles,
-                                   importFrom=ProtImportParticles.IMPORT_FROM_RELION,
-                                   starFile=star, samplingRate=APIX, magnification=50000,
-                                   haveDataBeenPhaseFlipped=False, voltage=300,
-                                   sphericalAberration=2.7, amplitudeContrast=0.1,
-                                   objLabel="import " + name)
-            cls.launchProtocol(prot)
+            prot = import_simulated_particles(cls, star, APIX, "import " + name)
             gt = mrcfile.read(os.path.join(out, "maps", "consensus.mrc"))
             cls.sims[name] = (prot, out, gt)
 

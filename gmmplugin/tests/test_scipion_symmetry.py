@@ -8,7 +8,7 @@ copy sees."""
 import os
 
 import numpy as np
-from pwem.protocols import ProtImportParticles, ProtImportVolumes
+from pwem.protocols import ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
@@ -17,7 +17,7 @@ from gmmplugin.convert import matrix_to_pose
 from gmmplugin.engine.simulate import Heterogeneity, SimulationSettings, simulate
 from gmmplugin.engine.symmetry import symmetry_operators
 from gmmplugin.protocols import GmmProtFitNeutral, GmmProtTrain
-from gmmplugin.tests import data_path
+from gmmplugin.tests import data_path, import_simulated_particles
 
 N, BOX, APIX = 600, 32, 3.6
 
@@ -33,12 +33,7 @@ class TestTrainSymmetry(BaseTest):
                         SimulationSettings(n_particles=N, box=BOX, apix=APIX, snr=1.0,
                                            seed=5), het)
         cls.truth = np.load(os.path.join(out, "ground_truth.npz"))["conformation"]
-        imp = cls.newProtocol(ProtImportParticles,
-                              importFrom=ProtImportParticles.IMPORT_FROM_RELION,
-                              starFile=star, samplingRate=APIX, magnification=50000,
-                              haveDataBeenPhaseFlipped=False, voltage=300,
-                              sphericalAberration=2.7, amplitudeContrast=0.1)
-        cls.launchProtocol(imp)
+        imp = import_simulated_particles(cls, star, APIX)
         vol = cls.newProtocol(ProtImportVolumes, samplingRate=APIX,
                               filesPath=os.path.join(out, "maps", "state_t0.50.mrc"))
         cls.launchProtocol(vol)

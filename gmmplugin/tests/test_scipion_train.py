@@ -5,14 +5,13 @@ every particle's id, and that 'continue' resumes instead of restarting."""
 import os
 
 import numpy as np
-from pwem.protocols import ProtImportParticles
 from pyworkflow.tests import BaseTest, setupTestProject
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
 from gmmplugin.engine.simulate import Heterogeneity, SimulationSettings, simulate
 from gmmplugin.protocols import GmmProtFitNeutral, GmmProtReconstruct, GmmProtTrain
-from gmmplugin.tests import data_path
+from gmmplugin.tests import data_path, import_simulated_particles
 
 N, BOX, APIX = 600, 32, 3.0
 
@@ -27,12 +26,7 @@ class TestTrainPipeline(BaseTest):
                                                seed=21),
                             Heterogeneity(move="B", motion="rotate", amount=40.0))
         cls.truth = np.load(os.path.join(out, "ground_truth.npz"))
-        imp = cls.newProtocol(ProtImportParticles,
-                              importFrom=ProtImportParticles.IMPORT_FROM_RELION,
-                              starFile=cls.star, samplingRate=APIX, magnification=50000,
-                              haveDataBeenPhaseFlipped=False, voltage=300,
-                              sphericalAberration=2.7, amplitudeContrast=0.1)
-        cls.launchProtocol(imp)
+        imp = import_simulated_particles(cls, cls.star, APIX)
         cls.imp = imp
         rec = cls.newProtocol(GmmProtReconstruct, objLabel="consensus")
         rec.inputParticles.set(imp)
