@@ -2,7 +2,8 @@
 """Ceiling of the cyclic case: how well can the phase be read from the images at all?
 
 For each of the first ``--particles`` particles of the heterogeneity benchmark's
-cyclic dataset (1bd2, β2-microglobulin on a 7 Å loop, SNR 0.1), project the true
+cyclic dataset (1bd2, β2-microglobulin on a 7 Å loop, SNR 0.1; or the 14 Å
+loop of ``--dataset cyclic_wide``), project the true
 model at 36 phases with the particle's true pose and CTF, and take the phase of
 highest noise-whitened correlation over the band 100 Å – ``--max-res`` (the
 maximum-likelihood phase on a 10° grid). Prints the circular correlation with the
@@ -13,6 +14,7 @@ to Nyquist = 8 Å.
 Usage::
 
     python benchmarks/cyclic_oracle.py [--particles 300] [--max-res 8] [--threads 1]
+        [--dataset cyclic|cyclic_wide]
 """
 import argparse
 import os
@@ -41,12 +43,14 @@ def main():
     ap.add_argument("--particles", type=int, default=300)
     ap.add_argument("--max-res", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dataset", default="cyclic", choices=["cyclic", "cyclic_wide"],
+                    help="the 7 Å loop (cyclic) or the 14 Å loop (cyclic_wide)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    folder, _ = het_bench.ensure_dataset("cyclic", a.particles)
+    folder, _ = het_bench.ensure_dataset(a.dataset, a.particles)
     p = read_star(os.path.join(folder, "particles.star")).subset(np.arange(a.particles))
     t = np.load(os.path.join(folder, "ground_truth.npz"))["conformation"][:a.particles]
-    model = Model(het_bench.PDB, het_bench.settings(1), het_bench.DATASETS["cyclic"])
+    model = Model(het_bench.PDB, het_bench.settings(1), het_bench.DATASETS[a.dataset])
     states = torch.tensor(np.stack([model.params_at(x) for x in PHASES]), dtype=torch.float32)
     ky, kx = freq_grid_2d(p.box, p.apix)
     rings, sel = band_mask(p.box, p.apix, 100.0, a.max_res)
@@ -63,8 +67,8 @@ def main():
             best[i] = PHASES[int(torch.argmax(c))]
     x, y = 2 * np.pi * best, 2 * np.pi * t
     err = np.degrees(np.abs(np.angle(np.exp(1j * (x - y)))))
-    print("oracle, %d particles, band 100-%g Å: circular rho %.3f (J&S uniform %.3f), "
-          "mean phase error %.1f°" % (a.particles, a.max_res,
+    print("oracle, %s, %d particles, band 100-%g Å: circular rho %.3f (J&S uniform %.3f), "
+          "mean phase error %.1f°" % (a.dataset, a.particles, a.max_res,
                                        het_bench.circ_corr_fisher_lee(x, y),
                                        het_bench.circ_corr_js_uniform(x, y), err.mean()))
 
