@@ -40,9 +40,29 @@ class Plugin(_PluginBase):
     def getEnviron(cls):
         env = pwutils.Environ(os.environ)
         # the engine must import this very package, wherever it is installed
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env.set("PYTHONPATH", here, env.BEGIN)
+        env.set("PYTHONPATH", cls.enginePath(), env.BEGIN)
         return env
+
+    @staticmethod
+    def enginePath(pkg=None):
+        """A directory from which the engine's interpreter imports this package
+        and nothing else. A source checkout's root holds only the project; but
+        an installed package sits in Scipion's site-packages, which must not be
+        put ahead of another interpreter's own torch and numpy (GMM_PYTHON), so
+        then a private directory with a link to the package is used."""
+        import tempfile
+        pkg = pkg or os.path.dirname(os.path.abspath(__file__))
+        parent = os.path.dirname(pkg)
+        if os.path.basename(parent) not in ("site-packages", "dist-packages"):
+            return parent
+        shim = os.path.join(tempfile.gettempdir(), "gmmplugin-path-%d" % os.getuid())
+        link = os.path.join(shim, "gmmplugin")
+        if os.path.realpath(link) != os.path.realpath(pkg):
+            os.makedirs(shim, exist_ok=True)
+            tmp = "%s.%d" % (link, os.getpid())
+            os.symlink(pkg, tmp)
+            os.replace(tmp, link)     # atomic: concurrent protocols see one link
+        return shim
 
     @classmethod
     def getPython(cls):

@@ -11,6 +11,7 @@ import os
 import numpy as np
 from pwem.constants import ALIGN_PROJ
 
+from .constants import FLEX_PROGRAM
 from .engine.data import Particles
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".st", ".map")
@@ -56,6 +57,20 @@ def validate_volume_matches(volume, partSet, label="volume"):
         errors.append("The %s box (%d px) differs from the particles' (%d px)."
                       % (label, vx, px))
     return errors
+
+
+def gmm_flex_attr(partSet, name):
+    """A FlexInfo attribute written by our training (paths of the networks, the
+    GMM, the latents), or None. Flexible sets of other programs (cryoDRGN,
+    flexutils) carry their own attributes and networks, which the engine cannot
+    read: for those only the zFlex latents are used."""
+    get_info = getattr(partSet, "getFlexInfo", None)
+    info = get_info() if get_info else None
+    if info is None or info.getProgName() != FLEX_PROGRAM:
+        return None
+    attr = getattr(info, name, None)
+    val = attr.get() if hasattr(attr, "get") else attr
+    return val if val not in ("", None) else None
 
 
 # -- poses -----------------------------------------------------------------------

@@ -103,7 +103,8 @@ def cmd_fit(a):
             weights = z
     else:
         xyz, z, _, _ = read_atoms(a.model)
-        target, apix, box, centre, seeds = map_from_atoms(xyz, z, a.resolution)
+        target, apix, box, centre, seeds = map_from_atoms(xyz, z, a.resolution,
+                                                          device=a.device_obj)
         weights = z
         origin = centre - (box // 2) * apix
         write_map(os.path.join(a.out_dir, "model_map.mrc"), target, apix)
@@ -145,6 +146,17 @@ def cmd_fit(a):
           % (rep.n_gaussians, rep.seconds, rep.fsc_05, rep.fsc_0143))
 
 
+def gaussians_in_mask(mask_path, centers):
+    """Boolean (N,): Gaussian centres (Å, origin at voxel D // 2) inside a mask
+    (> 0.5); centres outside the mask's box are outside."""
+    from .io import read_map
+    m, mapix = read_map(mask_path)
+    idx = np.round(np.asarray(centers) / mapix + m.shape[0] // 2).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(m.shape[::-1])), axis=1)
+    idx = np.clip(idx, 0, np.array(m.shape[::-1]) - 1)
+    return inside & (m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5)
+
+
 def cmd_train(a):
     """Heterogeneity training; resumable (--continue) from the last checkpoint."""
     from .gmm import Gmm
@@ -165,11 +177,7 @@ def cmd_train(a):
                          "%.1f Å: use a map from the same refinement" % (extent_g, extent_p))
     focus = None
     if a.focus_mask:
-        m, mapix = read_map(a.focus_mask)
-        idx = np.round(gmm.centers / mapix + m.shape[0] // 2).astype(int)
-        inside = np.all((idx >= 0) & (idx < m.shape[0]), axis=1)
-        idx = np.clip(idx, 0, m.shape[0] - 1)
-        focus = inside & (m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5)
+        focus = gaussians_in_mask(a.focus_mask, gmm.centers)
         print("focus mask: %d of %d Gaussians may vary" % (focus.sum(), len(gmm)))
     source_ids = copies = None
     if symmetry_operators(a.symmetry).shape[0] > 1:
@@ -346,10 +354,7 @@ def cmd_refine_poses(a):
                          % (a.max_res, 2 * particles.apix))
     focus = None
     if a.focus_mask:
-        m, mapix = read_map(a.focus_mask)
-        idx = np.clip(np.round(gmm.centers / mapix + m.shape[0] // 2).astype(int), 0,
-                      m.shape[0] - 1)
-        focus = m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5
+        focus = gaussians_in_mask(a.focus_mask, gmm.centers)
         if not focus.any():
             raise ValueError("no Gaussian lies inside the focus mask")
     t0 = time.time()

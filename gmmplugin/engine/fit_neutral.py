@@ -248,7 +248,8 @@ def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
     return gmm, report, rendered
 
 
-def map_from_atoms(xyz, z, resolution, apix=None, box=None, atom_sigma=1.0, pad=1.4):
+def map_from_atoms(xyz, z, resolution, apix=None, box=None, atom_sigma=1.0, pad=1.4,
+                   device="cpu"):
     """A density map of atoms at ``resolution`` (Gaussian blur σ = 0.225·r, as
     ChimeraX molmap; combined with the atom's own width). Returns (map, apix, box,
     centre offset Å) with the atoms' weighted centre at the box centre."""
@@ -261,7 +262,7 @@ def map_from_atoms(xyz, z, resolution, apix=None, box=None, atom_sigma=1.0, pad=
         box = int(np.ceil(extent * pad / apix))
         box += box % 2
     sigma = float(np.sqrt(atom_sigma ** 2 + (0.225 * resolution) ** 2))
-    p = torch.as_tensor(atoms_to_params(xyz, z, sigma), dtype=torch.float64)
+    p = torch.as_tensor(atoms_to_params(xyz, z, sigma), dtype=torch.float64, device=device)
     with torch.no_grad():
-        vol = render_volume_fourier(p, box, apix).float().numpy()
+        vol = render_volume_fourier(p, box, apix).float().cpu().numpy()
     return vol, apix, box, centre, xyz

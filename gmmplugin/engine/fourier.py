@@ -118,20 +118,21 @@ def fsc(map1, map2):
     resolution D·apix / i Å.
     """
     a = torch.fft.rfftn(torch.as_tensor(map1, dtype=torch.float64))
-    b = torch.fft.rfftn(torch.as_tensor(map2, dtype=torch.float64))
-    box = a.shape[0]
-    f = torch.fft.fftfreq(box, dtype=torch.float64) * box
-    fh = torch.fft.rfftfreq(box, dtype=torch.float64) * box
+    b = torch.fft.rfftn(torch.as_tensor(map2, dtype=torch.float64, device=a.device))
+    box, dev = a.shape[0], a.device
+    f = torch.fft.fftfreq(box, dtype=torch.float64, device=dev) * box
+    fh = torch.fft.rfftfreq(box, dtype=torch.float64, device=dev) * box
     r = torch.round(torch.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2
                                + fh[None, None, :] ** 2)).long().flatten()
     keep = r <= box // 2
     r = r[keep]
     a, b = a.flatten()[keep], b.flatten()[keep]
     n = box // 2 + 1
-    cross = torch.zeros(n, dtype=torch.float64).index_add_(0, r, (a * b.conj()).real)
-    aa = torch.zeros(n, dtype=torch.float64).index_add_(0, r, a.abs() ** 2)
-    bb = torch.zeros(n, dtype=torch.float64).index_add_(0, r, b.abs() ** 2)
-    return (cross / torch.sqrt(aa * bb).clamp_min(1e-30)).numpy()
+    zeros = lambda: torch.zeros(n, dtype=torch.float64, device=dev)  # noqa: E731
+    cross = zeros().index_add_(0, r, (a * b.conj()).real)
+    aa = zeros().index_add_(0, r, a.abs() ** 2)
+    bb = zeros().index_add_(0, r, b.abs() ** 2)
+    return (cross / torch.sqrt(aa * bb).clamp_min(1e-30)).cpu().numpy()
 
 
 def shell_resolutions(box, apix):

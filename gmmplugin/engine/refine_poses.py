@@ -104,7 +104,7 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
     sample = np.arange(min(n, WHITENING_SAMPLE))
     power = torch.cat([image_ft(crop_images(torch.from_numpy(
-        particles.images(sample[i:i + batch_size])), box).to(device))
+        particles.images(sample[i:i + batch_size])).to(device), box))
         for i in range(0, len(sample), batch_size)])
     w_fine = whitening_weights(power, rings, sel_fine)
     w_coarse = whitening_weights(power, rings, sel_coarse)
@@ -112,7 +112,7 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         B = len(rows)
-        data = image_ft(crop_images(torch.from_numpy(particles.images(rows)), box).to(device))
+        data = image_ft(crop_images(torch.from_numpy(particles.images(rows)).to(device), box))
         ctf = compute_ctf(ky, kx, torch.from_numpy(particles.ctf[rows]).to(device))
         if particles.phase_flipped:
             ctf = ctf.abs()

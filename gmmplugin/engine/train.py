@@ -144,7 +144,8 @@ class Trainer:
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d, d))
         for start in range(0, n, batch):
             rows = np.arange(start, min(start + batch, n))
-            out[rows] = crop_images(torch.from_numpy(self.p.images(rows)), d).numpy()
+            out[rows] = crop_images(torch.from_numpy(self.p.images(rows)).to(self.device),
+                                    d).cpu().numpy()
         out.flush()
         del out
         open(path + ".done", "w").close()
@@ -216,13 +217,34 @@ class Trainer:
         os.replace(tmp, self.checkpoint_path())
 
     def load_checkpoint(self, path=None):
-        ck = torch.load(path or self.checkpoint_path(), map_location=self.device,
-                        weights_only=False)
+        path = path or self.checkpoint_path()
+        try:
+            ck = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as e:
+            raise ValueError("cannot read the checkpoint %s: %s" % (path, e))
+        self._check_compatible(ck, path)
         self.encoder.load_state_dict(ck["encoder"])
         self.decoder.load_state_dict(ck["decoder"])
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.history = ck["epoch"], ck["history"]
         return ck
+
+    def _check_compatible(self, ck, path):
+        """A clear error instead of a tensor-size error from load_state_dict when
+        a checkpoint comes from a run with another network shape."""
+        cfg, diffs = ck.get("config", {}), []
+        for key in ("latent_dim", "vary_positions", "vary_amplitudes", "vary_widths"):
+            if key in cfg and cfg[key] != getattr(self.cfg, key):
+                diffs.append("%s %s (now %s)" % (key.replace("_", " "), cfg[key],
+                                                 getattr(self.cfg, key)))
+        n_ck = ck["decoder"]["neutral"].shape[0] if "decoder" in ck else len(self.gmm)
+        if n_ck != len(self.gmm):
+            diffs.append("%d Gaussians (now %d)" % (n_ck, len(self.gmm)))
+        if (ck.get("focus") is None) != (self.focus is None):
+            diffs.append("focus mask %s" % ("on" if ck.get("focus") is not None else "off"))
+        if diffs:
+            raise ValueError("the checkpoint %s comes from a run with different settings: %s"
+                             % (path, "; ".join(diffs)))
 
     def init_encoder_pca(self, feats, max_rows=5000):
         """Set the encoder's linear branch to the top latent_dim principal

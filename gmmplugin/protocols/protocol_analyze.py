@@ -9,7 +9,7 @@ from pwem.objects import (ParticleFlex, SetOfClasses3D, SetOfParticlesFlex,
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
 from ..constants import FLEX_PROGRAM, PARTICLES_FILE
-from ..convert import particles_to_engine, validate_particles
+from ..convert import gmm_flex_attr, particles_to_engine, validate_particles
 from .protocol_base import add_gpu_params, read_json, run_engine
 
 REDUCTIONS = ["PCA", "UMAP"]
@@ -78,8 +78,7 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
         self._insertFunctionStep(self.createOutputStep)
 
     def _flex(self, name):
-        attr = self.inputParticles.get().getFlexInfo().getAttr(name)
-        return attr.get() if hasattr(attr, "get") else attr
+        return gmm_flex_attr(self.inputParticles.get(), name)
 
     def convertInputStep(self):
         inp = self.inputParticles.get()
@@ -150,7 +149,7 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
         classes.classifyItems(updateItemCallback=update_item, updateClassCallback=update_class)
 
         def volume_series(kind, suffix):
-            vols = self._createSetOfVolumesFlex(suffix=suffix)
+            vols = self._createSetOfVolumesFlex(suffix=suffix, progName=FLEX_PROGRAM)
             vols.setSamplingRate(apix)
             for fr in info["frames"]:
                 fn = self._out("pc%d_%s_%02d.mrc" % (fr["pc"], kind, fr["frame"]))
@@ -169,13 +168,14 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
             outputs[GMM_VOLUMES] = volume_series("gmm", "gmmframes")
 
         def subset(suffix, keep_outliers):
-            s = self._createSetOfParticlesFlex(suffix=suffix, progName=FLEX_PROGRAM)
+            prog = inp.getFlexInfo().getProgName() or FLEX_PROGRAM   # keep the latents' owner
+            s = self._createSetOfParticlesFlex(suffix=suffix, progName=prog)
             s.copyInfo(inp)
             s.setHasCTF(inp.hasCTF())
             s.setAlignmentProj()
             for p in inp.iterItems(orderBy="id"):
                 if bool(outlier.get(p.getObjId(), False)) == keep_outliers:
-                    f = ParticleFlex(progName=FLEX_PROGRAM)
+                    f = ParticleFlex(progName=prog)
                     f.copyInfo(p)
                     f.setObjId(p.getObjId())
                     f.setZFlex(p.getZFlex())
@@ -208,6 +208,10 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
             errors.append("Use at least 1 principal axis and 2 frames.")
         if self.particlesPerFrame.get() < 2:
             errors.append("At least 2 particles per frame are needed to reconstruct.")
+        box = self.reconstructionBox.get()
+        if box and (box < 0 or box % 2 or box > inp.getXDim()):
+            errors.append("The reconstruction box must be even and at most the particle "
+                          "box (%d px)." % inp.getXDim())
         return errors
 
     def _summary(self):

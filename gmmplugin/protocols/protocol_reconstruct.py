@@ -44,7 +44,9 @@ class GmmProtReconstruct(ProtReconstruct3D):
                       help="Real-space zero padding before insertion (2 is accurate; "
                            "1 is faster).")
         form.addParam("batchSize", params.IntParam, default=64,
-                      expertLevel=params.LEVEL_ADVANCED, label="Batch size")
+                      expertLevel=params.LEVEL_ADVANCED, label="Batch size",
+                      help="Particles inserted per step; larger is faster on a GPU and "
+                           "uses more memory.")
         add_gpu_params(form)
 
     # -- steps -------------------------------------------------------------------

@@ -116,7 +116,8 @@ class GmmProtRefineModels(ProtAnalysis3D):
             self._defineSourceRelation(self.inputVolume, model)
             self._defineSourceRelation(self.inputAtomStruct, model)
             return
-        models = SetOfAtomStructFlex.create(self._getPath(), suffix="models")
+        models = SetOfAtomStructFlex.create(self._getPath(), suffix="models",
+                                            progName=FLEX_PROGRAM)
         for f, fr in enumerate(info["frames"]):
             item = AtomStructFlex(progName=FLEX_PROGRAM)
             item.setFileName(fr["model"])
@@ -170,6 +171,10 @@ class GmmProtRefineModels(ProtAnalysis3D):
             dims = {tuple(v.getDim()) for v in vols}
             if len(dims) > 1:
                 errors.append("The maps of the series differ in box size: %s." % sorted(dims))
+            rates = sorted({round(v.getSamplingRate(), 4) for v in vols})
+            if rates[-1] - rates[0] > 1e-3 * rates[0]:
+                errors.append("The maps of the series differ in sampling rate: %s Å/px."
+                              % ", ".join("%g" % r for r in rates))
         if self.numPatches.get() < 1:
             errors.append("The number of patches must be at least 1.")
         steps = self.steps.get().replace(",", " ").split()
@@ -189,12 +194,15 @@ class GmmProtRefineModels(ProtAnalysis3D):
                   info["seconds_per_model"],
                   sum(f["frc"] for f in info["frames"]) / len(info["frames"]))]
         if rows:
-            worst = lambda k: max(r[k] for r in rows if r.get(k) is not None)
-            out.append("Worst over models: bond RMSZ %.2f, angle RMSZ %.2f, Ramachandran "
-                       "outliers %.1f%%." % (worst("bond_rmsz"), worst("angle_rmsz"),
-                                             worst("rama_outliers_pct")))
-            if all(r.get("clashscore") is not None for r in rows):
-                out.append("Worst clashscore %.1f (king-probe)." % worst("clashscore"))
+            def worst(key):
+                values = [r[key] for r in rows if r.get(key) is not None]
+                return max(values) if values else None
+            parts = [fmt % worst(key) for key, fmt in (
+                ("bond_rmsz", "bond RMSZ %.2f"), ("angle_rmsz", "angle RMSZ %.2f"),
+                ("rama_outliers_pct", "Ramachandran outliers %.1f%%"),
+                ("clashscore", "clashscore %.1f (king-probe)")) if worst(key) is not None]
+            if parts:
+                out.append("Worst over models: %s." % ", ".join(parts))
         if info.get("rigid_residues"):
             out.append("Kept rigid (no dictionary): %s." % ", ".join(info["rigid_residues"]))
         return out

@@ -7,7 +7,8 @@ from pwem.objects import FSC, SetOfParticles, SetOfParticlesFlex, Volume
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
 from ..constants import FLEX_PROGRAM, PARTICLES_FILE
-from ..convert import particles_to_engine, pose_to_matrix, validate_particles
+from ..convert import (gmm_flex_attr, particles_to_engine, pose_to_matrix,
+                       validate_particles)
 from .inputs import map_file
 from .protocol_base import add_gpu_params, read_json, run_engine, volume_and_fsc
 
@@ -36,9 +37,11 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                       allowsNull=True, label="Neutral GMM (plain particles)",
                       help="Needed when the particles carry no GMM latents.")
         form.addParam("maxAngularChange", params.FloatParam, default=10.0,
-                      label="Max angular change (deg)")
+                      label="Max angular change (deg)",
+                      help="No particle's orientation changes by more than this.")
         form.addParam("maxShiftChange", params.FloatParam, default=5.0,
-                      label="Max shift change (Å)")
+                      label="Max shift change (Å)",
+                      help="No particle's in-plane shift changes by more than this.")
         form.addParam("iterations", params.IntParam, default=60, label="Iterations",
                       help="Gradient steps per particle (first quarter at half the "
                            "resolution for a wider capture range). 60 brought 5° errors "
@@ -63,16 +66,13 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                       help="One more training round (continuing the input's networks) "
                            "so the latents match the new poses.")
         form.addParam("retrainEpochs", params.IntParam, default=5, condition="retrain",
-                      label="Extra epochs")
+                      label="Extra epochs",
+                      help="Epochs of the retraining round, added to those already run.")
         add_gpu_params(form)
 
     # -- helpers -----------------------------------------------------------------------
     def _flex_attr(self, name):
-        inp = self.inputParticles.get()
-        if not isinstance(inp, SetOfParticlesFlex):
-            return None
-        attr = inp.getFlexInfo().getAttr(name)
-        val = attr.get() if hasattr(attr, "get") else attr
+        val = gmm_flex_attr(self.inputParticles.get(), name)
         return val if val and (not isinstance(val, str) or os.path.exists(val) or
                                name == "latentDim") else None
 
@@ -154,8 +154,8 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             lat = np.load(lat_path)
             new_z = dict(zip(lat["ids"].tolist(), lat["z"].tolist()))
         flex = isinstance(inp, SetOfParticlesFlex)
-        out = (self._createSetOfParticlesFlex(progName=FLEX_PROGRAM) if flex
-               else self._createSetOfParticles())
+        out = (self._createSetOfParticlesFlex(progName=inp.getFlexInfo().getProgName())
+               if flex else self._createSetOfParticles())
         out.copyInfo(inp)
         out.setHasCTF(inp.hasCTF())
         out.setAlignmentProj()
@@ -178,8 +178,11 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             out.append(q)
         vol, fsc = volume_and_fsc(self)
         self._defineOutputs(Particles=out, Volume=vol, FSC=fsc)
-        for o in (out, vol, fsc):
-            self._defineTransformRelation(self.inputParticles, o)
+        self._defineTransformRelation(self.inputParticles, out)
+        for o in (vol, fsc):
+            self._defineSourceRelation(self.inputParticles, o)
+        if self.inputGmm.get() is not None:
+            self._defineSourceRelation(self.inputGmm, out)
 
     def _recon_info(self):
         return read_json(self._getExtraPath("map.json"))
@@ -202,10 +205,37 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             errors.append("Use at least one iteration.")
         if not 0 <= self.significance.get() < 1:
             errors.append("The move significance must be in [0, 1).")
+        errors += self._gmm_errors()
         sr = self.inputParticles.get().getSamplingRate()
         if self.maxResolution.get() < 2 * sr:
             errors.append("Max resolution (%.2f Å) is finer than Nyquist (%.2f Å)."
                           % (self.maxResolution.get(), 2 * sr))
+        return errors
+
+    def _gmm_errors(self):
+        """The chosen GMM must cover the particles' box and, with trained networks,
+        be the GMM they were trained on; a focus mask must match the particles."""
+        parts, gmm, errors = self.inputParticles.get(), self.inputGmm.get(), []
+        if gmm is not None and gmm.getBoxSize():
+            ext_p = parts.getXDim() * parts.getSamplingRate()
+            ext_g = gmm.getBoxSize() * gmm.getSamplingRate()
+            if abs(ext_p - ext_g) > 0.02 * ext_p:
+                errors.append("The GMM was fitted to a %.1f Å box but the particles' box is "
+                              "%.1f Å." % (ext_g, ext_p))
+        trained = self._flex_attr("gmmPath")
+        if gmm is not None and trained and self._flex_attr("modelPath"):
+            n_trained = len(np.load(trained)["params"])
+            if gmm.getNumGaussians() and gmm.getNumGaussians() != n_trained:
+                errors.append("The particles' networks were trained on a GMM of %d "
+                              "Gaussians; the selected GMM has %d. Select that GMM or "
+                              "none." % (n_trained, gmm.getNumGaussians()))
+        mask = self.focusMask.get()
+        if mask is not None:
+            ext_p = parts.getXDim() * parts.getSamplingRate()
+            ext_m = mask.getDim()[0] * mask.getSamplingRate()
+            if abs(ext_p - ext_m) > 0.02 * ext_p:
+                errors.append("The focus mask covers a %.1f Å box but the particles' box "
+                              "is %.1f Å." % (ext_m, ext_p))
         return errors
 
     def _summary(self):

@@ -86,10 +86,17 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "particle's CTF (raw particles). phase-flipped: for particles "
                            "whose phases were already corrected (|CTF| is used).")
         form.addSection(label="Training")
-        form.addParam("numEpochs", params.IntParam, default=10, label="Epochs")
-        form.addParam("batchSize", params.IntParam, default=64, label="Batch size")
+        form.addParam("numEpochs", params.IntParam, default=10, label="Epochs",
+                      help="Passes over all particles (the total, also when continuing a "
+                           "run). 10 were enough for 5,000 simulated particles; more "
+                           "particles need fewer.")
+        form.addParam("batchSize", params.IntParam, default=64, label="Batch size",
+                      help="Particles per optimisation step. Larger batches are faster on "
+                           "a GPU and use more memory (about batch × Gaussians × box).")
         form.addParam("learningRate", params.FloatParam, default=1e-3,
-                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
+                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)",
+                      help="Peak learning rate, reached after a one-epoch warm-up and "
+                           "then decayed (cosine).")
         form.addParam("klWeight", params.FloatParam, default=5e-3,
                       expertLevel=params.LEVEL_ADVANCED, label="Latent KL weight",
                       help="Weight of the variational term that pulls the latents towards "
@@ -100,7 +107,9 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "kept a 30° domain swing at SNR 0.1 on both realistic and "
                            "ideal inputs (see benchmarks/RESULTS.md).")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
-                      label="Random seed")
+                      label="Random seed",
+                      help="Seed of the network initialisation and particle order; the "
+                           "same seed and input give the same result on the same device.")
         add_gpu_params(form)
 
     def _insertAllSteps(self):
@@ -244,9 +253,50 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
             if mask.getDim()[0] != gmm.getBoxSize():
                 errors.append("The focus mask box (%d) differs from the GMM's map box (%d)."
                               % (mask.getDim()[0], gmm.getBoxSize()))
-        if self.doContinue.get() and self.continueRun.get() is None:
-            errors.append("Select the run to continue.")
+        if self.doContinue.get():
+            errors += self._continue_errors()
+        if parts is not None and parts.isPhaseFlipped() and self.ctfMode.get() == CTF_FULL:
+            errors.append("The particles are phase-flipped: set CTF handling to "
+                          "'phase-flipped'.")
         return errors
+
+    def _continue_errors(self):
+        """The run to continue must have the same network shape and fewer epochs."""
+        prev = self.continueRun.get()
+        if prev is None:
+            return ["Select the run to continue."]
+        if not os.path.exists(prev._getExtraPath("work", "checkpoint.pt")):
+            return ["The run to continue has no checkpoint (it trained no epoch)."]
+        info = read_json(prev._getExtraPath("training.json"))
+        if info is None:
+            return []      # interrupted run: the engine checks the checkpoint itself
+        cfg, errors = info.get("config", {}), []
+        mine = {"latent_dim": self.latentDim.get(),
+                "vary_positions": self.varyPositions.get(),
+                "vary_amplitudes": self.varyAmplitudes.get(),
+                "vary_widths": self.varyWidths.get()}
+        diffs = [k.replace("_", " ") for k, v in mine.items() if k in cfg and cfg[k] != v]
+        if diffs:
+            errors.append("The run to continue used another %s: use the same values."
+                          % ", ".join(diffs))
+        gmm = self.inputGmm.get()
+        n_gmm = gmm.getNumGaussians() if gmm is not None else None
+        if n_gmm and info.get("gaussians") and n_gmm != info["gaussians"]:
+            errors.append("The run to continue used a GMM of %d Gaussians; this one has %d."
+                          % (info["gaussians"], n_gmm))
+        done = len(info.get("history", []))
+        if self.numEpochs.get() <= done:
+            errors.append("The run to continue has already trained %d epochs: ask for more "
+                          "(the number of epochs is the total)." % done)
+        return errors
+
+    def _warnings(self):
+        parts = self.inputParticles.get()
+        if (parts is not None and self.ctfMode.get() == CTF_PHASE_FLIP
+                and not parts.isPhaseFlipped()):
+            return ["The particles are not marked as phase-flipped, but CTF handling is "
+                    "'phase-flipped'. Continue only if they were flipped elsewhere."]
+        return []
 
     def _summary(self):
         info = self._info()

@@ -90,3 +90,25 @@ def test_cli_reconstructs_a_subset_by_id(small_sim, tmp_path):
     gt = mrcfile.read(small_sim[0] / "maps" / "consensus.mrc")
     from gmmplugin.engine.fourier import fsc
     assert fsc(vol, gt)[1:6].min() > 0.8   # 100 particles at SNR 1: low resolution agrees
+
+
+def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, tmp_path):
+    from gmmplugin.engine.gmm import Gmm
+    from gmmplugin.engine.train import TrainConfig, Trainer
+    p = read_star(small_sim[1])
+    rng = np.random.default_rng(0)
+    params = np.column_stack([rng.normal(0, 8, (30, 3)), np.ones(30), np.full(30, 3.0)])
+    first = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=6.0), str(tmp_path / "a"),
+                    log=lambda s: None)
+    first.save_checkpoint()
+    ck = first.checkpoint_path()
+    same = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=6.0), str(tmp_path / "b"),
+                   log=lambda s: None)
+    same.load_checkpoint(ck)                        # compatible: loads
+    other = Trainer(p, Gmm(params[:20]), TrainConfig(latent_dim=3, max_res=6.0),
+                    str(tmp_path / "c"), log=lambda s: None)
+    with pytest.raises(ValueError, match=r"latent dim 2 \(now 3\).*30 Gaussians \(now 20\)"):
+        other.load_checkpoint(ck)
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read the checkpoint"):
+        same.load_checkpoint(str(tmp_path / "broken.pt"))

@@ -83,6 +83,30 @@ class TestTrainPipeline(BaseTest):
         self.assertIn("epoch 8/8", log)
         self.assertEqual(more.Particles.getSize(), N)
 
+    def test_bad_continue_and_analysis_settings_are_rejected_by_validate(self):
+        def continue_errors(**kw):
+            prot = self.newProtocol(GmmProtTrain, **dict(dict(latentDim=2, maxResolution=8.0),
+                                                         **kw))
+            prot.inputParticles.set(self.imp)
+            prot.inputParticles.setExtended("outputParticles")
+            prot.inputGmm.set(self.fit)
+            prot.inputGmm.setExtended("Gmm")
+            prot.doContinue.set(True)
+            prot.continueRun.set(self.train)
+            return " ".join(prot._validate())
+        self.assertEqual(continue_errors(numEpochs=9), "")
+        self.assertIn("latent dim", continue_errors(numEpochs=9, latentDim=3))
+        self.assertIn("vary widths", continue_errors(numEpochs=9, varyWidths=True))
+        self.assertIn("already trained 6 epochs", continue_errors(numEpochs=6))
+
+        from gmmplugin.protocols import GmmProtAnalyze
+        ana = self.newProtocol(GmmProtAnalyze, reconstructionBox=33)
+        ana.inputParticles.set(self.train)
+        ana.inputParticles.setExtended("Particles")
+        self.assertIn("reconstruction box", " ".join(ana._validate()))
+        ana.reconstructionBox.set(16)
+        self.assertEqual(ana._validate(), [])
+
     def test_analyze_outputs_and_viewer_plots(self):
         from pwem.objects import SetOfClasses3D, SetOfParticlesFlex, SetOfVolumesFlex
 

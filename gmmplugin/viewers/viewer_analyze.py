@@ -42,7 +42,9 @@ class GmmAnalyzeViewer(EmProtocolViewer):
                       label="Latent space coloured by class, with trajectories")
         form.addParam("displayScore", params.LabelParam,
                       label="Latent space coloured by outlier score")
-        form.addParam("pc", params.IntParam, default=1, label="Trajectory (principal axis)")
+        form.addParam("pc", params.IntParam, default=1, label="Trajectory (principal axis)",
+                      help="Which principal axis of the latent space to show (1 = the "
+                           "largest variation).")
         form.addParam("displaySeries", params.LabelParam,
                       label="Volume series (ChimeraX, or a montage)")
         form.addParam("displayClasses", params.LabelParam, label="Class volumes and FSC")
@@ -97,6 +99,10 @@ class GmmAnalyzeViewer(EmProtocolViewer):
         info, _, d = analysis_files(self.protocol)
         pc = self.pc.get()
         ends = sorted(f["frame"] for f in info["frames"] if f["pc"] == pc)
+        if not ends:
+            self.showInfo("No trajectory along principal axis %d: the analysis computed %d."
+                          % (pc, max((f["pc"] for f in info["frames"]), default=0)))
+            return []
         a = os.path.join(d, "pc%d_gmm_%02d.npy" % (pc, ends[0]))
         b = os.path.join(d, "pc%d_gmm_%02d.npy" % (pc, ends[-1]))
         if not (os.path.exists(a) and os.path.exists(b)):

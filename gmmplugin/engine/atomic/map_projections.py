@@ -24,10 +24,11 @@ def projection_directions(n, seed=0):
 
 def project_map(vol, apix, rotations, batch=4):
     """Real-space projections (B, D, D) of ``vol`` (D³ [z, y, x]) along RELION
-    rotations A: image(x, y) = Σ_z V(Aᵀ (x, y, z)), voxel D // 2 at the origin."""
-    vol = torch.as_tensor(vol, dtype=torch.float32)
+    rotations A: image(x, y) = Σ_z V(Aᵀ (x, y, z)), voxel D // 2 at the origin.
+    Runs on the device of ``rotations``."""
+    vol = torch.as_tensor(vol, dtype=torch.float32, device=rotations.device)
     D = vol.shape[0]
-    ax = (torch.arange(D, dtype=torch.float32) - D // 2) * apix
+    ax = (torch.arange(D, dtype=torch.float32, device=vol.device) - D // 2) * apix
     zz, yy, xx = torch.meshgrid(ax, ax, ax, indexing="ij")
     r = torch.stack([xx, yy, zz], -1).reshape(-1, 3)         # projection frame, Å
     out = []
@@ -47,13 +48,15 @@ class MapTarget:
     """Projection FTs of one map on the comparison grid (Nyquist = resolution)."""
 
     def __init__(self, vol, apix, resolution, rotations):
+        """Projections run on the device of ``rotations``."""
         D = vol.shape[0]
         self.box = fit_box_for(D, apix, resolution)
         self.apix = apix * D / self.box
         fine = min(D, int(1.5 * self.box))
         fine += fine % 2
         fine_apix = apix * D / fine
-        small = crop_map(torch.as_tensor(vol, dtype=torch.float32), fine)
+        small = crop_map(torch.as_tensor(vol, dtype=torch.float32, device=rotations.device),
+                         fine)
         imgs = project_map(small, fine_apix, rotations)
         self.ft = image_ft(crop_images(imgs, self.box))          # (B, box, box//2+1)
         self.rotations = rotations

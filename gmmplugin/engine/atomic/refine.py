@@ -208,11 +208,9 @@ class SeriesRefiner:
                 raise ValueError("%.0f%% of the model's atoms lie outside the map box: "
                                  "is the model in the map's frame?" % (100 * outside))
         t0 = time.time()
-        rots = projection_directions(cfg.directions, cfg.seed)
+        rots = projection_directions(cfg.directions, cfg.seed).to(self.device)
         self.targets = [MapTarget(m, apix, cfg.resolution, rots) for m in maps]
-        for t in self.targets:
-            t.ft = t.ft.to(self.device)
-        self.rotations = rots.to(self.device)
+        self.rotations = rots
         self.box, self.apix = self.targets[0].box, self.targets[0].apix
         log("projected %d map(s) along %d directions in %.1f s (comparison box %d, %.2f Å/px)"
             % (F, cfg.directions, time.time() - t0, self.box, self.apix))

@@ -155,7 +155,8 @@ class Geometry:
                 i = i + s
                 keep = i < j
                 pairs.append(torch.stack([self.clash_atoms[i[keep]], self.clash_atoms[j[keep]]], 1))
-            p = torch.cat(pairs) if pairs else torch.zeros(0, 2, dtype=torch.long)
+            p = torch.cat(pairs) if pairs else torch.zeros(0, 2, dtype=torch.long,
+                                                              device=self.clash_atoms.device)
             a0, a1 = self.anchor[p[:, 0]], self.anchor[p[:, 1]]
             lo, hi = torch.minimum(a0, a1), torch.maximum(a0, a1)
             key = lo * self.n + hi
