@@ -175,6 +175,18 @@ class TestTrainPipeline(BaseTest):
             A0, _ = matrix_to_pose(inp[p.getObjId()], APIX)
             changes.append(rotation_angle_deg(A0[None], A1[None])[0])
         self.assertLessEqual(max(changes), 5.0 + 1e-3)      # bounded
+        # the viewer's pose changes are the set's, and kept poses did not move
+        from gmmplugin.viewers import GmmRefineOrientationsViewer, plots
+        from gmmplugin.viewers.viewer_refine_orientations import pose_changes
+        from pwem import Domain
+        from pyworkflow.viewer import DESKTOP_TKINTER
+        self.assertIn(GmmRefineOrientationsViewer, Domain.findViewers(prot, DESKTOP_TKINTER))
+        angle, shift, moved = pose_changes(prot)
+        self.assertAlmostEqual(float(np.median(angle)), float(np.median(changes)), places=2)
+        self.assertTrue((angle[~moved] < 1e-3).all() and (shift[~moved] < 1e-3).all())
+        png = os.path.join(self.proj.getTmpPath(), "poses.png")
+        plots.plot_pose_changes(angle, shift, moved, out_png=png)
+        self.assertGreater(os.path.getsize(png), 1000)
         self.assertTrue(os.path.exists(prot.Volume.getFileName()))
         # refined poses survive Scipion's RELION writer and its star reader (the
         # code path of ProtImportParticles, which itself refuses the absolute image

@@ -202,3 +202,28 @@ def plot_model_validation(rows, out_png=None, title="Model series validation"):
     if out_png:
         fig.savefig(out_png, dpi=100)
     return fig
+
+
+def plot_pose_changes(angle_deg, shift_A, moved, out_png=None,
+                      title="Orientation refinement: pose changes"):
+    """Histograms of each particle's angular and shift change, split into the
+    poses that moved (the data favoured the refined pose) and those kept."""
+    angle_deg, shift_A = np.asarray(angle_deg, float), np.asarray(shift_A, float)
+    moved = np.asarray(moved, bool)
+    fig = _figure(figsize=(9, 3.5))
+    axes = fig.subplots(1, 2)
+    for ax, values, label in ((axes[0], angle_deg, "angular change (°)"),
+                              (axes[1], shift_A, "shift change (Å)")):
+        bins = np.linspace(0, max(float(values.max()) if len(values) else 1.0, 1e-3), 40)
+        ax.hist(values[moved], bins=bins, alpha=0.7,
+                label="moved (%d)" % moved.sum())
+        ax.hist(values[~moved], bins=bins, alpha=0.7,
+                label="kept input (%d)" % (~moved).sum())
+        ax.set_xlabel(label)
+        ax.set_ylabel("particles")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig
