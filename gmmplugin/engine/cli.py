@@ -160,7 +160,7 @@ def gaussians_in_mask(mask_path, centers):
 def cmd_train(a):
     """Heterogeneity training; resumable (--continue) from the last checkpoint."""
     from .gmm import Gmm
-    from .io import read_map, write_json
+    from .io import write_json, write_npz
     from .symmetry import asu_mask, expand_particles, symmetry_operators
     from .train import TrainConfig, Trainer
     symmetry_operators(a.symmetry)   # a bad group name fails before any work
@@ -212,8 +212,8 @@ def cmd_train(a):
     trainer.train(images, feats)
     z, final_frc = trainer.encode_all(images, feats)
     expansion = {} if source_ids is None else {"source_ids": source_ids, "copies": copies}
-    np.savez(os.path.join(a.out_dir, "latents.npz"), ids=particles.ids, z=z,
-             frc=final_frc, neutral_frc=trainer.neutral_frc, **expansion)
+    write_npz(os.path.join(a.out_dir, "latents.npz"), ids=particles.ids, z=z,
+              frc=final_frc, neutral_frc=trainer.neutral_frc, **expansion)
     hist = trainer.history
     write_json(os.path.join(a.out_dir, "training.json"), {
         "config": cfg.__dict__, "history": hist, "particles": len(particles),
@@ -237,7 +237,7 @@ def cmd_analyze(a):
     import torch
     from .analyze import choose_k, classify, find_outliers, reduce, trajectories
     from .gmm import Gmm, render_volume_fourier
-    from .io import write_fsc, write_json, write_map
+    from .io import write_fsc, write_json, write_map, write_npy, write_npz
     from .reconstruct import reconstruct
     from .train import load_decoder
     particles = _load_particles(a.particles)
@@ -303,14 +303,14 @@ def cmd_analyze(a):
                     vol = render_volume_fourier(params.double(), box, apix).cpu().numpy()
                 write_map(os.path.join(a.out_dir, "pc%d_gmm_%02d.mrc" % (t.pc, f + 1)),
                           vol, apix)
-                np.save(os.path.join(a.out_dir, "pc%d_gmm_%02d.npy" % (t.pc, f + 1)),
-                        params.cpu().numpy())
+                write_npy(os.path.join(a.out_dir, "pc%d_gmm_%02d.npy" % (t.pc, f + 1)),
+                          params.cpu().numpy())
             frames.append(entry)
         print("trajectory along PC%d: %d frames" % (t.pc, len(t.points)), flush=True)
-    np.savez(os.path.join(a.out_dir, "analysis.npz"), ids=lat["ids"], labels=labels,
-             zred=zred, outlier=outlier, score=score, z=z,
-             frame_members=np.array([[int(lat["ids"][m]) for m in members]
-                                     for t in trajs for members in t.members]))
+    write_npz(os.path.join(a.out_dir, "analysis.npz"), ids=lat["ids"], labels=labels,
+              zred=zred, outlier=outlier, score=score, z=z,
+              frame_members=np.array([[int(lat["ids"][m]) for m in members]
+                                      for t in trajs for members in t.members]))
     write_json(os.path.join(a.out_dir, "analysis.json"), {
         "num_classes": k, "k_chosen_automatically": a.num_classes <= 0,
         "classes": classes, "frames": frames, "outliers": int(outlier.sum()),
@@ -321,7 +321,7 @@ def cmd_refine_poses(a):
     """Pose refinement against the decoded (or neutral) GMM of each particle."""
     import torch
     from .gmm import Gmm
-    from .io import read_map, write_json
+    from .io import write_json, write_npz
     from .refine_poses import refine_poses, rotation_angle_deg
     from .train import load_decoder
     particles = _load_particles(a.particles)
@@ -370,8 +370,8 @@ def cmd_refine_poses(a):
     refined.rotations, refined.shifts = r.rotations, r.shifts
     os.makedirs(a.out_dir, exist_ok=True)
     refined.save(os.path.join(a.out_dir, "particles_refined.npz"))
-    np.savez(os.path.join(a.out_dir, "refine_stats.npz"), ids=particles.ids, gain=r.gain,
-             moved=r.moved, frc=r.frc)
+    write_npz(os.path.join(a.out_dir, "refine_stats.npz"), ids=particles.ids, gain=r.gain,
+              moved=r.moved, frc=r.frc)
     write_json(os.path.join(a.out_dir, "refine.json"), {
         "particles": len(particles), "source": source, "iterations": a.iterations,
         "objective": a.objective, "significance": a.significance,

@@ -41,10 +41,11 @@ class Particles:
         return len(self.ids)
 
     def save(self, path):
-        np.savez(path, ids=self.ids, stacks=np.array(self.stacks, dtype=str),
-                 stack_idx=self.stack_idx, frame=self.frame, rotations=self.rotations,
-                 shifts=self.shifts, ctf=self.ctf, apix=self.apix, box=self.box,
-                 phase_flipped=self.phase_flipped, has_ctf=self.has_ctf)
+        from .io import write_npz
+        write_npz(path, ids=self.ids, stacks=np.array(self.stacks, dtype=str),
+                  stack_idx=self.stack_idx, frame=self.frame, rotations=self.rotations,
+                  shifts=self.shifts, ctf=self.ctf, apix=self.apix, box=self.box,
+                  phase_flipped=self.phase_flipped, has_ctf=self.has_ctf)
 
     @classmethod
     def load(cls, path):

@@ -49,8 +49,9 @@ class Gmm:
 
     def save(self, path):
         """Write the documented .npz format (see module docstring)."""
-        np.savez(path, params=self.params, apix=float(self.apix),
-                 box=int(self.box), resolution=float(self.resolution))
+        from .io import write_npz
+        write_npz(path, params=self.params, apix=float(self.apix),
+                  box=int(self.box), resolution=float(self.resolution))
 
     @classmethod
     def load(cls, path):

@@ -47,6 +47,16 @@ def read_map(path):
     return vol, apix
 
 
+def write_npz(path, **arrays):
+    """``np.savez`` to exactly ``path``, atomically."""
+    _atomic(path, lambda tmp: np.savez(tmp, **arrays), ".npz")
+
+
+def write_npy(path, array):
+    """``np.save`` to exactly ``path``, atomically."""
+    _atomic(path, lambda tmp: np.save(tmp, array), ".npy")
+
+
 def write_json(path, data):
     def w(tmp):
         with open(tmp, "w") as f:
