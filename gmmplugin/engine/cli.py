@@ -146,6 +146,14 @@ def cmd_fit(a):
           % (rep.n_gaussians, rep.seconds, rep.fsc_05, rep.fsc_0143))
 
 
+def check_gmm_box(gmm, particles):
+    """The GMM must be in the particles' frame: fitted to a map of the same extent."""
+    extent_p, extent_g = particles.box * particles.apix, gmm.box * gmm.apix
+    if gmm.box and abs(extent_p - extent_g) > 0.02 * extent_p:
+        raise ValueError("the GMM was fitted to a %.1f Å box but the particles' box is "
+                         "%.1f Å: use a map from the same refinement" % (extent_g, extent_p))
+
+
 def gaussians_in_mask(mask_path, centers):
     """Boolean (N,): Gaussian centres (Å, origin at voxel D // 2) inside a mask
     (> 0.5); centres outside the mask's box are outside."""
@@ -171,10 +179,7 @@ def cmd_train(a):
     if not particles.has_ctf and a.ctf_mode == "full":
         raise ValueError("the particles have no CTF; use --ctf-mode phase_flip only for "
                          "phase-flipped data, or provide CTF parameters")
-    extent_p, extent_g = particles.box * particles.apix, gmm.box * gmm.apix
-    if gmm.box and abs(extent_p - extent_g) > 0.02 * extent_p:
-        raise ValueError("the GMM was fitted to a %.1f Å box but the particles' box is "
-                         "%.1f Å: use a map from the same refinement" % (extent_g, extent_p))
+    check_gmm_box(gmm, particles)
     focus = None
     if a.focus_mask:
         focus = gaussians_in_mask(a.focus_mask, gmm.centers)
@@ -325,7 +330,10 @@ def cmd_refine_poses(a):
     from .refine_poses import refine_poses, rotation_angle_deg
     from .train import load_decoder
     particles = _load_particles(a.particles)
+    if not os.path.exists(a.gmm):
+        raise FileNotFoundError("GMM file not found: %s" % a.gmm)
     gmm = Gmm.load(a.gmm)
+    check_gmm_box(gmm, particles)
     dev = a.device_obj
     if a.checkpoint:
         if not a.latents:

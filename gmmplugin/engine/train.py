@@ -358,6 +358,10 @@ def load_decoder(checkpoint, gmm_params, device="cpu"):
     """The trained decoder of a checkpoint, ready to decode latent points."""
     ck = torch.load(checkpoint, map_location=device, weights_only=False)
     cfg = ck["config"]
+    n_ck = ck["decoder"]["neutral"].shape[0]
+    if n_ck != len(gmm_params):
+        raise ValueError("the networks of %s were trained on a GMM of %d Gaussians, not %d"
+                         % (checkpoint, n_ck, len(gmm_params)))
     dec = Decoder(gmm_params, cfg["latent_dim"], ck["columns"], ck["focus"], cfg["pos_scale"],
                   amp_mode=cfg.get("amp_mode", "tanh"))
     dec.load_state_dict(ck["decoder"])

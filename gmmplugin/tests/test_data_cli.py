@@ -92,7 +92,8 @@ def test_cli_reconstructs_a_subset_by_id(small_sim, tmp_path):
     assert fsc(vol, gt)[1:6].min() > 0.8   # 100 particles at SNR 1: low resolution agrees
 
 
-def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, tmp_path):
+def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, tmp_path,
+                                                                     capsys):
     from gmmplugin.engine.gmm import Gmm
     from gmmplugin.engine.train import TrainConfig, Trainer
     p = read_star(small_sim[1])
@@ -109,6 +110,16 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
                     str(tmp_path / "c"), log=lambda s: None)
     with pytest.raises(ValueError, match=r"latent dim 2 \(now 3\).*30 Gaussians \(now 20\)"):
         other.load_checkpoint(ck)
+    from gmmplugin.engine.train import load_decoder
+    with pytest.raises(ValueError, match="30 Gaussians, not 20"):
+        load_decoder(ck, params[:20])
+    # the CLI refuses a GMM fitted in another frame before any work
+    wrong = tmp_path / "wrong_box.npz"
+    Gmm(params, apix=p.apix, box=2 * p.box).save(str(wrong))
+    assert cli.main(["refine-poses", "--particles", str(small_sim[1]), "--gmm", str(wrong),
+                     "--out-dir", str(tmp_path / "rp"), "--max-res", "6"]) == 2
+    assert "GMM was fitted to a" in capsys.readouterr().err
+    assert not (tmp_path / "rp" / "particles_refined.npz").exists()
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read the checkpoint"):
         same.load_checkpoint(str(tmp_path / "broken.pt"))
