@@ -61,9 +61,10 @@ from gmmplugin.engine.starfile import read_star  # noqa: E402
 from gmmplugin.engine.train import load_decoder  # noqa: E402
 
 LatentRefinement = namedtuple("LatentRefinement", "z gain moved jumped rate")
-LatentRefinement.__doc__ = """z (n, L) refined latents (the input's where not moved), log-likelihood gain over
-the input latent (n,), moved (n,) bool (the refined z was kept), jumped (n,)
-bool (a candidate beat the encoder's z before polishing), particles/s."""
+LatentRefinement.__doc__ = """z (n, L) refined latents (the input's where not moved),
+log-likelihood gain over the input latent (n,), moved (n,) bool (the refined z was
+kept), jumped (n,) bool (a candidate beat the encoder's z before polishing),
+particles/s."""
 
 PROJECTION_CHUNK = 128   # projections per call: bounds memory at ~B·N·box complex numbers
 

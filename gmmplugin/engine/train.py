@@ -240,8 +240,6 @@ class Trainer:
         n_ck = ck["decoder"]["neutral"].shape[0] if "decoder" in ck else len(self.gmm)
         if n_ck != len(self.gmm):
             diffs.append("%d Gaussians (now %d)" % (n_ck, len(self.gmm)))
-        if (ck.get("focus") is None) != (self.focus is None):
-            diffs.append("focus mask %s" % ("on" if ck.get("focus") is not None else "off"))
         if diffs:
             raise ValueError("the checkpoint %s comes from a run with different settings: %s"
                              % (path, "; ".join(diffs)))

@@ -107,8 +107,8 @@ def cmd_refine_models(a):
         else:
             rows.append(dict(validate_model(path), frame=f))
     _atomic(os.path.join(out, "decoder.pt"), lambda tmp: torch.save({
-        "state": {k: v.cpu() for k, v in refiner.decoder.state_dict().items()}, "lat_mean": refiner.lat_mean,
-        "lat_spread": refiner.lat_spread, "centre": refiner.centre,
+        "state": {k: v.cpu() for k, v in refiner.decoder.state_dict().items()},
+        "lat_mean": refiner.lat_mean, "lat_spread": refiner.lat_spread, "centre": refiner.centre,
         "active": sorted(refiner.decoder.active)}, tmp), ".pt")
     write_json(os.path.join(out, "validation.json"), rows)
     total = time.time() - t0
