@@ -106,6 +106,14 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
     same = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=6.0), str(tmp_path / "b"),
                    log=lambda s: None)
     same.load_checkpoint(ck)                        # compatible: loads
+    # retraining (refine-orientations) continues a focused run without the mask
+    # argument: the mask comes back from the checkpoint
+    focus = np.arange(30) < 10
+    focused = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=6.0),
+                      str(tmp_path / "f"), focus_mask=focus, log=lambda s: None)
+    focused.save_checkpoint()
+    same.load_checkpoint(focused.checkpoint_path())
+    assert same.decoder.gaussian_mask.numpy().tolist() == focus.astype(float).tolist()
     other = Trainer(p, Gmm(params[:20]), TrainConfig(latent_dim=3, max_res=6.0),
                     str(tmp_path / "c"), log=lambda s: None)
     with pytest.raises(ValueError, match=r"latent dim 2 \(now 3\).*30 Gaussians \(now 20\)"):
