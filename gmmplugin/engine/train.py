@@ -5,7 +5,8 @@ Stages, each resumable from files in ``work_dir``:
    a disk memmap (the raw stack is read once, in batches).
 2. ``features.npy``: per-particle gradient of -FRC(particle, CTF·projection of
    the neutral GMM) w.r.t. the varying GMM parameters (N × k), computed once,
-   stored as float16 memmap after scaling by the global standard deviation.
+   stored as float16 memmap after scaling by the global standard deviation;
+   recomputed if the band, GMM, CTF mode or particles differ from the cached ones.
 3. Training of encoder + decoder: loss = -mean FRC(particle, CTF·projection
    of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)); Adam with a linear
    warm-up and cosine decay of the learning rate; a checkpoint
@@ -166,9 +167,22 @@ class Trainer:
         return frc(pred, data_ft, self.box, self.apix, self.cfg.min_res, self.cfg.max_res)
 
     # -- stage 2: gradient features -------------------------------------------------
+    def _feature_key(self):
+        """What the cached features depend on: a resumed run with another band, GMM,
+        CTF mode or particle set recomputes them instead of reusing stale ones."""
+        c = self.cfg
+        return {"box": self.box, "min_res": c.min_res, "max_res": c.max_res,
+                "ctf_mode": c.ctf_mode, "columns": list(self.columns),
+                "gmm": float(np.abs(self.gmm.params).sum()), "n_gmm": len(self.gmm),
+                "particles": len(self.p), "first_id": int(self.p.ids[0])}
+
     def prepare_features(self, images):
         path = os.path.join(self.dir, "features.npy")
         n, N, k = len(self.p), len(self.gmm), len(self.columns)
+        key = self._feature_key()
+        if os.path.exists(path + ".done") and json.load(open(path + ".json")).get("key") != key:
+            self.log("features: cached for other settings; recomputing")
+            os.remove(path + ".done")
         if os.path.exists(path + ".done"):
             self.feature_scale = json.load(open(path + ".json"))["scale"]
             self.neutral_frc = np.load(os.path.join(self.dir, "neutral_frc.npy"))
@@ -196,7 +210,7 @@ class Trainer:
         del feats, raw
         os.remove(path + ".raw.npy")
         np.save(os.path.join(self.dir, "neutral_frc.npy"), neutral_frc)
-        json.dump({"scale": scale}, open(path + ".json", "w"))
+        json.dump({"scale": scale, "key": key}, open(path + ".json", "w"))
         open(path + ".done", "w").close()
         self.feature_scale, self.neutral_frc = scale, neutral_frc
         self.log("features: %d particles x %d Gaussians x %d parameters in %.1f s "

@@ -131,3 +131,23 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read the checkpoint"):
         same.load_checkpoint(str(tmp_path / "broken.pt"))
+
+
+def test_cached_features_are_recomputed_for_other_settings(small_sim, tmp_path):
+    from gmmplugin.engine.gmm import Gmm
+    from gmmplugin.engine.train import TrainConfig, Trainer
+    p = read_star(small_sim[1])
+    rng = np.random.default_rng(1)
+    params = np.column_stack([rng.normal(0, 6, (20, 3)), np.ones(20), np.full(20, 3.0)])
+    work, logs = str(tmp_path / "w"), []
+
+    def features(max_res):
+        t = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=max_res), work,
+                    log=logs.append)
+        return np.array(t.prepare_features(t.prepare_images()), dtype=np.float32)
+
+    a = features(6.0)
+    again = features(6.0)                       # same settings: the cache is reused
+    assert not any("recomputing" in m for m in logs) and np.array_equal(a, again)
+    b = features(9.0)                           # another band: recomputed
+    assert any("recomputing" in m for m in logs) and not np.allclose(a, b)
