@@ -56,7 +56,7 @@ from gmmplugin.engine.fourier import (band_mask, crop_images, freq_grid_2d,  # n
                                       image_ft, weighted_correlation, whitening_weights)
 from gmmplugin.engine.networks import Encoder  # noqa: E402
 from gmmplugin.engine.projection import project  # noqa: E402
-from gmmplugin.engine.refine_poses import WHITENING_SAMPLE, likelihood_gain  # noqa: E402
+from gmmplugin.engine.refine_poses import likelihood_gain, sample_spectra  # noqa: E402
 from gmmplugin.engine.starfile import read_star  # noqa: E402
 from gmmplugin.engine.train import load_decoder  # noqa: E402
 
@@ -122,10 +122,7 @@ def _refine(particles, decoder, z0, max_res, min_res, candidates, iterations, st
     ky, kx = freq_grid_2d(box, apix, device)
     rings, sel = band_mask(box, apix, min_res, max_res, device)
     t0 = time.time()
-    sample = np.arange(min(n, WHITENING_SAMPLE))
-    power = torch.cat([image_ft(crop_images(torch.from_numpy(
-        particles.images(sample[i:i + batch_size])), box).to(device))
-        for i in range(0, len(sample), batch_size)])
+    power = sample_spectra(particles, box, batch_size, device)
     weights = whitening_weights(power, rings, sel)
     del power
 
@@ -138,7 +135,7 @@ def _refine(particles, decoder, z0, max_res, min_res, candidates, iterations, st
     jumped = np.zeros(n, dtype=bool)
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
-        data = image_ft(crop_images(torch.from_numpy(particles.images(rows)), box).to(device))
+        data = image_ft(crop_images(torch.from_numpy(particles.images(rows)).to(device), box))
         ctf = compute_ctf(ky, kx, torch.from_numpy(particles.ctf[rows]).to(device))
         if particles.phase_flipped:
             ctf = ctf.abs()

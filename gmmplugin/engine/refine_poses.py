@@ -102,10 +102,7 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     t0 = time.time()
     rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
     _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
-    sample = np.arange(min(n, WHITENING_SAMPLE))
-    power = torch.cat([image_ft(crop_images(torch.from_numpy(
-        particles.images(sample[i:i + batch_size])).to(device), box))
-        for i in range(0, len(sample), batch_size)])
+    power = sample_spectra(particles, box, batch_size, device)
     w_fine = whitening_weights(power, rings, sel_fine)
     w_coarse = whitening_weights(power, rings, sel_coarse)
     del power
@@ -168,6 +165,15 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     shifts[~moved] = particles.shifts[~moved]
     rate = n / (time.time() - t0)
     return PoseRefinement(rotations, shifts, final, gain, moved, rate)
+
+
+def sample_spectra(particles, box, batch_size, device):
+    """FTs of the first WHITENING_SAMPLE particles cropped to ``box``: the fixed
+    sample the noise whitening is estimated from, so batches stay independent."""
+    sample = np.arange(min(len(particles), WHITENING_SAMPLE))
+    return torch.cat([image_ft(crop_images(torch.from_numpy(
+        particles.images(sample[i:i + batch_size])).to(device), box))
+        for i in range(0, len(sample), batch_size)])
 
 
 def likelihood_gain(pred_in, pred_out, data, weights, sel):

@@ -16,6 +16,17 @@ def _has_display():
     return bool(os.environ.get("DISPLAY"))
 
 
+def _finish(fig, out_png=None, title=None, tight=True):
+    """Common ending of every plot: optional title, layout, optional PNG."""
+    if title:
+        fig.suptitle(title)
+    if tight:
+        fig.tight_layout()
+    if out_png:
+        fig.savefig(out_png, dpi=100)
+    return fig
+
+
 def plot_fsc(curves, out_png=None, title="FSC", thresholds=(0.143, 0.5)):
     """``curves``: {label: (frequency 1/Å, fsc)}. Returns the figure."""
     fig = _figure(figsize=(6, 4))
@@ -36,10 +47,7 @@ def plot_fsc(curves, out_png=None, title="FSC", thresholds=(0.143, 0.5)):
     top.set_xticks(ticks)
     top.set_xticklabels(["%.1f" % (1 / t) for t in ticks])
     top.set_xlabel("resolution (Å)")
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png)
 
 
 def plot_central_slices(maps, out_png=None, title=None):
@@ -54,12 +62,7 @@ def plot_central_slices(maps, out_png=None, title=None):
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title("%s %s" % (label, name), fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png, title)
 
 
 def plot_map_comparison(map_a, map_b, labels=("input", "GMM"), out_png=None):
@@ -75,10 +78,7 @@ def plot_map_comparison(map_a, map_b, labels=("input", "GMM"), out_png=None):
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png)
 
 
 def plot_training(history, out_png=None):
@@ -91,10 +91,7 @@ def plot_training(history, out_png=None):
     ax.set_ylabel("mean FRC")
     ax.set_title("Heterogeneity training")
     ax.legend()
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png)
 
 
 def plot_latent_scatter(zred, color=None, color_label="", points=None, out_png=None,
@@ -121,10 +118,7 @@ def plot_latent_scatter(zred, color=None, color_label="", points=None, out_png=N
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
     ax.set_title(title)
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png)
 
 
 def plot_volume_series(maps, labels=None, out_png=None, title="Volume series"):
@@ -142,11 +136,7 @@ def plot_volume_series(maps, labels=None, out_png=None, title="Volume series"):
                 ax.set_title(labels[i] if labels else str(i + 1), fontsize=8)
             if i == 0:
                 ax.set_ylabel(what, fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png, title)
 
 
 def plot_quiver(params_a, params_b, out_png=None, title="Gaussian displacements",
@@ -167,10 +157,7 @@ def plot_quiver(params_a, params_b, out_png=None, title="Gaussian displacements"
         ax.set_title(name)
         ax.set_xlabel("Å")
     fig.colorbar(q, ax=fig.axes, label="displacement (Å)")
-    fig.suptitle(title)
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png, title, tight=False)   # colorbar spans all axes
 
 
 MODEL_METRICS = (("bond_rmsz", "bond RMSZ", 1.0), ("angle_rmsz", "angle RMSZ", 1.2),
@@ -197,11 +184,7 @@ def plot_model_validation(rows, out_png=None, title="Model series validation"):
         ax.set_xlabel("frame")
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png, title)
 
 
 def plot_pose_changes(angle_deg, shift_A, moved, out_png=None,
@@ -222,8 +205,4 @@ def plot_pose_changes(angle_deg, shift_A, moved, out_png=None,
         ax.set_xlabel(label)
         ax.set_ylabel("particles")
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    if out_png:
-        fig.savefig(out_png, dpi=100)
-    return fig
+    return _finish(fig, out_png, title)
