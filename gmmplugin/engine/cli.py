@@ -201,7 +201,8 @@ def cmd_train(a):
                       vary_positions=bool(a.vary_positions),
                       vary_amplitudes=bool(a.vary_amplitudes),
                       vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
-                      **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}))
+                      **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}),
+                      **({} if a.loss is None else {"loss": a.loss}))
     work = os.path.join(a.out_dir, "work")
     trainer = Trainer(particles, gmm, cfg, work, device=a.device_obj, focus_mask=focus,
                       log=lambda m: print(m, flush=True))
@@ -478,6 +479,10 @@ def build_parser():
     t.add_argument("--latent-kl", type=float, default=None,
                    help="weight of the KL term of the variational encoder (0 = fixed "
                         "noise; default: TrainConfig's)")
+    t.add_argument("--loss", default=None, choices=["frc", "whitened"],
+                   help="frc: mean Fourier ring correlation (the paper); whitened: "
+                        "noise-whitened correlation, each Fourier pixel weighted by the "
+                        "inverse noise power of its ring (default: TrainConfig's)")
     t.set_defaults(func=cmd_train)
     n = sub.add_parser("analyze", help="classes, trajectories and outliers of latents")
     n.add_argument("--particles", required=True, help="particles.npz or .star")

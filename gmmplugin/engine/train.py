@@ -3,12 +3,16 @@
 Stages, each resumable from files in ``work_dir``:
 1. ``images_<d>.npy``: particles Fourier-cropped so that Nyquist = max_res,
    a disk memmap (the raw stack is read once, in batches).
-2. ``features.npy``: per-particle gradient of -FRC(particle, CTF·projection of
-   the neutral GMM) w.r.t. the varying GMM parameters (N × k), computed once,
+2. ``features.npy``: per-particle gradient of -score(particle, CTF·projection of
+   the neutral GMM; the score of stage 3) w.r.t. the varying GMM parameters (N × k), computed once,
    stored as float16 memmap after scaling by the global standard deviation;
    recomputed if the band, GMM, CTF mode or particles differ from the cached ones.
-3. Training of encoder + decoder: loss = -mean FRC(particle, CTF·projection
-   of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)); Adam with a linear
+3. Training of encoder + decoder: loss = -score(particle, CTF·projection
+   of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)), where the score is
+   by default the paper's mean FRC, which gives every ring the same say, noisy
+   high-resolution rings included, and with ``loss = "whitened"`` the
+   noise-whitened correlation (the matched filter: each Fourier pixel weighted
+   by the inverse noise power of its ring); Adam with a linear
    warm-up and cosine decay of the learning rate; a checkpoint
    (``checkpoint.pt``) and a log line per epoch. Choices that make the latent
    axes line up with the conformation (benchmarks/heterogeneity.py):
@@ -45,7 +49,8 @@ import torch
 
 from .ctf import compute_ctf
 from .fit_neutral import fit_box_for
-from .fourier import crop_images, freq_grid_2d, frc, image_ft
+from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
+                      weighted_correlation, whitening_weights)
 from .networks import Decoder, Encoder, varying_columns
 from .projection import project
 
@@ -77,6 +82,10 @@ class TrainConfig:
                                   # is not switched off (Kingma et al. 2016)
     feature_norm: str = "none"    # none | unit: each particle's feature vector scaled to
                                   # RMS 1 (removes the per-particle gradient magnitude)
+    loss: str = "frc"             # frc: mean FRC over the band (method.md) | whitened:
+                                  # noise-whitened correlation (the matched filter);
+                                  # trade-offs in benchmarks/RESULTS.md ("Similarity
+                                  # score")
 
     def validate(self):
         if not 1 <= self.latent_dim <= 16:
@@ -94,7 +103,8 @@ class TrainConfig:
         for name, allowed in (("encoder_init", ("pca", "random")),
                               ("lr_schedule", ("cosine", "constant")),
                               ("amp_mode", ("tanh", "linear")),
-                              ("feature_norm", ("none", "unit"))):
+                              ("feature_norm", ("none", "unit")),
+                              ("loss", ("frc", "whitened"))):
             if getattr(self, name) not in allowed:
                 raise ValueError("%s must be one of %s" % (name.replace("_", " "),
                                                          ", ".join(allowed)))
@@ -122,6 +132,9 @@ class Trainer:
         if self.focus is not None and not self.focus.any():
             raise ValueError("no Gaussian lies inside the focus mask")
         self.ky, self.kx = freq_grid_2d(self.box, self.apix, self.device)
+        self.rings, self.band = band_mask(self.box, self.apix, cfg.min_res, cfg.max_res,
+                                          self.device)
+        self.weights = None
         torch.manual_seed(cfg.seed)
         self.encoder = Encoder(len(gmm) * len(self.columns), cfg.latent_dim,
                                variational=cfg.latent_kl > 0,
@@ -134,6 +147,10 @@ class Trainer:
         self._pca_done = False
 
     # -- stage 1: cropped image cache ------------------------------------------------
+    @property
+    def score_name(self):
+        return "FRC" if self.cfg.loss == "frc" else "whitened correlation"
+
     def _images_path(self):
         return os.path.join(self.dir, "images_%d.npy" % self.box)
 
@@ -141,7 +158,7 @@ class Trainer:
         path = self._images_path()
         n, d = len(self.p), self.box
         if os.path.exists(path + ".done"):
-            return np.load(path, mmap_mode="r")
+            return self._set_weights(np.load(path, mmap_mode="r"))
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d, d))
         for start in range(0, n, batch):
             rows = np.arange(start, min(start + batch, n))
@@ -150,7 +167,16 @@ class Trainer:
         out.flush()
         del out
         open(path + ".done", "w").close()
-        return np.load(path, mmap_mode="r")
+        return self._set_weights(np.load(path, mmap_mode="r"))
+
+    def _set_weights(self, images, sample=512):
+        """Noise-whitening weights of the band (loss "whitened"): at cryo-EM SNRs
+        the images' mean power per ring is the noise power."""
+        if self.cfg.loss == "whitened":
+            rows = np.linspace(0, len(images) - 1, min(sample, len(images))).astype(int)
+            data = image_ft(torch.from_numpy(np.ascontiguousarray(images[rows])).to(self.device))
+            self.weights = whitening_weights(data, self.rings, self.band)
+        return images
 
     def _batch(self, images, rows):
         rows = np.sort(rows)
@@ -164,6 +190,8 @@ class Trainer:
 
     def _frc(self, params, data_ft, ctf, rot, sh):
         pred = project(params, rot, sh, self.box, self.apix) * ctf
+        if self.weights is not None:
+            return weighted_correlation(pred, data_ft, self.weights, self.band)
         return frc(pred, data_ft, self.box, self.apix, self.cfg.min_res, self.cfg.max_res)
 
     # -- stage 2: gradient features -------------------------------------------------
@@ -172,7 +200,7 @@ class Trainer:
         CTF mode or particle set recomputes them instead of reusing stale ones."""
         c = self.cfg
         return {"box": self.box, "min_res": c.min_res, "max_res": c.max_res,
-                "ctf_mode": c.ctf_mode, "columns": list(self.columns),
+                "ctf_mode": c.ctf_mode, "loss": c.loss, "columns": list(self.columns),
                 "gmm": float(np.abs(self.gmm.params).sum()), "n_gmm": len(self.gmm),
                 "particles": len(self.p), "first_id": int(self.p.ids[0])}
 
@@ -214,7 +242,8 @@ class Trainer:
         open(path + ".done", "w").close()
         self.feature_scale, self.neutral_frc = scale, neutral_frc
         self.log("features: %d particles x %d Gaussians x %d parameters in %.1f s "
-                 "(mean neutral FRC %.4f)" % (n, N, k, time.time() - t0, neutral_frc.mean()))
+                 "(mean neutral %s %.4f)" % (n, N, k, time.time() - t0, self.score_name,
+                                             neutral_frc.mean()))
         return np.load(path, mmap_mode="r")
 
     # -- stage 3: training ------------------------------------------------------------
@@ -347,8 +376,9 @@ class Trainer:
             eta = (target - self.epoch) * (time.time() - t_start) / (self.epoch - start_epoch)
             self.history.append({"epoch": self.epoch, "loss": tot_loss / n,
                                  "frc": tot_frc / n, "particles_per_s": rate})
-            self.log("epoch %d/%d: loss %.5f, mean FRC %.5f, %.0f particles/s, ETA %.0f s"
-                     % (self.epoch, target, tot_loss / n, tot_frc / n, rate, eta))
+            self.log("epoch %d/%d: loss %.5f, mean %s %.5f, %.0f particles/s, ETA %.0f s"
+                     % (self.epoch, target, tot_loss / n, self.score_name, tot_frc / n,
+                        rate, eta))
             self.save_checkpoint()
 
     # -- stage 4: latents -------------------------------------------------------------

@@ -6,7 +6,7 @@ import pyworkflow.protocol.params as params
 from pwem.objects import FSC, SetOfParticles, SetOfParticlesFlex, Volume
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
-from ..constants import FLEX_PROGRAM, PARTICLES_FILE
+from ..constants import PARTICLES_FILE
 from ..convert import (gmm_flex_attr, particles_to_engine, pose_to_matrix,
                        validate_particles)
 from .inputs import map_file
@@ -137,6 +137,7 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                 "--vary-widths %d" % cfg["vary_widths"], "--ctf-mode %s" % cfg["ctf_mode"]]
         if "latent_kl" in cfg:     # continue with the same regularisation
             args.append("--latent-kl %g" % cfg["latent_kl"])
+        args.append("--loss %s" % cfg.get("loss", "frc"))
         run_engine(self, "train", " ".join(args))
 
     def reconstructStep(self):

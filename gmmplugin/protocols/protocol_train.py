@@ -15,6 +15,8 @@ from .inputs import map_file
 from .protocol_base import add_gpu_params, read_json, run_engine
 
 CTF_FULL, CTF_PHASE_FLIP = 0, 1
+LOSS_FRC, LOSS_WHITENED = 0, 1
+LOSS_NAMES = {LOSS_FRC: "frc", LOSS_WHITENED: "whitened"}
 
 
 class TrainOutputs(enum.Enum):
@@ -23,10 +25,11 @@ class TrainOutputs(enum.Enum):
 
 class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
     """Heterogeneity training (e2gmm): an encoder maps each particle (through
-    the gradient of its FRC w.r.t. the neutral GMM) to a latent vector; a
-    decoder maps latent vectors to changes of the Gaussians (positions,
-    amplitudes, widths), trained so that each particle's decoded GMM, projected
-    with its pose and CTF, matches the particle (Fourier ring correlation).
+    the gradient of its similarity score w.r.t. the neutral GMM) to a latent
+    vector; a decoder maps latent vectors to changes of the Gaussians
+    (positions, amplitudes, widths), trained so that each particle's decoded
+    GMM, projected with its pose and CTF, matches the particle (Fourier ring
+    correlation, or optionally a noise-whitened correlation).
     Output: the particles with their latent vectors (SetOfParticlesFlex)."""
     _label = "gmm - heterogeneity training"
     _possibleOutputs = TrainOutputs
@@ -54,11 +57,11 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "direct plotting of a single cyclic motion.")
         form.addParam("maxResolution", params.FloatParam, default=8.0,
                       label="Max resolution (Å)",
-                      help="High end of the FRC band. Particles are Fourier-cropped so "
+                      help="High end of the resolution band. Particles are Fourier-cropped so "
                            "that this is their Nyquist frequency, which sets the speed.")
         form.addParam("minResolution", params.FloatParam, default=100.0,
                       expertLevel=params.LEVEL_ADVANCED, label="Min resolution (Å)",
-                      help="Low end of the FRC band.")
+                      help="Low end of the resolution band.")
         form.addSection(label="What varies")
         form.addParam("varyPositions", params.BooleanParam, default=True,
                       label="Vary positions", help="Conformational changes.")
@@ -85,6 +88,20 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                       help="full CTF: the projection of the GMM is multiplied by each "
                            "particle's CTF (raw particles). phase-flipped: for particles "
                            "whose phases were already corrected (|CTF| is used).")
+        form.addParam("lossFunction", params.EnumParam,
+                      choices=["FRC", "noise-whitened correlation"], default=LOSS_FRC,
+                      expertLevel=params.LEVEL_ADVANCED, label="Similarity score",
+                      help="How a particle is compared with the projection of its GMM, "
+                           "both for the encoder's input (the score's gradient) and for "
+                           "training. FRC (default): the mean Fourier ring "
+                           "correlation of the e2gmm paper, every ring with the same "
+                           "weight. Noise-whitened correlation: every Fourier pixel "
+                           "weighted by the inverse noise power of its ring (the "
+                           "maximum-likelihood score), so noisy high-resolution rings "
+                           "count less. In the benchmarks it carried more of a weak or "
+                           "closed-loop motion, but separated a compositional change "
+                           "slightly less well (benchmarks/RESULTS.md, 'Similarity "
+                           "score').")
         form.addSection(label="Training")
         form.addParam("numEpochs", params.IntParam, default=10, label="Epochs",
                       help="Passes over all particles (the total, also when continuing a "
@@ -139,6 +156,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                 "--vary-widths %d" % self.varyWidths.get(),
                 "--ctf-mode %s" % ("full" if self.ctfMode.get() == CTF_FULL else "phase_flip"),
                 "--seed %d" % self.seed.get(), "--latent-kl %g" % self.klWeight.get(),
+                "--loss %s" % LOSS_NAMES[self.lossFunction.get()],
                 "--symmetry %s" % self._symmetry()]
         if self.focusMask.get() is not None:
             args.append("--focus-mask %s" % map_file(self.focusMask.get(),
@@ -320,10 +338,11 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         c = info["config"]
         return ["Heterogeneity was analysed with a Gaussian mixture model decoder "
                 "(gmmplugin, after Chen & Ludtke 2021): %d particles were mapped to a "
-                "%d-dimensional latent space over %d epochs, with an FRC loss between "
+                "%d-dimensional latent space over %d epochs, with %s loss between "
                 "%.0f and %.1f Å including each particle's CTF."
-                % (info["particles"], c["latent_dim"], len(info["history"]), c["min_res"],
-                   c["max_res"])]
+                % (info["particles"], c["latent_dim"], len(info["history"]),
+                   "a noise-whitened correlation" if c.get("loss") == "whitened"
+                   else "an FRC", c["min_res"], c["max_res"])]
 
     def _citations(self):
         return ["Chen2021", "Zhong2021"]

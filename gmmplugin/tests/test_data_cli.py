@@ -141,9 +141,9 @@ def test_cached_features_are_recomputed_for_other_settings(small_sim, tmp_path):
     params = np.column_stack([rng.normal(0, 6, (20, 3)), np.ones(20), np.full(20, 3.0)])
     work, logs = str(tmp_path / "w"), []
 
-    def features(max_res):
-        t = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=max_res), work,
-                    log=logs.append)
+    def features(max_res, loss="frc"):
+        t = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=max_res, loss=loss),
+                    work, log=logs.append)
         return np.array(t.prepare_features(t.prepare_images()), dtype=np.float32)
 
     a = features(6.0)
@@ -151,3 +151,6 @@ def test_cached_features_are_recomputed_for_other_settings(small_sim, tmp_path):
     assert not any("recomputing" in m for m in logs) and np.array_equal(a, again)
     b = features(9.0)                           # another band: recomputed
     assert any("recomputing" in m for m in logs) and not np.allclose(a, b)
+    logs.clear()
+    c = features(9.0, loss="whitened")          # another score: recomputed
+    assert any("recomputing" in m for m in logs) and not np.allclose(b, c)
