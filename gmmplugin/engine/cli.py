@@ -232,7 +232,8 @@ def cmd_train(a):
         else None})
     try:
         from ..viewers.plots import plot_training
-        plot_training(hist, os.path.join(a.out_dir, "training_curve.png"))
+        plot_training(hist, os.path.join(a.out_dir, "training_curve.png"),
+                      score=trainer.score_name)
     except ImportError:
         pass
     print("trained %d epochs: final loss %.5f" % (trainer.epoch, hist[-1]["loss"]))

@@ -3,9 +3,9 @@
 Stages, each resumable from files in ``work_dir``:
 1. ``images_<d>.npy``: particles Fourier-cropped so that Nyquist = max_res,
    a disk memmap (the raw stack is read once, in batches).
-2. ``features.npy``: per-particle gradient of -score(particle, CTF·projection of
-   the neutral GMM; the score of stage 3) w.r.t. the varying GMM parameters (N × k), computed once,
-   stored as float16 memmap after scaling by the global standard deviation;
+2. ``features.npy``: per-particle gradient of -score(particle, CTF·projection
+   of the neutral GMM), the score of stage 3, w.r.t. the varying GMM
+   parameters (N × k), computed once, stored as float16 memmap after scaling by the global standard deviation;
    recomputed if the band, GMM, CTF mode or particles differ from the cached ones.
 3. Training of encoder + decoder: loss = -score(particle, CTF·projection
    of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)), where the score is
@@ -188,9 +188,13 @@ class Trainer:
         sh = torch.from_numpy(self.p.shifts[rows]).float().to(self.device)
         return rows, image_ft(img), ctf, rot, sh
 
-    def _frc(self, params, data_ft, ctf, rot, sh):
+    def _score(self, params, data_ft, ctf, rot, sh):
+        """Per-particle similarity (the training score) of the projected GMM."""
         pred = project(params, rot, sh, self.box, self.apix) * ctf
-        if self.weights is not None:
+        if self.cfg.loss == "whitened":
+            if self.weights is None:
+                raise RuntimeError("prepare_images() sets the whitening weights; call it "
+                                   "before computing scores")
             return weighted_correlation(pred, data_ft, self.weights, self.band)
         return frc(pred, data_ft, self.box, self.apix, self.cfg.min_res, self.cfg.max_res)
 
@@ -223,7 +227,7 @@ class Trainer:
         for start in range(0, n, bs):
             rows, data, ctf, rot, sh = self._batch(images, np.arange(start, min(start + bs, n)))
             params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
-            f = self._frc(params, data, ctf, rot, sh)
+            f = self._score(params, data, ctf, rot, sh)
             (-f.sum()).backward()
             g = params.grad[..., self.columns].cpu().numpy()
             raw[rows] = g
@@ -356,7 +360,7 @@ class Trainer:
                     zn = z + torch.exp(0.5 * logvar) * torch.randn_like(z)
                 else:
                     zn = z + cfg.latent_noise * torch.randn_like(z)
-                f = self._frc(self.decoder(zn), data, ctf, rot, sh)
+                f = self._score(self.decoder(zn), data, ctf, rot, sh)
                 loss = -f.mean() + cfg.latent_penalty * (z ** 2).sum(1).mean()
                 if logvar is not None:
                     kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).mean(0)
@@ -392,7 +396,7 @@ class Trainer:
             rows, data, ctf, rot, sh = self._batch(images, rows)
             zz = self.encoder(self._features(feats, rows))
             z[rows] = zz.cpu().numpy()
-            final_frc[rows] = self._frc(self.decoder(zz), data, ctf, rot, sh).cpu().numpy()
+            final_frc[rows] = self._score(self.decoder(zz), data, ctf, rot, sh).cpu().numpy()
         return z, final_frc
 
 

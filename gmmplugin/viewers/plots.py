@@ -81,14 +81,14 @@ def plot_map_comparison(map_a, map_b, labels=("input", "GMM"), out_png=None):
     return _finish(fig, out_png)
 
 
-def plot_training(history, out_png=None):
-    """Loss and mean FRC per epoch."""
+def plot_training(history, out_png=None, score="FRC"):
+    """Mean similarity score (FRC or whitened correlation) per epoch."""
     fig = _figure(figsize=(6, 3.5))
     ax = fig.add_subplot(111)
     ep = [h["epoch"] for h in history]
-    ax.plot(ep, [h["frc"] for h in history], "o-", label="mean FRC")
+    ax.plot(ep, [h["frc"] for h in history], "o-", label="mean " + score)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean FRC")
+    ax.set_ylabel("mean " + score)
     ax.set_title("Heterogeneity training")
     ax.legend()
     return _finish(fig, out_png)

@@ -123,14 +123,17 @@ class GmmTrainViewer(EmProtocolViewer):
         form.addSection(label="Visualization")
         form.addParam("displayCurve", params.LabelParam, label="Training curve")
         form.addParam("displayLatent", params.LabelParam,
-                      label="Latent space (PCA), coloured by final FRC")
+                      label="Latent space (PCA), coloured by final score (FRC)")
 
     def _getVisualizeDict(self):
         return {"displayCurve": self._showCurve, "displayLatent": self._showLatent}
 
     def _showCurve(self, param=None):
         with open(self.protocol._getExtraPath("training.json")) as f:
-            plots.plot_training(json.load(f)["history"]).show()
+            info = json.load(f)
+            score = ("whitened correlation" if info["config"].get("loss") == "whitened"
+                     else "FRC")
+            plots.plot_training(info["history"], score=score).show()
         return []
 
     def _showLatent(self, param=None):
