@@ -14,7 +14,7 @@ to Nyquist = 8 Å.
 Usage::
 
     python benchmarks/cyclic_oracle.py [--particles 300] [--max-res 8] [--threads 1]
-        [--dataset cyclic|cyclic_wide]
+        [--dataset cyclic|cyclic_wide] [--score whitened|frc]
 """
 import argparse
 import os
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import heterogeneity as het_bench  # noqa: E402
 from gmmplugin.engine.ctf import compute_ctf  # noqa: E402
-from gmmplugin.engine.fourier import (band_mask, freq_grid_2d, image_ft,  # noqa: E402
+from gmmplugin.engine.fourier import (band_mask, freq_grid_2d, frc, image_ft,  # noqa: E402
                                       weighted_correlation, whitening_weights)
 from gmmplugin.engine.projection import project  # noqa: E402
 from gmmplugin.engine.simulate import Model  # noqa: E402
@@ -45,6 +45,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dataset", default="cyclic", choices=["cyclic", "cyclic_wide"],
                     help="the 7 Å loop (cyclic) or the 14 Å loop (cyclic_wide)")
+    ap.add_argument("--score", default="whitened", choices=["whitened", "frc"],
+                    help="the noise-whitened correlation (maximum likelihood) or the FRC")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     folder, _ = het_bench.ensure_dataset(a.dataset, a.particles)
@@ -63,12 +65,14 @@ def main():
             s = torch.tensor(p.shifts[i:i + 1], dtype=torch.float32).expand(len(PHASES), 2)
             pred = project(states, A, s, p.box, p.apix) * compute_ctf(
                 ky, kx, torch.from_numpy(p.ctf[i:i + 1]))
-            c = weighted_correlation(pred, data[i:i + 1].expand_as(pred), weights, sel)
+            d = data[i:i + 1].expand_as(pred)
+            c = (weighted_correlation(pred, d, weights, sel) if a.score == "whitened"
+                 else frc(pred, d, p.box, p.apix, 100.0, a.max_res))
             best[i] = PHASES[int(torch.argmax(c))]
     x, y = 2 * np.pi * best, 2 * np.pi * t
     err = np.degrees(np.abs(np.angle(np.exp(1j * (x - y)))))
-    print("oracle, %s, %d particles, band 100-%g Å: circular rho %.3f (J&S uniform %.3f), "
-          "mean phase error %.1f°" % (a.dataset, a.particles, a.max_res,
+    print("oracle, %s, %s score, %d particles, band 100-%g Å: circular rho %.3f (J&S uniform "
+          "%.3f), mean phase error %.1f°" % (a.dataset, a.score, a.particles, a.max_res,
                                        het_bench.circ_corr_fisher_lee(x, y),
                                        het_bench.circ_corr_js_uniform(x, y), err.mean()))
 

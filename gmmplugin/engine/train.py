@@ -278,9 +278,11 @@ class Trainer:
 
     def _check_compatible(self, ck, path):
         """A clear error instead of a tensor-size error from load_state_dict when
-        a checkpoint comes from a run with another network shape."""
+        a checkpoint comes from a run with another network shape (or, silently
+        mixing two objectives, with another similarity score)."""
         cfg, diffs = ck.get("config", {}), []
-        for key in ("latent_dim", "vary_positions", "vary_amplitudes", "vary_widths"):
+        cfg = dict(cfg, loss=cfg.get("loss", "frc"))    # older checkpoints: the FRC
+        for key in ("latent_dim", "vary_positions", "vary_amplitudes", "vary_widths", "loss"):
             if key in cfg and cfg[key] != getattr(self.cfg, key):
                 diffs.append("%s %s (now %s)" % (key.replace("_", " "), cfg[key],
                                                  getattr(self.cfg, key)))

@@ -98,10 +98,12 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "weight. Noise-whitened correlation: every Fourier pixel "
                            "weighted by the inverse noise power of its ring (the "
                            "maximum-likelihood score), so noisy high-resolution rings "
-                           "count less. In the benchmarks it carried more of a weak or "
-                           "closed-loop motion, but separated a compositional change "
-                           "slightly less well (benchmarks/RESULTS.md, 'Similarity "
-                           "score').")
+                           "count less. In the benchmarks it read a small domain's "
+                           "closed-loop motion better on one dataset and worse on "
+                           "another, and separated a compositional change slightly less "
+                           "well; other cases were within seed-to-seed spread "
+                           "(benchmarks/RESULTS.md, 'Similarity score'). A run can only "
+                           "be continued with the score it started with.")
         form.addSection(label="Training")
         form.addParam("numEpochs", params.IntParam, default=10, label="Epochs",
                       help="Passes over all particles (the total, also when continuing a "
@@ -292,8 +294,11 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         mine = {"latent_dim": self.latentDim.get(),
                 "vary_positions": self.varyPositions.get(),
                 "vary_amplitudes": self.varyAmplitudes.get(),
-                "vary_widths": self.varyWidths.get()}
-        diffs = [k.replace("_", " ") for k, v in mine.items() if k in cfg and cfg[k] != v]
+                "vary_widths": self.varyWidths.get(),
+                "loss": LOSS_NAMES[self.lossFunction.get()]}
+        cfg = dict(cfg, loss=cfg.get("loss", "frc"))    # runs before the option used the FRC
+        diffs = [k.replace("_", " ") if k != "loss" else "similarity score"
+                 for k, v in mine.items() if k in cfg and cfg[k] != v]
         if diffs:
             errors.append("The run to continue used another %s: use the same values."
                           % ", ".join(diffs))
@@ -325,6 +330,8 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                     len(info["history"]), info["seconds"]),
                  "Final loss %.5f; %.0f particles/s per epoch." %
                  (info["final_loss"], info["particles_per_s"])]
+        if info["config"].get("loss") == "whitened":
+            lines.append("Similarity score: noise-whitened correlation (not the FRC).")
         if info.get("symmetry", "c1") != "c1":
             lines.append("Symmetry %s: particles expanded; %d Gaussians (one asymmetric "
                          "unit) varied." % (info["symmetry"].upper(),

@@ -118,6 +118,16 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
                     str(tmp_path / "c"), log=lambda s: None)
     with pytest.raises(ValueError, match=r"latent dim 2 \(now 3\).*30 Gaussians \(now 20\)"):
         other.load_checkpoint(ck)
+    # another similarity score would mix two objectives in one run
+    whitened = Trainer(p, Gmm(params), TrainConfig(latent_dim=2, max_res=6.0, loss="whitened"),
+                       str(tmp_path / "w"), log=lambda s: None)
+    with pytest.raises(ValueError, match=r"loss frc \(now whitened\)"):
+        whitened.load_checkpoint(ck)
+    # the whitened score needs the images' noise power first: a clear error
+    blank = np.zeros((len(p), whitened.box, whitened.box), dtype=np.float32)
+    rows, data, ctf, rot, sh = whitened._batch(blank, np.arange(2))
+    with pytest.raises(RuntimeError, match="prepare_images"):
+        whitened._score(whitened.neutral, data, ctf, rot, sh)
     from gmmplugin.engine.train import load_decoder
     with pytest.raises(ValueError, match="30 Gaussians, not 20"):
         load_decoder(ck, params[:20])

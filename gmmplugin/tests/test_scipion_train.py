@@ -97,6 +97,7 @@ class TestTrainPipeline(BaseTest):
         self.assertEqual(continue_errors(numEpochs=9), "")
         self.assertIn("latent dim", continue_errors(numEpochs=9, latentDim=3))
         self.assertIn("vary widths", continue_errors(numEpochs=9, varyWidths=True))
+        self.assertIn("similarity score", continue_errors(numEpochs=9, lossFunction=1))
         self.assertIn("already trained 6 epochs", continue_errors(numEpochs=6))
 
         from gmmplugin.protocols import GmmProtAnalyze

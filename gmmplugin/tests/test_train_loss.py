@@ -1,7 +1,6 @@
-"""The two similarity scores of training: the paper's FRC and the noise-whitened
-correlation (the matched filter). Both must recover a simple motion; the
-whitened score must prefer the true model at least as sharply as the FRC when
-the noise is white and the signal is weak at high resolution."""
+"""The optional training score, the noise-whitened correlation (the matched
+filter): training with it recovers a simple motion, and the score reads the
+state of a small domain on a loop from single noisy images."""
 import json
 
 import numpy as np
@@ -20,8 +19,8 @@ from gmmplugin.tests import data_path
 
 
 def test_whitened_training_recovers_the_motion(tmp_path):
-    """The optional score trains as well as the default (the FRC, covered by the
-    headless Scipion pipeline test on the same data)."""
+    """The optional score trains; the default (the FRC) is covered by the
+    headless Scipion pipeline test on the same simulated data."""
     out = str(tmp_path / "sim")
     star = simulate(data_path("1hvr.pdb"), out,
                     SimulationSettings(n_particles=600, box=32, apix=3.0, snr=0.5, seed=21),
@@ -41,9 +40,10 @@ def test_whitened_training_recovers_the_motion(tmp_path):
     assert rho >= 0.7, rho
 
 
-def test_whitened_score_separates_true_and_wrong_models_better_than_frc(tmp_path):
-    """Phase of a small loop read from single noisy images by each score: the
-    fraction of images whose true state scores above a state 90° away."""
+def test_whitened_score_prefers_the_true_state_of_a_loop(tmp_path):
+    """The fraction of single noisy images whose true state scores above a state
+    90° away on the loop (measured: 519 of 600; the FRC: 503, a gap within the
+    binomial noise, so not asserted)."""
     out = str(tmp_path / "sim")
     star = simulate(data_path("1hvr.pdb"), out,
                     SimulationSettings(n_particles=300, box=32, apix=3.0, snr=0.01, seed=4),
@@ -76,4 +76,4 @@ def test_whitened_score_separates_true_and_wrong_models_better_than_frc(tmp_path
     n = 2 * len(p)
     print("true state preferred over a state 90° away: %s of %d" % (wins, n))
     assert wins["whitened"] / n >= 0.75, wins
-    assert wins["whitened"] >= wins["frc"], wins
+    assert wins["frc"] / n >= 0.75, wins

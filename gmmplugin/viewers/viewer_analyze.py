@@ -123,21 +123,27 @@ class GmmTrainViewer(EmProtocolViewer):
         form.addSection(label="Visualization")
         form.addParam("displayCurve", params.LabelParam, label="Training curve")
         form.addParam("displayLatent", params.LabelParam,
-                      label="Latent space (PCA), coloured by final score (FRC)")
+                      label="Latent space (PCA), coloured by each particle's final score")
 
     def _getVisualizeDict(self):
         return {"displayCurve": self._showCurve, "displayLatent": self._showLatent}
 
-    def _showCurve(self, param=None):
+    def _info(self):
         with open(self.protocol._getExtraPath("training.json")) as f:
-            info = json.load(f)
-            score = ("whitened correlation" if info["config"].get("loss") == "whitened"
-                     else "FRC")
-            plots.plot_training(info["history"], score=score).show()
+            return json.load(f)
+
+    def _score_name(self):
+        """The training score's name (runs before the option used the FRC)."""
+        loss = self._info()["config"].get("loss", "frc")
+        return "whitened correlation" if loss == "whitened" else "FRC"
+
+    def _showCurve(self, param=None):
+        plots.plot_training(self._info()["history"], score=self._score_name()).show()
         return []
 
     def _showLatent(self, param=None):
         from ..engine.analyze import reduce
         lat = np.load(self.protocol._getExtraPath("latents.npz"))
-        plots.plot_latent_scatter(reduce(lat["z"]), lat["frc"], "FRC").show()
+        plots.plot_latent_scatter(reduce(lat["z"]), lat["frc"],
+                                  "final " + self._score_name()).show()
         return []
