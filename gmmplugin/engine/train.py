@@ -5,8 +5,9 @@ Stages, each resumable from files in ``work_dir``:
    a disk memmap (the raw stack is read once, in batches).
 2. ``features.npy``: per-particle gradient of -score(particle, CTF·projection
    of the neutral GMM), the score of stage 3, w.r.t. the varying GMM
-   parameters (N × k), computed once, stored as float16 memmap after scaling by the global standard deviation;
-   recomputed if the band, GMM, CTF mode or particles differ from the cached ones.
+   parameters (N × k), computed once, stored as float16 memmap after scaling
+   by the global standard deviation; recomputed if the band, score, GMM, CTF
+   mode or particles differ from the cached ones.
 3. Training of encoder + decoder: loss = -score(particle, CTF·projection
    of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)), where the score is
    by default the paper's mean FRC, which gives every ring the same say, noisy
