@@ -56,6 +56,9 @@ from .networks import Decoder, Encoder, varying_columns
 from .projection import project
 
 
+SCORE_NAMES = {"frc": "FRC", "whitened": "whitened correlation"}   # TrainConfig.loss -> label
+
+
 @dataclass
 class TrainConfig:
     latent_dim: int = 4
@@ -150,7 +153,7 @@ class Trainer:
     # -- stage 1: cropped image cache ------------------------------------------------
     @property
     def score_name(self):
-        return "FRC" if self.cfg.loss == "frc" else "whitened correlation"
+        return SCORE_NAMES[self.cfg.loss]
 
     def _images_path(self):
         return os.path.join(self.dir, "images_%d.npy" % self.box)

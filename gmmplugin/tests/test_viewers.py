@@ -32,3 +32,14 @@ def test_chimerax_script(tmp_path):
     path = chimerax_script(str(tmp_path / "o.cxc"), "a.mrc", "b.cif")
     text = open(path).read()
     assert "open" in text and "a.mrc" in text and "b.cif" in text
+
+
+def test_training_curve_names_the_runs_score(tmp_path):
+    from gmmplugin.viewers.viewer_analyze import GmmTrainViewer
+    assert GmmTrainViewer._score_name({"config": {}}) == "FRC"        # runs before the option
+    name = GmmTrainViewer._score_name({"config": {"loss": "whitened"}})
+    assert name == "whitened correlation"
+    fig = plots.plot_training([{"epoch": 1, "frc": 0.3}, {"epoch": 2, "frc": 0.35}],
+                              str(tmp_path / "curve.png"), score=name)
+    assert fig.axes[0].get_ylabel() == "mean whitened correlation"
+    assert (tmp_path / "curve.png").stat().st_size > 1000

@@ -132,18 +132,20 @@ class GmmTrainViewer(EmProtocolViewer):
         with open(self.protocol._getExtraPath("training.json")) as f:
             return json.load(f)
 
-    def _score_name(self):
-        """The training score's name (runs before the option used the FRC)."""
-        loss = self._info()["config"].get("loss", "frc")
-        return "whitened correlation" if loss == "whitened" else "FRC"
+    @staticmethod
+    def _score_name(info):
+        """The training score's label (runs before the option used the FRC)."""
+        from ..engine.train import SCORE_NAMES
+        return SCORE_NAMES[info["config"].get("loss", "frc")]
 
     def _showCurve(self, param=None):
-        plots.plot_training(self._info()["history"], score=self._score_name()).show()
+        info = self._info()
+        plots.plot_training(info["history"], score=self._score_name(info)).show()
         return []
 
     def _showLatent(self, param=None):
         from ..engine.analyze import reduce
         lat = np.load(self.protocol._getExtraPath("latents.npz"))
         plots.plot_latent_scatter(reduce(lat["z"]), lat["frc"],
-                                  "final " + self._score_name()).show()
+                                  "final " + self._score_name(self._info())).show()
         return []
