@@ -79,6 +79,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from gmmplugin.engine.fit_neutral import fit_neutral  # noqa: E402
 from gmmplugin.engine.gmm import AMP  # noqa: E402
+from gmmplugin.engine.refine_latents import RefineLatentsConfig, refine_latents  # noqa: E402
 from gmmplugin.engine.simulate import (Heterogeneity, Model, SimulationSettings,  # noqa: E402
                                        simulate)
 from gmmplugin.engine.starfile import read_star  # noqa: E402
@@ -399,6 +400,17 @@ def run_case(case, a):
     encode_s = time.time() - t0
 
     metrics = case_metrics(case, z, gt)
+    refinement = None
+    if a.refine_classes:
+        rcfg = RefineLatentsConfig(classes=a.refine_classes, iterations=a.refine_iterations,
+                                   max_res=a.refine_res or cfg.max_res, seed=a.seed)
+        t0 = time.time()
+        z_ref, _, rhist = refine_latents(particles, z, rcfg,
+                                         log=lambda s: print("[%s] %s" % (case, s),
+                                                             flush=True))
+        refinement = dict(asdict(rcfg), history=rhist, seconds=round(time.time() - t0, 1),
+                          encoder_metrics=metrics)
+        z, metrics = z_ref, case_metrics(case, z_ref, gt)
     if a.save_latents:
         np.savez(os.path.splitext(a.out)[0] + "_%s_latents.npz" % case, z=z,
                  conformation=gt["conformation"], composition=gt["composition"],
@@ -432,6 +444,7 @@ def run_case(case, a):
         "final_frc": float(final_frc.mean()),
         "history": trainer.history, "learning_curve": curve,
         "metrics": metrics, "feature_pca_baseline": baseline,
+        "latent_refinement": refinement,
         "pass": passes(case, metrics),
     }
     if not a.keep_work:
@@ -441,6 +454,16 @@ def run_case(case, a):
 
 # -- report -------------------------------------------------------------------------
 def fmt_metrics(r):
+    text = _fmt_metrics(r)
+    ref = r.get("latent_refinement")
+    if ref:
+        text += " after latent refinement (%d classes, %d rounds, %g Å, %.0f s); encoder " \
+                "alone: %s" % (ref["classes"], ref["iterations"], ref["max_res"],
+                               ref["seconds"], _primary(r["case"], ref["encoder_metrics"]))
+    return text
+
+
+def _fmt_metrics(r):
     m, ok = r["metrics"], r["pass"]
     tick = lambda k: "✅" if ok[k] else "❌"
     if r["case"] in ("continuous", "focused"):
@@ -485,6 +508,7 @@ def table(results):
 
 
 def _primary(case, m):
+    case = METRIC_OF.get(case, case)
     if case in ("continuous", "focused"):
         return "%.2f" % m["rho"]
     if case == "mixed":
@@ -541,6 +565,12 @@ def main():
                     help="write <out>_<case>_latents.npz (z, ground truth, FRC)")
     ap.add_argument("--keep-work", action="store_true",
                     help="keep the training folders (images, features, checkpoint)")
+    ap.add_argument("--refine-classes", type=int, default=0,
+                    help="after training, refine the latents by masked 3D classification "
+                         "into this many classes (engine/refine_latents.py; 0 = off)")
+    ap.add_argument("--refine-iterations", type=int, default=2)
+    ap.add_argument("--refine-res", type=float, default=0.0,
+                    help="resolution of the latent refinement (0 = the training's)")
     a = ap.parse_args()
     a.config = {}
     for item in a.set:

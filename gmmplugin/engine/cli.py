@@ -165,6 +165,31 @@ def gaussians_in_mask(mask_path, centers):
     return inside & (m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5)
 
 
+def _refine_latents_config(a, cfg, particles):
+    """The latent-refinement settings of ``train`` (None when off), checked before
+    any training so that a bad value or an impossible memory need fails early."""
+    if not a.refine_classes:
+        return None
+    from .device import total_memory_bytes
+    from .fit_neutral import fit_box_for
+    from .refine_latents import RefineLatentsConfig, memory_bytes
+    res = a.refine_res or cfg.max_res
+    if res < 2 * particles.apix - 1e-6:
+        raise ValueError("latent refinement resolution %.2f Å is finer than the particles' "
+                         "Nyquist (%.2f Å)" % (res, 2 * particles.apix))
+    rcfg = RefineLatentsConfig(classes=a.refine_classes, iterations=a.refine_iterations,
+                               max_res=res, min_res=cfg.min_res, seed=cfg.seed)
+    rcfg.validate(len(particles))
+    need = memory_bytes(fit_box_for(particles.box, particles.apix, res), rcfg.classes)
+    have = total_memory_bytes(a.device_obj)
+    if have and need > 0.6 * have:
+        raise ValueError("latent refinement with %d classes at %.1f Å needs about %.1f GB, "
+                         "more than this %s can give (%.1f GB): use fewer classes or a "
+                         "coarser resolution" % (rcfg.classes, res, need / 1e9,
+                                                 a.device_obj, have / 1e9))
+    return rcfg
+
+
 def cmd_train(a):
     """Heterogeneity training; resumable (--continue) from the last checkpoint."""
     from .gmm import Gmm
@@ -203,6 +228,7 @@ def cmd_train(a):
                       vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
                       **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}),
                       **({} if a.loss is None else {"loss": a.loss}))
+    rcfg = _refine_latents_config(a, cfg, particles)
     work = os.path.join(a.out_dir, "work")
     trainer = Trainer(particles, gmm, cfg, work, device=a.device_obj, focus_mask=focus,
                       log=lambda m: print(m, flush=True))
@@ -218,8 +244,17 @@ def cmd_train(a):
     trainer.train(images, feats)
     z, final_frc = trainer.encode_all(images, feats)
     expansion = {} if source_ids is None else {"source_ids": source_ids, "copies": copies}
+    refined = {}
+    if rcfg is not None:
+        from .refine_latents import refine_latents
+        t1 = time.time()
+        z_ref, confidence, rhist = refine_latents(particles, z, rcfg, device=a.device_obj,
+                                                  log=lambda m: print(m, flush=True))
+        refined = {"z_encoder": z, "class_confidence": confidence}
+        refinement = dict(rcfg.__dict__, history=rhist, seconds=time.time() - t1)
+        z = z_ref
     write_npz(os.path.join(a.out_dir, "latents.npz"), ids=particles.ids, z=z,
-              frc=final_frc, neutral_frc=trainer.neutral_frc, **expansion)
+              frc=final_frc, neutral_frc=trainer.neutral_frc, **expansion, **refined)
     hist = trainer.history
     write_json(os.path.join(a.out_dir, "training.json"), {
         "config": cfg.__dict__, "history": hist, "particles": len(particles),
@@ -229,7 +264,7 @@ def cmd_train(a):
         "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
         "final_loss": hist[-1]["loss"] if hist else None,
         "particles_per_s": float(np.mean([h["particles_per_s"] for h in hist])) if hist
-        else None})
+        else None, "latent_refinement": refinement if refined else None})
     try:
         from ..viewers.plots import plot_training
         plot_training(hist, os.path.join(a.out_dir, "training_curve.png"),
@@ -484,6 +519,14 @@ def build_parser():
                    help="frc: mean Fourier ring correlation (the paper); whitened: "
                         "noise-whitened correlation, each Fourier pixel weighted by the "
                         "inverse noise power of its ring (default: TrainConfig's)")
+    t.add_argument("--refine-classes", type=int, default=0,
+                   help="after training, re-read each latent by masked 3D classification "
+                        "against reconstructions of this many classes along the latent "
+                        "space (0 = off; see engine/refine_latents.py)")
+    t.add_argument("--refine-iterations", type=int, default=2,
+                   help="classification rounds of the latent refinement")
+    t.add_argument("--refine-res", type=float, default=0.0,
+                   help="finest resolution (Å) of the latent refinement (0 = --max-res)")
     t.set_defaults(func=cmd_train)
     n = sub.add_parser("analyze", help="classes, trajectories and outliers of latents")
     n.add_argument("--particles", required=True, help="particles.npz or .star")

@@ -32,3 +32,14 @@ def set_cpu_threads(n=None):
     if n is None:
         n = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(max(1, n))
+
+
+def total_memory_bytes(device):
+    """Memory of ``device`` in bytes (RAM for the CPU), or 0 when unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0

@@ -129,6 +129,32 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                       label="Random seed",
                       help="Seed of the network initialisation and particle order; the "
                            "same seed and input give the same result on the same device.")
+        form.addSection(label="Latent refinement")
+        form.addParam("refineClasses", params.IntParam, default=0,
+                      label="Classes (0 = off)",
+                      help="After training, re-read each particle's latent by masked 3D "
+                           "classification: k-means splits the latent space into this "
+                           "many classes, each class is reconstructed from its particles "
+                           "(two half sets), the maps are compared inside the region "
+                           "where they differ, and every particle's latent becomes the "
+                           "posterior-weighted mean of the class centres, judged against "
+                           "the other half set's maps. It recovers state that the "
+                           "encoder's one-gradient view misses, e.g. a small domain on a "
+                           "closed loop (benchmarks/RESULTS.md, 'Latent refinement'). "
+                           "20-30 classes suit a 2-D latent space; it needs at least 4 "
+                           "particles per class and costs about one reconstruction plus "
+                           "one comparison with every class per particle and round. "
+                           "The encoder's own latents are kept in latents.npz "
+                           "(z_encoder).")
+        form.addParam("refineIterations", params.IntParam, default=2,
+                      condition="refineClasses > 0", label="Rounds",
+                      help="Classification rounds after the first reconstructions; two "
+                           "were enough in the benchmarks.")
+        form.addParam("refineResolution", params.FloatParam, default=0.0,
+                      condition="refineClasses > 0", label="Resolution (Å)",
+                      help="Finest resolution of the comparison (0 = the training's max "
+                           "resolution). It can be finer than the training band: "
+                           "classification uses the particle images directly.")
         add_gpu_params(form)
 
     def _insertAllSteps(self):
@@ -159,7 +185,10 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                 "--ctf-mode %s" % ("full" if self.ctfMode.get() == CTF_FULL else "phase_flip"),
                 "--seed %d" % self.seed.get(), "--latent-kl %g" % self.klWeight.get(),
                 "--loss %s" % LOSS_NAMES[self.lossFunction.get()],
-                "--symmetry %s" % self._symmetry()]
+                "--symmetry %s" % self._symmetry(),
+                "--refine-classes %d" % self.refineClasses.get(),
+                "--refine-iterations %d" % self.refineIterations.get(),
+                "--refine-res %g" % self.refineResolution.get()]
         if self.focusMask.get() is not None:
             args.append("--focus-mask %s" % map_file(self.focusMask.get(),
                                                     self._getTmpPath("focus.mrc")))
@@ -273,11 +302,36 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
             if mask.getDim()[0] != gmm.getBoxSize():
                 errors.append("The focus mask box (%d) differs from the GMM's map box (%d)."
                               % (mask.getDim()[0], gmm.getBoxSize()))
+        errors += self._refinement_errors(parts)
         if self.doContinue.get():
             errors += self._continue_errors()
         if parts is not None and parts.isPhaseFlipped() and self.ctfMode.get() == CTF_FULL:
             errors.append("The particles are phase-flipped: set CTF handling to "
                           "'phase-flipped'.")
+        return errors
+
+    def _refinement_errors(self, parts):
+        k, res = self.refineClasses.get(), self.refineResolution.get()
+        if k == 0:
+            return []
+        errors = []
+        if k < 2:
+            errors.append("Latent refinement needs at least 2 classes (0 switches it off).")
+        if self.refineIterations.get() < 1:
+            errors.append("Latent refinement needs at least 1 round.")
+        if res < 0:
+            errors.append("The latent refinement resolution must be >= 0 (0 = max "
+                          "resolution).")
+        elif res and res >= self.minResolution.get():
+            errors.append("The latent refinement resolution must be finer than the min "
+                          "resolution.")
+        elif res and parts is not None and res < 2 * parts.getSamplingRate():
+            errors.append("The latent refinement resolution (%.2f Å) is finer than the "
+                          "particles' Nyquist limit (%.2f Å)."
+                          % (res, 2 * parts.getSamplingRate()))
+        if parts is not None and k >= 2 and parts.getSize() < 4 * k:
+            errors.append("Latent refinement with %d classes needs at least %d particles."
+                          % (k, 4 * k))
         return errors
 
     def _continue_errors(self):
@@ -332,6 +386,15 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                  (info["final_loss"], info["particles_per_s"])]
         if info["config"].get("loss") == "whitened":
             lines.append("Similarity score: noise-whitened correlation (not the FRC).")
+        ref = info.get("latent_refinement")
+        if ref:
+            last = ref["history"][-1]
+            lines.append("Latent refinement (%d classes, to %.1f Å, rounds: %d) in %.0f s; "
+                         "in the last round %.1f %% of particles changed class and the "
+                         "mean best-class posterior was %.2f."
+                         % (ref["classes"], ref["max_res"], ref["iterations"],
+                            ref["seconds"], 100 * last["changed_class"],
+                            last["mean_confidence"]))
         if info.get("symmetry", "c1") != "c1":
             lines.append("Symmetry %s: particles expanded; %d Gaussians (one asymmetric "
                          "unit) varied." % (info["symmetry"].upper(),
@@ -343,13 +406,21 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         if info is None:
             return []
         c = info["config"]
-        return ["Heterogeneity was analysed with a Gaussian mixture model decoder "
-                "(gmmplugin, after Chen & Ludtke 2021): %d particles were mapped to a "
-                "%d-dimensional latent space over %d epochs, with %s loss between "
-                "%.0f and %.1f Å including each particle's CTF."
-                % (info["particles"], c["latent_dim"], len(info["history"]),
-                   "a noise-whitened correlation" if c.get("loss") == "whitened"
-                   else "an FRC", c["min_res"], c["max_res"])]
+        lines = ["Heterogeneity was analysed with a Gaussian mixture model decoder "
+                 "(gmmplugin, after Chen & Ludtke 2021): %d particles were mapped to a "
+                 "%d-dimensional latent space over %d epochs, with %s loss between "
+                 "%.0f and %.1f Å including each particle's CTF."
+                 % (info["particles"], c["latent_dim"], len(info["history"]),
+                    "a noise-whitened correlation" if c.get("loss") == "whitened"
+                    else "an FRC", c["min_res"], c["max_res"])]
+        ref = info.get("latent_refinement")
+        if ref:
+            lines.append("The latents were then refined by %d rounds of masked 3D "
+                         "classification into %d classes along the latent space (to %.1f Å, "
+                         "gold-standard half sets); each particle's latent is the "
+                         "posterior mean of the class centres."
+                         % (ref["iterations"], ref["classes"], ref["max_res"]))
+        return lines
 
     def _citations(self):
         return ["Chen2021", "Zhong2021"]

@@ -41,10 +41,10 @@ class TestTrainPipeline(BaseTest):
         cls.train = train
 
     @classmethod
-    def _train(cls, epochs, previous=None):
+    def _train(cls, epochs, previous=None, **kw):
         prot = cls.newProtocol(GmmProtTrain, numEpochs=epochs, latentDim=2, batchSize=32,
                                learningRate=1e-3, maxResolution=8.0,
-                               objLabel="train %d" % epochs)
+                               objLabel="train %d" % epochs, **kw)
         prot.inputParticles.set(cls.imp)
         prot.inputParticles.setExtended("outputParticles")
         prot.inputGmm.set(cls.fit)
@@ -75,13 +75,25 @@ class TestTrainPipeline(BaseTest):
         self.assertTrue(os.path.exists(self.train._getExtraPath("training_curve.png")))
         self.assertTrue(os.path.exists(out.getFlexInfo().getAttr("modelPath")))
 
-    def test_continue_resumes(self):
-        more = self._train(epochs=8, previous=self.train)
+    def test_continue_resumes_and_refines_latents(self):
+        """A continued run, this time with latent refinement: the output's zFlex are
+        the refined latents, the encoder's are kept, summary and methods say so."""
+        more = self._train(epochs=8, previous=self.train, refineClasses=4,
+                           refineIterations=1)
         log = open(more.getLogPaths()[0]).read()
         self.assertIn("continuing from epoch 6", log)
         self.assertNotIn("epoch 1/8", log)
         self.assertIn("epoch 8/8", log)
+        self.assertIn("latent refinement round 1/1", log)
         self.assertEqual(more.Particles.getSize(), N)
+        lat = np.load(more._getExtraPath("latents.npz"))
+        row = {int(i): r for r, i in enumerate(lat["ids"])}
+        for p in more.Particles.iterItems():
+            np.testing.assert_allclose(p.getZFlex(), lat["z"][row[p.getObjId()]], rtol=1e-5)
+        self.assertFalse(np.allclose(lat["z"], lat["z_encoder"]))
+        self.assertIn("Latent refinement (4 classes, to 8.0 Å, rounds: 1)",
+                      " ".join(more._summary()))
+        self.assertIn("masked 3D classification", " ".join(more._methods()))
 
     def test_bad_continue_and_analysis_settings_are_rejected_by_validate(self):
         def continue_errors(**kw):
@@ -99,6 +111,13 @@ class TestTrainPipeline(BaseTest):
         self.assertIn("vary widths", continue_errors(numEpochs=9, varyWidths=True))
         self.assertIn("similarity score", continue_errors(numEpochs=9, lossFunction=1))
         self.assertIn("already trained 6 epochs", continue_errors(numEpochs=6))
+        self.assertIn("at least 2 classes", continue_errors(numEpochs=9, refineClasses=1))
+        self.assertIn("needs at least 800 particles",
+                      continue_errors(numEpochs=9, refineClasses=200))
+        self.assertIn("finer than the particles' Nyquist",
+                      continue_errors(numEpochs=9, refineClasses=4, refineResolution=5.0))
+        self.assertIn("at least 1 round",
+                      continue_errors(numEpochs=9, refineClasses=4, refineIterations=0))
 
         from gmmplugin.protocols import GmmProtAnalyze
         ana = self.newProtocol(GmmProtAnalyze, reconstructionBox=33)

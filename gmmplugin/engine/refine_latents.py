@@ -1,0 +1,274 @@
+"""Re-read each particle's latent by 3D classification along the latent space.
+
+Why: the encoder reads a particle's state from one gradient at the neutral
+model, a linear view of the motion, and the decoder, trained on those noisy
+latents, is shrunk towards the mean. For a small domain moving on a closed
+loop both lose phase that the images still hold (benchmarks/RESULTS.md,
+"Cyclic"). Reconstructions of the particles grouped by latent are not shrunk,
+so a few rounds of masked 3D classification against them recover part of it:
+
+1. k-means on the latents: K classes, with centres c_k in latent coordinates.
+2. Mask: where the class reconstructions differ (standard deviation over the
+   classes of the low-passed class maps; the largest connected region,
+   dilated). Outside it every reference is the consensus, which keeps the
+   reconstruction noise of the static part out of the comparison.
+3. Each round, in one pass over the particles: every particle is compared with
+   the references of the *other* half set (gold standard: never with a map it
+   contributed to), smoothed over neighbouring classes in latent space, by its
+   profile log-likelihood (noise-whitened, at its pose and CTF). The posterior
+   over classes gives the particle's new latent, ``Σ_k p_k c_k``, which stays
+   in the decoder's coordinates, and its most probable class feeds the next
+   round's references.
+
+Memory: accumulators and a reference per class and half set on a grid padded
+twice, about ``2 K (2·box)³ · 44`` bytes (``memory_bytes``: 3 GB for 24
+classes at box 56).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .ctf import compute_ctf
+from .fit_neutral import fit_box_for
+from .fourier import band_mask, crop_images, freq_grid_2d, image_ft, whitening_weights
+from .reconstruct import FourierInserter
+
+
+@dataclass
+class RefineLatentsConfig:
+    classes: int = 24             # K; 0 switches the refinement off
+    iterations: int = 2           # classification rounds after the initial references
+    max_res: float = 6.0          # Å: band of the comparison (images cropped to it)
+    min_res: float = 100.0
+    smooth: float = 1.2           # neighbour smoothing of references, in units of the
+                                  # median distance between neighbouring class centres
+    mask_threshold: float = 0.3   # fraction of the largest class-map deviation
+    mask_dilation: int = 2        # voxels
+    wiener: float = 0.05
+    batch_size: int = 64
+    seed: int = 0
+
+    def validate(self, n_particles):
+        if self.classes < 2:
+            raise ValueError("latent refinement needs at least 2 classes, got %d"
+                             % self.classes)
+        if n_particles < 4 * self.classes:
+            raise ValueError("latent refinement with %d classes needs at least %d "
+                             "particles, got %d" % (self.classes, 4 * self.classes,
+                                                    n_particles))
+        if self.iterations < 1:
+            raise ValueError("latent refinement needs at least 1 iteration")
+        if self.max_res >= self.min_res:
+            raise ValueError("latent refinement: max resolution (%.1f Å) must be finer "
+                             "than min resolution (%.1f Å)" % (self.max_res, self.min_res))
+
+
+def memory_bytes(box, classes):
+    """Peak memory (bytes) of the refinement's maps: per class and half set, on the
+    (2·box)³ grid, the float64 accumulators (24 B per voxel), the complex64
+    reference (8 B) and, while references are built, one half's smoothed sums
+    (24 B per class of that half, 12 B on average)."""
+    return int(2 * classes * (2 * box) ** 3 * 44)
+
+
+def _smoothing(centres, smooth):
+    """Row-stochastic (K, K) weights exp(-d² / 2h²) between class centres."""
+    d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    nn = np.sort(d + np.diag(np.full(len(d), np.inf)), axis=1)[:, 0]
+    h = smooth * float(np.median(nn))
+    if h <= 0:
+        return np.eye(len(d))
+    w = np.exp(-0.5 * (d / h) ** 2)
+    return w / w.sum(1, keepdims=True)
+
+
+class _Slicer:
+    """Central slices of padded 3D transforms at the data's band pixels."""
+
+    def __init__(self, box, apix, min_res, max_res, device):
+        self.box, self.P = box, 2 * box
+        ky, kx = freq_grid_2d(box, apix, device)
+        self.rings, self.sel = band_mask(box, apix, min_res, max_res, device)
+        shape = (box, box // 2 + 1)
+        self.ky, self.kx = ky.expand(shape)[self.sel], kx.expand(shape)[self.sel]
+        jy = torch.fft.fftfreq(box, d=1.0 / box, device=device)[:, None].expand(shape)
+        jx = torch.fft.rfftfreq(box, d=1.0 / box, device=device)[None, :].expand(shape)
+        self.jy, self.jx = 2 * jy[self.sel], 2 * jx[self.sel]   # padded-grid units
+
+    def __call__(self, refs, rotations):
+        """(K, B, M) slices of ``refs`` (K, P³) at each particle's orientation."""
+        P = self.P
+        q = (self.jx[None, :, None] * rotations[:, None, 0, :]
+             + self.jy[None, :, None] * rotations[:, None, 1, :])     # (B, M, 3) xyz
+        q0 = torch.floor(q)
+        f = q - q0
+        q0 = q0.long()
+        out = 0
+        for dz in (0, 1):
+            for dy in (0, 1):
+                for dx in (0, 1):
+                    w = ((f[..., 2] if dz else 1 - f[..., 2])
+                         * (f[..., 1] if dy else 1 - f[..., 1])
+                         * (f[..., 0] if dx else 1 - f[..., 0]))
+                    idx = ((((q0[..., 2] + dz) % P) * P + (q0[..., 1] + dy) % P) * P
+                           + (q0[..., 0] + dx) % P)
+                    out = out + refs[:, idx] * w
+        return out
+
+
+class LatentRefiner:
+    def __init__(self, particles, z, cfg, device="cpu", log=print):
+        cfg.validate(len(particles))
+        self.p, self.cfg, self.log = particles, cfg, log
+        self.device = torch.device(device)
+        self.z = np.asarray(z, dtype=np.float64)
+        self.box = fit_box_for(particles.box, particles.apix, cfg.max_res)
+        self.apix = particles.apix * particles.box / self.box
+        self.slicer = _Slicer(self.box, self.apix, cfg.min_res, cfg.max_res, self.device)
+        K = cfg.classes
+        from sklearn.cluster import KMeans
+        km = KMeans(K, n_init=4, random_state=cfg.seed).fit(self.z)
+        self.centres, self.labels = km.cluster_centers_, km.labels_.astype(np.int64)
+        self.halves = np.random.default_rng(cfg.seed).permutation(len(particles)) % 2
+        self.smooth = torch.as_tensor(_smoothing(self.centres, cfg.smooth),
+                                      dtype=torch.float64, device=self.device)
+        self.mask = None
+        self.weights = None
+
+    # -- references ---------------------------------------------------------------
+    def _inserter(self):
+        return FourierInserter(self.box, self.apix, n_maps=2 * self.cfg.classes, pad=2,
+                               device=self.device)
+
+    def _batches(self):
+        for b in self.p.batches(self.cfg.batch_size, device=self.device):
+            b["images"] = crop_images(b["images"], self.box).float()
+            yield b
+
+    def _insert(self, ins, b, labels):
+        rows = b["rows"]
+        which = torch.as_tensor(self.halves[rows] * self.cfg.classes + labels,
+                                device=self.device)
+        ins.insert(b["images"], b["rotations"], b["shifts"], b["ctf"], which=which,
+                   phase_flipped=self.p.phase_flipped)
+
+    def _class_maps(self, ins, half):
+        """(num, den) of the K classes of one half set, smoothed over neighbours."""
+        K = self.cfg.classes
+        sl = slice(half * K, (half + 1) * K)
+        num = torch.complex(self.smooth @ ins.num_re[sl], self.smooth @ ins.num_im[sl])
+        return num, self.smooth @ ins.den[sl]
+
+    def _references(self, ins):
+        """(2, K, P³) complex64 references: consensus outside the mask."""
+        P, out = 2 * self.box, []
+        for half in (0, 1):
+            num, den = self._class_maps(ins, half)
+            dtot = den.sum(0)
+            cons = num.sum(0) / (dtot + self.cfg.wiener * ins._shell_mean(dtot) + 1e-12)
+            cons_real = torch.fft.ifftn(cons.reshape(P, P, P))
+            refs = []
+            for k in range(self.cfg.classes):
+                r = num[k] / (den[k] + self.cfg.wiener * ins._shell_mean(den[k]) + 1e-12)
+                if self.mask is not None:
+                    rr = torch.fft.ifftn(r.reshape(P, P, P))
+                    r = torch.fft.fftn(cons_real + self.mask * (rr - cons_real)).flatten()
+                refs.append(r.to(torch.complex64))
+            out.append(torch.stack(refs))
+        return torch.stack(out)
+
+    def _make_mask(self, ins):
+        """Where the class maps differ; None (no mask) when nothing stands out."""
+        import scipy.ndimage as ndi
+        K, cfg = self.cfg.classes, self.cfg
+        maps = []
+        for k in range(K):
+            v = ins.volume([k, K + k], cfg.wiener)
+            maps.append(ndi.gaussian_filter(v, 1.5))
+        maps = np.stack(maps)
+        sd = (maps - maps.mean(0)).std(0)
+        m = sd > cfg.mask_threshold * sd.max() if sd.max() > 0 else np.zeros_like(sd, bool)
+        lab, n = ndi.label(m)
+        if n == 0:
+            self.log("latent refinement: the class maps do not differ; no mask")
+            return None
+        sizes = ndi.sum(m, lab, range(1, n + 1))
+        m = ndi.binary_dilation(lab == 1 + int(np.argmax(sizes)), iterations=cfg.mask_dilation)
+        m = ndi.gaussian_filter(m.astype(np.float64), 1.0)
+        self.mask_fraction = float((m > 0.5).mean())
+        self.log("latent refinement: mask of the varying region, %.1f %% of the box"
+                 % (100 * self.mask_fraction))
+        P, lo = 2 * self.box, self.box // 2
+        pad = np.zeros((P, P, P))
+        pad[lo:lo + self.box, lo:lo + self.box, lo:lo + self.box] = m
+        return torch.fft.ifftshift(torch.as_tensor(pad, device=self.device))
+
+    # -- scores -------------------------------------------------------------------
+    def _loglik(self, refs, b):
+        """(B, K) profile log-likelihoods against each class's reference."""
+        s = self.slicer
+        data = image_ft(b["images"])[:, s.sel]
+        pred = s(refs, b["rotations"])                                  # (K, B, M)
+        c = compute_ctf(s.ky, s.kx, b["ctf"]).float()
+        if self.p.phase_flipped:
+            c = c.abs()
+        sh = b["shifts"]
+        phase = torch.polar(torch.ones_like(c), 2 * np.pi * (sh[:, :1] * s.kx
+                                                             + sh[:, 1:] * s.ky))
+        pred = pred * (c * phase)[None]
+        cross = ((pred * data.conj()[None]).real * self.weights).sum(-1)
+        pp = (pred.real ** 2 + pred.imag ** 2).mul(self.weights).sum(-1)
+        return (cross.clamp_min(0) ** 2 / pp.clamp_min(1e-30)).T
+
+    # -- the whole refinement -----------------------------------------------------
+    def run(self):
+        """Refined latents (n, d), the posterior's largest probability per particle,
+        and a per-round history."""
+        cfg, n = self.cfg, len(self.p)
+        ins, sample = self._inserter(), []
+        for b in self._batches():
+            self._insert(ins, b, self.labels[b["rows"]])
+            if sum(len(x) for x in sample) < 512:   # noise power per ring
+                sample.append(image_ft(b["images"]))
+        self.weights = whitening_weights(torch.cat(sample), self.slicer.rings,
+                                         self.slicer.sel)
+        self.mask = self._make_mask(ins)
+        z_new = self.z.copy()
+        confidence = np.zeros(n)
+        history = []
+        centres = torch.as_tensor(self.centres, dtype=torch.float64, device=self.device)
+        for it in range(cfg.iterations):
+            refs = self._references(ins)
+            last = it == cfg.iterations - 1
+            ins = None if last else self._inserter()
+            new_labels = np.empty(n, dtype=np.int64)
+            for b in self._batches():
+                rows = b["rows"]
+                ll = torch.empty(len(rows), cfg.classes, device=self.device)
+                for half in (0, 1):
+                    sel = np.flatnonzero(self.halves[rows] == half)
+                    if len(sel):
+                        sub = {k: (v[sel] if torch.is_tensor(v) else v)
+                               for k, v in b.items()}
+                        ll[sel] = self._loglik(refs[1 - half], sub)
+                post = torch.softmax((ll - ll.max(1, keepdim=True).values).double(), 1)
+                z_new[rows] = (post @ centres).cpu().numpy()
+                confidence[rows] = post.max(1).values.cpu().numpy()
+                new_labels[rows] = post.argmax(1).cpu().numpy()
+                if not last:
+                    self._insert(ins, b, new_labels[rows])
+            changed = float((new_labels != self.labels).mean())
+            self.labels = new_labels
+            history.append({"iteration": it + 1, "changed_class": changed,
+                            "mean_confidence": float(confidence.mean())})
+            self.log("latent refinement round %d/%d: %.1f %% of particles changed class, "
+                     "mean posterior of the best class %.2f"
+                     % (it + 1, cfg.iterations, 100 * changed, confidence.mean()))
+            del refs
+        return z_new.astype(np.float32), confidence.astype(np.float32), history
+
+
+def refine_latents(particles, z, cfg, device="cpu", log=print):
+    """Convenience wrapper: see the module docstring."""
+    return LatentRefiner(particles, z, cfg, device, log).run()
