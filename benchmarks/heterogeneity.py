@@ -62,6 +62,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -77,9 +78,10 @@ from sklearn.metrics import adjusted_rand_score
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from gmmplugin.engine.fit_neutral import fit_neutral  # noqa: E402
+from gmmplugin.engine.fit_neutral import fit_box_for, fit_neutral  # noqa: E402
 from gmmplugin.engine.gmm import AMP  # noqa: E402
-from gmmplugin.engine.refine_latents import RefineLatentsConfig, refine_latents  # noqa: E402
+from gmmplugin.engine.refine_latents import (RefineLatentsConfig, memory_bytes,  # noqa: E402
+                                             refine_latents)
 from gmmplugin.engine.simulate import (Heterogeneity, Model, SimulationSettings,  # noqa: E402
                                        simulate)
 from gmmplugin.engine.starfile import read_star  # noqa: E402
@@ -409,7 +411,12 @@ def run_case(case, a):
                                          log=lambda s: print("[%s] %s" % (case, s),
                                                              flush=True))
         refinement = dict(asdict(rcfg), history=rhist, seconds=round(time.time() - t0, 1),
-                          encoder_metrics=metrics)
+                          encoder_metrics=metrics,
+                          estimated_memory_gb=round(memory_bytes(
+                              fit_box_for(particles.box, particles.apix, rcfg.max_res),
+                              rcfg.classes) / 1e9, 2),
+                          peak_rss_gb_so_far=round(resource.getrusage(
+                              resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
         z, metrics = z_ref, case_metrics(case, z_ref, gt)
     if a.save_latents:
         np.savez(os.path.splitext(a.out)[0] + "_%s_latents.npz" % case, z=z,

@@ -21,8 +21,8 @@ so a few rounds of masked 3D classification against them recover part of it:
    round's references.
 
 Memory: accumulators and a reference per class and half set on a grid padded
-twice, about ``2 K (2·box)³ · 44`` bytes (``memory_bytes``: 3 GB for 24
-classes at box 56).
+twice, about ``64 K (2·box)³`` bytes (``memory_bytes``: 3.2 GB for 36 classes
+at box 56).
 """
 from dataclasses import dataclass
 
@@ -35,9 +35,13 @@ from .fourier import band_mask, crop_images, freq_grid_2d, image_ft, whitening_w
 from .reconstruct import FourierInserter
 
 
+FEW_PER_CLASS = 200   # particles per class and half set: 70 blurred, 280 helped
+                      # (benchmarks/RESULTS.md, "Latent refinement")
+
+
 @dataclass
 class RefineLatentsConfig:
-    classes: int = 24             # K; 0 switches the refinement off
+    classes: int = 36             # K (the benchmarks' best for a 2-D loop)
     iterations: int = 2           # classification rounds after the initial references
     max_res: float = 6.0          # Å: band of the comparison (images cropped to it)
     min_res: float = 100.0
@@ -65,11 +69,10 @@ class RefineLatentsConfig:
 
 
 def memory_bytes(box, classes):
-    """Peak memory (bytes) of the refinement's maps: per class and half set, on the
-    (2·box)³ grid, the float64 accumulators (24 B per voxel), the complex64
-    reference (8 B) and, while references are built, one half's smoothed sums
-    (24 B per class of that half, 12 B on average)."""
-    return int(2 * classes * (2 * box) ** 3 * 44)
+    """Peak memory (bytes) of the refinement's maps on the (2·box)³ grid: per class,
+    the float64 accumulators of both half sets (48 B per voxel) and their complex64
+    references (16 B), plus a few single-map temporaries."""
+    return int((classes * 64 + 96) * (2 * box) ** 3)
 
 
 def _smoothing(centres, smooth):
@@ -121,6 +124,11 @@ class LatentRefiner:
     def __init__(self, particles, z, cfg, device="cpu", log=print):
         cfg.validate(len(particles))
         self.p, self.cfg, self.log = particles, cfg, log
+        per_class = len(particles) / (2 * cfg.classes)
+        if per_class < FEW_PER_CLASS:
+            log("WARNING: latent refinement with %.0f particles per class and half set; "
+                "below about %d it blurred the latents in the benchmarks (use fewer "
+                "classes)" % (per_class, FEW_PER_CLASS))
         self.device = torch.device(device)
         self.z = np.asarray(z, dtype=np.float64)
         self.box = fit_box_for(particles.box, particles.apix, cfg.max_res)
@@ -153,30 +161,31 @@ class LatentRefiner:
         ins.insert(b["images"], b["rotations"], b["shifts"], b["ctf"], which=which,
                    phase_flipped=self.p.phase_flipped)
 
-    def _class_maps(self, ins, half):
-        """(num, den) of the K classes of one half set, smoothed over neighbours."""
-        K = self.cfg.classes
-        sl = slice(half * K, (half + 1) * K)
-        num = torch.complex(self.smooth @ ins.num_re[sl], self.smooth @ ins.num_im[sl])
-        return num, self.smooth @ ins.den[sl]
-
     def _references(self, ins):
-        """(2, K, P³) complex64 references: consensus outside the mask."""
-        P, out = 2 * self.box, []
+        """(2, K, P³) complex64 references, each smoothed over neighbouring classes
+        and equal to its half set's consensus outside the mask. Built one class at a
+        time, so the only full-size arrays are the accumulators and the result."""
+        P, K, cfg = 2 * self.box, self.cfg.classes, self.cfg
+        out = torch.empty(2, K, P ** 3, dtype=torch.complex64, device=self.device)
         for half in (0, 1):
-            num, den = self._class_maps(ins, half)
-            dtot = den.sum(0)
-            cons = num.sum(0) / (dtot + self.cfg.wiener * ins._shell_mean(dtot) + 1e-12)
-            cons_real = torch.fft.ifftn(cons.reshape(P, P, P))
-            refs = []
-            for k in range(self.cfg.classes):
-                r = num[k] / (den[k] + self.cfg.wiener * ins._shell_mean(den[k]) + 1e-12)
+            sl = slice(half * K, (half + 1) * K)
+            num_re, num_im, den = ins.num_re[sl], ins.num_im[sl], ins.den[sl]
+            if self.mask is not None:
+                dtot = den.sum(0)
+                cons = torch.complex(num_re.sum(0), num_im.sum(0)) / (
+                    dtot + cfg.wiener * ins._shell_mean(dtot) + 1e-12)
+                cons_real = torch.fft.ifftn(cons.reshape(P, P, P))
+                del cons, dtot
+            for k in range(K):
+                w = self.smooth[k]
+                d = w @ den
+                r = torch.complex(w @ num_re, w @ num_im) / (
+                    d + cfg.wiener * ins._shell_mean(d) + 1e-12)
                 if self.mask is not None:
                     rr = torch.fft.ifftn(r.reshape(P, P, P))
                     r = torch.fft.fftn(cons_real + self.mask * (rr - cons_real)).flatten()
-                refs.append(r.to(torch.complex64))
-            out.append(torch.stack(refs))
-        return torch.stack(out)
+                out[half, k] = r
+        return out
 
     def _make_mask(self, ins):
         """Where the class maps differ; None (no mask) when nothing stands out."""
@@ -241,6 +250,7 @@ class LatentRefiner:
         for it in range(cfg.iterations):
             refs = self._references(ins)
             last = it == cfg.iterations - 1
+            ins = None      # free the accumulators before the next ones
             ins = None if last else self._inserter()
             new_labels = np.empty(n, dtype=np.int64)
             for b in self._batches():
