@@ -141,7 +141,7 @@ class LatentRefiner:
         self.halves = np.random.default_rng(cfg.seed).permutation(len(particles)) % 2
         self.smooth = torch.as_tensor(_smoothing(self.centres, cfg.smooth),
                                       dtype=torch.float64, device=self.device)
-        self.mask = None
+        self.mask, self.mask_fraction = None, 1.0    # no mask: the whole box
         self.weights = None
 
     # -- references ---------------------------------------------------------------
