@@ -244,7 +244,7 @@ def cmd_train(a):
     trainer.train(images, feats)
     z, final_frc = trainer.encode_all(images, feats)
     expansion = {} if source_ids is None else {"source_ids": source_ids, "copies": copies}
-    refined = {}
+    refined, refinement = {}, None
     if rcfg is not None:
         from .refine_latents import refine_latents
         t1 = time.time()
@@ -264,7 +264,7 @@ def cmd_train(a):
         "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
         "final_loss": hist[-1]["loss"] if hist else None,
         "particles_per_s": float(np.mean([h["particles_per_s"] for h in hist])) if hist
-        else None, "latent_refinement": refinement if refined else None})
+        else None, "latent_refinement": refinement})
     try:
         from ..viewers.plots import plot_training
         plot_training(hist, os.path.join(a.out_dir, "training_curve.png"),
