@@ -55,14 +55,14 @@ class RefineLatentsConfig:
 
     def validate(self, n_particles):
         if self.classes < 2:
-            raise ValueError("latent refinement needs at least 2 classes, got %d"
-                             % self.classes)
+            raise ValueError("latent refinement needs at least 2 classes (0 switches it "
+                             "off), got %d" % self.classes)
         if n_particles < 4 * self.classes:
             raise ValueError("latent refinement with %d classes needs at least %d "
                              "particles, got %d" % (self.classes, 4 * self.classes,
                                                     n_particles))
         if self.iterations < 1:
-            raise ValueError("latent refinement needs at least 1 iteration")
+            raise ValueError("latent refinement needs at least 1 round")
         if self.max_res >= self.min_res:
             raise ValueError("latent refinement: max resolution (%.1f Å) must be finer "
                              "than min resolution (%.1f Å)" % (self.max_res, self.min_res))

@@ -315,28 +315,25 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         return errors
 
     def _refinement_errors(self, parts):
+        """The engine's own checks of the refinement settings (one message), plus
+        the resolution against these particles' Nyquist."""
+        from ..engine.refine_latents import RefineLatentsConfig
         k, res = self.refineClasses.get(), self.refineResolution.get()
         if k == 0:
             return []
-        errors = []
-        if k < 2:
-            errors.append("Latent refinement needs at least 2 classes (0 switches it off).")
-        if self.refineIterations.get() < 1:
-            errors.append("Latent refinement needs at least 1 round.")
         if res < 0:
-            errors.append("The latent refinement resolution must be >= 0 (0 = max "
-                          "resolution).")
-        elif res and res >= self.minResolution.get():
-            errors.append("The latent refinement resolution must be finer than the min "
-                          "resolution.")
-        elif res and parts is not None and res < 2 * parts.getSamplingRate():
-            errors.append("The latent refinement resolution (%.2f Å) is finer than the "
-                          "particles' Nyquist limit (%.2f Å)."
-                          % (res, 2 * parts.getSamplingRate()))
-        if parts is not None and k >= 2 and parts.getSize() < 4 * k:
-            errors.append("Latent refinement with %d classes needs at least %d particles."
-                          % (k, 4 * k))
-        return errors
+            return ["The latent refinement resolution must be >= 0 (0 = max resolution)."]
+        if res and parts is not None and res < 2 * parts.getSamplingRate():
+            return ["The latent refinement resolution (%.2f Å) is finer than the "
+                    "particles' Nyquist limit (%.2f Å)." % (res, 2 * parts.getSamplingRate())]
+        cfg = RefineLatentsConfig(classes=k, iterations=self.refineIterations.get(),
+                                  max_res=res or self.maxResolution.get(),
+                                  min_res=self.minResolution.get())
+        try:
+            cfg.validate(parts.getSize() if parts is not None else 4 * max(k, 2))
+        except ValueError as e:
+            return [str(e)[0].upper() + str(e)[1:] + "."]
+        return []
 
     def _continue_errors(self):
         """The run to continue must have the same network shape and fewer epochs."""
