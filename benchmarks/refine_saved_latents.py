@@ -9,6 +9,7 @@ Usage::
 
     python benchmarks/refine_saved_latents.py LATENTS.npz [--dataset cyclic]
         [--classes 36] [--iterations 2] [--res 6] [--smooth 1.2] [--wiener 0.05]
+        [--no-fsc-weight]
         [--threads 1]
 """
 import argparse
@@ -40,6 +41,10 @@ def main():
     ap.add_argument("--res", type=float, default=6.0)
     ap.add_argument("--smooth", type=float, default=1.2)
     ap.add_argument("--wiener", type=float, default=0.05)
+    ap.add_argument("--no-fsc-weight", action="store_true",
+                    help="do not filter the class deviations by their half-set FSC")
+    ap.add_argument("--save", default=None,
+                    help="write the refined latents and confidences to this .npz")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -50,9 +55,12 @@ def main():
     gt = {"conformation": lat["conformation"], "composition": lat["composition"]}
     case = a.case or a.dataset
     cfg = RefineLatentsConfig(classes=a.classes, iterations=a.iterations, max_res=a.res,
-                              smooth=a.smooth, wiener=a.wiener)
+                              smooth=a.smooth, wiener=a.wiener,
+                              fsc_weight=not a.no_fsc_weight)
     t0 = time.time()
-    z2, _, history = refine_latents(particles, z, cfg)
+    z2, confidence, history = refine_latents(particles, z, cfg)
+    if a.save:
+        np.savez(a.save, z=z2, z_encoder=z, confidence=confidence, **gt)
     before = het_bench.case_metrics(case, z, gt)
     after = het_bench.case_metrics(case, z2, gt)
     key = {"cyclic": "circ", "mixed": "ari"}.get(het_bench.METRIC_OF.get(case, case), "rho")

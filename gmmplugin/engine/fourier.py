@@ -29,6 +29,14 @@ def ring_index(box, device="cpu"):
     return torch.round(torch.sqrt(ky ** 2 + kx ** 2) * box).long()
 
 
+def shell_index(n, device="cpu"):
+    """Integer radius (in Fourier voxels) of each voxel of a full n³ FFT grid,
+    flattened in FFT order."""
+    f = torch.fft.fftfreq(n, d=1.0 / n, device=device)
+    return torch.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2
+                      + f[None, None, :] ** 2).round().long().flatten()
+
+
 def image_ft(images):
     """Centred half-plane FT of real images (..., D, D) -> (..., D, D//2+1)."""
     images = torch.as_tensor(images)

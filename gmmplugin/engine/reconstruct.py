@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .ctf import compute_ctf
-from .fourier import crop_images, fsc, resolution_at
+from .fourier import crop_images, fsc, resolution_at, shell_index
 
 
 @dataclass
@@ -93,11 +93,10 @@ class FourierInserter:
                     self.num_im.view(-1).index_add_(0, idx, (w * val_im).flatten().double())
                     self.den.view(-1).index_add_(0, idx, (w * wgt).flatten().double())
 
-    def _shell_mean(self, den):
-        P = self.P
-        f = torch.fft.fftfreq(P, d=1.0 / P, device=self.device)
-        r = torch.sqrt(f[:, None, None] ** 2 + f[None, :, None] ** 2
-                       + f[None, None, :] ** 2).round().long().flatten()
+    def shell_mean(self, den):
+        """Mean of ``den`` (P³, flattened) over each Fourier shell, broadcast back to
+        every voxel: the shell-uniform scale of the Wiener term."""
+        r = shell_index(self.P, self.device)
         n = int(r.max()) + 1
         tot = torch.zeros(n, dtype=den.dtype, device=self.device).index_add_(0, r, den)
         cnt = torch.zeros(n, dtype=den.dtype, device=self.device).index_add_(
@@ -109,7 +108,7 @@ class FourierInserter:
         maps = list(maps)
         num = torch.complex(self.num_re[maps].sum(0), self.num_im[maps].sum(0))
         den = self.den[maps].sum(0)
-        tau = wiener * self._shell_mean(den) + 1e-12
+        tau = wiener * self.shell_mean(den) + 1e-12
         vol_ft = (num / (den + tau)).reshape(self.P, self.P, self.P)
         vol = torch.fft.fftshift(torch.fft.ifftn(vol_ft).real) / self.apix
         lo = self.P // 2 - self.box // 2

@@ -14,7 +14,8 @@ so a few rounds of masked 3D classification against them recover part of it:
    reconstruction noise of the static part out of the comparison.
 3. Each round, in one pass over the particles: every particle is compared with
    the references of the *other* half set (gold standard: never with a map it
-   contributed to), smoothed over neighbouring classes in latent space, by its
+   contributed to), smoothed over neighbouring classes in latent space and
+   Wiener-filtered by the half-set FSC of the class deviations, by its
    profile log-likelihood (noise-whitened, at its pose and CTF). The posterior
    over classes gives the particle's new latent, ``Σ_k p_k c_k``, which stays
    in the decoder's coordinates, and its most probable class feeds the next
@@ -31,7 +32,8 @@ import torch
 
 from .ctf import compute_ctf
 from .fit_neutral import fit_box_for
-from .fourier import band_mask, crop_images, freq_grid_2d, image_ft, whitening_weights
+from .fourier import (band_mask, crop_images, freq_grid_2d, image_ft, shell_index,
+                      whitening_weights)
 from .reconstruct import FourierInserter
 
 
@@ -50,6 +52,7 @@ class RefineLatentsConfig:
     mask_threshold: float = 0.3   # fraction of the largest class-map deviation
     mask_dilation: int = 2        # voxels
     wiener: float = 0.05
+    fsc_weight: bool = True       # filter the class deviations by their half-set FSC
     batch_size: int = 64
     seed: int = 0
 
@@ -84,6 +87,18 @@ def _smoothing(centres, smooth):
         return np.eye(len(d))
     w = np.exp(-0.5 * (d / h) ** 2)
     return w / w.sum(1, keepdims=True)
+
+
+def pooled_shell_fsc(a, b, shells):
+    """FSC per shell between maps ``a`` and ``b`` (K, N) complex, pooled over the K
+    pairs: one curve from many small, noisy class maps."""
+    n = int(shells.max()) + 1
+    acc = torch.zeros(3, n, dtype=torch.float64, device=a.device)
+    for ak, bk in zip(a, b):
+        acc[0].index_add_(0, shells, (ak * bk.conj()).real.double())
+        acc[1].index_add_(0, shells, (ak.real ** 2 + ak.imag ** 2).double())
+        acc[2].index_add_(0, shells, (bk.real ** 2 + bk.imag ** 2).double())
+    return acc[0] / (acc[1] * acc[2]).sqrt().clamp_min(1e-30)
 
 
 class _Slicer:
@@ -164,28 +179,50 @@ class LatentRefiner:
     def _references(self, ins):
         """(2, K, P³) complex64 references, each smoothed over neighbouring classes
         and equal to its half set's consensus outside the mask. Built one class at a
-        time, so the only full-size arrays are the accumulators and the result."""
+        time, so the only full-size arrays are the accumulators and the result.
+
+        Each reference is its half set's consensus plus its class's deviation from
+        it. With ``fsc_weight`` the deviations are Wiener-filtered by their half-set
+        FSC (pooled over the classes): E[signal | noisy map] = FSC · map per shell,
+        so the comparison uses each class's signal only as far as it is measured."""
         P, K, cfg = 2 * self.box, self.cfg.classes, self.cfg
         out = torch.empty(2, K, P ** 3, dtype=torch.complex64, device=self.device)
+        cons_ft = []
         for half in (0, 1):
             sl = slice(half * K, (half + 1) * K)
             num_re, num_im, den = ins.num_re[sl], ins.num_im[sl], ins.den[sl]
-            if self.mask is not None:
-                dtot = den.sum(0)
-                cons = torch.complex(num_re.sum(0), num_im.sum(0)) / (
-                    dtot + cfg.wiener * ins._shell_mean(dtot) + 1e-12)
-                cons_real = torch.fft.ifftn(cons.reshape(P, P, P))
-                del cons, dtot
+            dtot = den.sum(0)
+            cons = torch.complex(num_re.sum(0), num_im.sum(0)) / (
+                dtot + cfg.wiener * ins.shell_mean(dtot) + 1e-12)
+            cons_real = torch.fft.ifftn(cons.reshape(P, P, P))
+            cons_ft.append(cons.to(torch.complex64))
+            del cons, dtot
             for k in range(K):
                 w = self.smooth[k]
                 d = w @ den
                 r = torch.complex(w @ num_re, w @ num_im) / (
-                    d + cfg.wiener * ins._shell_mean(d) + 1e-12)
+                    d + cfg.wiener * ins.shell_mean(d) + 1e-12)
+                dev = torch.fft.ifftn(r.reshape(P, P, P)) - cons_real
                 if self.mask is not None:
-                    rr = torch.fft.ifftn(r.reshape(P, P, P))
-                    r = torch.fft.fftn(cons_real + self.mask * (rr - cons_real)).flatten()
-                out[half, k] = r
+                    dev = self.mask * dev
+                out[half, k] = torch.fft.fftn(dev).flatten()
+        if cfg.fsc_weight:
+            fsc = self._deviation_fsc(out)
+            out *= fsc[shell_index(P, self.device)].to(out.dtype)
+        out += torch.stack(cons_ft)[:, None]
         return out
+
+    def _deviation_fsc(self, dev):
+        """Per-shell FSC of the two half sets' deviations, clipped to [0, 1] for
+        use as a filter; logs where it falls below 0.143."""
+        P = 2 * self.box
+        fsc = pooled_shell_fsc(dev[0], dev[1], shell_index(P, self.device)).clamp(0, 1)
+        low = np.flatnonzero(fsc.cpu().numpy() < 0.143)
+        low = low[low > 0]
+        if len(low):
+            self.log("latent refinement: class-specific signal (half-set FSC of the "
+                     "deviations 0.143) to %.1f Å" % (P * self.apix / low[0]))
+        return fsc.float()
 
     def _make_mask(self, ins):
         """Where the class maps differ; None (no mask) when nothing stands out."""
