@@ -142,7 +142,8 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "encoder's one-gradient view misses, e.g. a small domain on a "
                            "closed loop: in the benchmarks it raised the circular "
                            "correlation of such a loop from 0.80 to 0.87 (36 classes, "
-                           "20,000 particles, 2-D latents, 6 Å). It needs many particles "
+                           "20,000 particles, 2-D latents, 6 Å), close to the 0.89 that "
+                           "the true models reach on those images. It needs many particles "
                            "per class: with 5,000 particles and 4-D latents it made a "
                            "continuous swing worse (0.92 to 0.85), so it is off by "
                            "default (benchmarks/RESULTS.md, 'Latent refinement'). Cost: "
@@ -158,7 +159,9 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                       condition="refineClasses > 0", label="Resolution (Å)",
                       help="Finest resolution of the comparison (0 = the training's max "
                            "resolution). It can be finer than the training band: "
-                           "classification uses the particle images directly.")
+                           "classification uses the particle images directly, and the "
+                           "class maps are filtered by their half-set FSC, so shells "
+                           "without class-specific signal do not add noise.")
         add_gpu_params(form)
 
     def _insertAllSteps(self):
