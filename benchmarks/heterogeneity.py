@@ -402,6 +402,7 @@ def run_case(case, a):
     encode_s = time.time() - t0
 
     metrics = case_metrics(case, z, gt)
+    z_encoder = z
     refinement = None
     if a.refine_classes:
         rcfg = RefineLatentsConfig(classes=a.refine_classes, iterations=a.refine_iterations,
@@ -420,6 +421,7 @@ def run_case(case, a):
         z, metrics = z_ref, case_metrics(case, z_ref, gt)
     if a.save_latents:
         np.savez(os.path.splitext(a.out)[0] + "_%s_latents.npz" % case, z=z,
+                 z_encoder=z_encoder,
                  conformation=gt["conformation"], composition=gt["composition"],
                  final_frc=final_frc, neutral_frc=trainer.neutral_frc)
     if focus is not None:
@@ -569,7 +571,8 @@ def main():
                     help="override another TrainConfig field, e.g. --set latent_noise=0.2 "
                          "(repeatable; for hyper-parameter experiments)")
     ap.add_argument("--save-latents", action="store_true",
-                    help="write <out>_<case>_latents.npz (z, ground truth, FRC)")
+                    help="write <out>_<case>_latents.npz (z, the refined latents "
+                         "with --refine-classes; z_encoder; ground truth; FRC)")
     ap.add_argument("--keep-work", action="store_true",
                     help="keep the training folders (images, features, checkpoint)")
     ap.add_argument("--refine-classes", type=int, default=0,

@@ -49,7 +49,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     lat = np.load(a.latents)
-    z = lat["z"]
+    z = lat["z_encoder"] if "z_encoder" in lat.files else lat["z"]   # start from the encoder
     folder, _ = het_bench.ensure_dataset(a.dataset, len(z))
     particles = read_star(os.path.join(folder, "particles.star")).subset(np.arange(len(z)))
     gt = {"conformation": lat["conformation"], "composition": lat["composition"]}
