@@ -217,11 +217,14 @@ class LatentRefiner:
         use as a filter; logs where it falls below 0.143."""
         P = 2 * self.box
         fsc = pooled_shell_fsc(dev[0], dev[1], shell_index(P, self.device)).clamp(0, 1)
-        low = np.flatnonzero(fsc.cpu().numpy() < 0.143)
-        low = low[low > 0]
+        inside = fsc.cpu().numpy()[:P // 2 + 1]       # shells up to the data's Nyquist
+        low = np.flatnonzero(inside[1:] < 0.143)
         if len(low):
             self.log("latent refinement: class-specific signal (half-set FSC of the "
-                     "deviations 0.143) to %.1f Å" % (P * self.apix / low[0]))
+                     "deviations 0.143) to %.1f Å" % (P * self.apix / (low[0] + 1)))
+        else:
+            self.log("latent refinement: class-specific signal up to the band's edge "
+                     "(%.1f Å): a finer resolution may help" % (2 * self.apix))
         return fsc.float()
 
     def _make_mask(self, ins):
