@@ -54,6 +54,7 @@ class FourierInserter:
         self.num_re = torch.zeros(n_maps, P ** 3, dtype=acc, device=self.device)
         self.num_im = torch.zeros_like(self.num_re)
         self.den = torch.zeros_like(self.num_re)
+        self._shells = None                            # shell index, for shell_mean
 
     def insert(self, images, rotations, shifts, ctf_params, which=0, phase_flipped=False):
         """Insert a batch. images (B, D, D); rotations (B,3,3); shifts (B,2) Å."""
@@ -96,7 +97,9 @@ class FourierInserter:
     def shell_mean(self, den):
         """Mean of ``den`` (P³, flattened) over each Fourier shell, broadcast back to
         every voxel: the shell-uniform scale of the Wiener term."""
-        r = shell_index(self.P, self.device)
+        if self._shells is None:                       # computed once per inserter
+            self._shells = shell_index(self.P, self.device)
+        r = self._shells
         n = int(r.max()) + 1
         tot = torch.zeros(n, dtype=den.dtype, device=self.device).index_add_(0, r, den)
         cnt = torch.zeros(n, dtype=den.dtype, device=self.device).index_add_(

@@ -194,18 +194,20 @@ class LatentRefiner:
             dtot = den.sum(0)
             cons = torch.complex(num_re.sum(0), num_im.sum(0)) / (
                 dtot + cfg.wiener * ins.shell_mean(dtot) + 1e-12)
-            cons_real = torch.fft.ifftn(cons.reshape(P, P, P))
+            cons_real = (torch.fft.ifftn(cons.reshape(P, P, P))
+                         if self.mask is not None else None)
             cons_ft.append(cons.to(torch.complex64))
-            del cons, dtot
+            del dtot
             for k in range(K):
                 w = self.smooth[k]
                 d = w @ den
                 r = torch.complex(w @ num_re, w @ num_im) / (
                     d + cfg.wiener * ins.shell_mean(d) + 1e-12)
-                dev = torch.fft.ifftn(r.reshape(P, P, P)) - cons_real
-                if self.mask is not None:
-                    dev = self.mask * dev
-                out[half, k] = torch.fft.fftn(dev).flatten()
+                if self.mask is None:      # linear: stay in Fourier space
+                    out[half, k] = r - cons
+                else:
+                    dev = self.mask * (torch.fft.ifftn(r.reshape(P, P, P)) - cons_real)
+                    out[half, k] = torch.fft.fftn(dev).flatten()
         if cfg.fsc_weight:
             fsc = self._deviation_fsc(out)
             out *= fsc[shell_index(P, self.device)].to(out.dtype)
