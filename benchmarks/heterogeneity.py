@@ -578,7 +578,7 @@ def main():
     ap.add_argument("--refine-classes", type=int, default=0,
                     help="after training, refine the latents by masked 3D classification "
                          "into this many classes (engine/refine_latents.py; 0 = off)")
-    ap.add_argument("--refine-iterations", type=int, default=2)
+    ap.add_argument("--refine-iterations", type=int, default=4)
     ap.add_argument("--refine-res", type=float, default=0.0,
                     help="resolution of the latent refinement (0 = the training's)")
     a = ap.parse_args()

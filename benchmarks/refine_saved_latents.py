@@ -9,7 +9,7 @@ Usage::
 
     python benchmarks/refine_saved_latents.py LATENTS.npz [--dataset cyclic]
         [--classes 36] [--iterations 2] [--res 6] [--smooth 1.2] [--wiener 0.05]
-        [--no-fsc-weight]
+        [--no-fsc-weight] [--fixed-centres] [--save OUT.npz]
         [--threads 1]
 """
 import argparse
@@ -43,6 +43,9 @@ def main():
     ap.add_argument("--wiener", type=float, default=0.05)
     ap.add_argument("--no-fsc-weight", action="store_true",
                     help="do not filter the class deviations by their half-set FSC")
+    ap.add_argument("--fixed-centres", action="store_true",
+                    help="keep the k-means class centres (do not move them to the mean "
+                         "encoder latent of their particles)")
     ap.add_argument("--save", default=None,
                     help="write the refined latents and confidences to this .npz")
     ap.add_argument("--threads", type=int, default=1)
@@ -56,7 +59,8 @@ def main():
     case = a.case or a.dataset
     cfg = RefineLatentsConfig(classes=a.classes, iterations=a.iterations, max_res=a.res,
                               smooth=a.smooth, wiener=a.wiener,
-                              fsc_weight=not a.no_fsc_weight)
+                              fsc_weight=not a.no_fsc_weight,
+                              move_centres=not a.fixed_centres)
     t0 = time.time()
     z2, confidence, history = refine_latents(particles, z, cfg)
     if a.save:

@@ -523,7 +523,7 @@ def build_parser():
                    help="after training, re-read each latent by masked 3D classification "
                         "against reconstructions of this many classes along the latent "
                         "space (0 = off; see engine/refine_latents.py)")
-    t.add_argument("--refine-iterations", type=int, default=2,
+    t.add_argument("--refine-iterations", type=int, default=4,
                    help="classification rounds of the latent refinement")
     t.add_argument("--refine-res", type=float, default=0.0,
                    help="finest resolution (Å) of the latent refinement (0 = --max-res)")

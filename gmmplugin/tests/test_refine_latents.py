@@ -140,3 +140,21 @@ def test_pooled_shell_fsc_measures_the_signal_to_noise_ratio():
     fsc = pooled_shell_fsc(signal + cplx(), signal + cplx(), shells).numpy()
     assert abs(fsc[2:6].mean() - 0.8) < 0.03, fsc[2:6]
     assert abs(fsc[7:12].mean() - 0.2) < 0.03, fsc[7:12]
+
+
+def test_class_centres_move_to_their_members_mean_latent():
+    """A k-means centre left in the middle of a loop moves to where the encoder
+    puts its particles' state; an empty class stays; the shift is reported in
+    neighbour distances."""
+    from gmmplugin.engine.refine_latents import member_means
+    ring = [[np.cos(a), np.sin(a)] for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
+    centres = torch.tensor(ring + [[0.0, 0.0], [0.1, 0.1]], dtype=torch.float64)
+    z = torch.tensor([[0.9, 0.1], [1.1, -0.1], [1.0, 0.0]], dtype=torch.float64)
+    post = torch.zeros(3, 8, dtype=torch.float64)
+    post[:, 6] = 1.0                      # the middle class holds three particles near 0°
+    post[:, 7] = 0.1                      # class 7 holds 0.3 of a particle: stays
+    moved, shift = member_means(centres, post.sum(0), post.T @ z)
+    assert torch.allclose(moved[6], torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert torch.equal(moved[7], centres[7])
+    assert torch.equal(moved[:6], centres[:6])       # no particles: unchanged
+    assert shift == 0.0                              # median over 8 classes: 6 did not move

@@ -93,7 +93,9 @@ class TestTrainPipeline(BaseTest):
         self.assertFalse(np.allclose(lat["z"], lat["z_encoder"]))
         self.assertIn("Latent refinement (4 classes, to 8.0 Å, rounds: 1)",
                       " ".join(more._summary()))
+        self.assertIn("Class centres moved by", " ".join(more._summary()))
         self.assertIn("masked 3D classification", " ".join(more._methods()))
+        self.assertIn("mean encoder latent of their particles", " ".join(more._methods()))
 
     def test_bad_continue_and_analysis_settings_are_rejected_by_validate(self):
         def continue_errors(**kw):
