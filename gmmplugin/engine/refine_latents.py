@@ -43,7 +43,8 @@ from .reconstruct import FourierInserter
 
 
 TOP_CLASSES = 4       # posterior entries kept per particle for its final latent
-FEW_PER_CLASS = 200   # particles per class and half set: 70 blurred, 280 helped
+FEW_PER_CLASS = 60    # particles per class and half set: the benchmarks that gained had
+                      # 60-280 (fixed centres had blurred at 70; RESULTS.md)
                       # (benchmarks/RESULTS.md, "Latent refinement")
 
 
@@ -172,8 +173,8 @@ class LatentRefiner:
         per_class = len(particles) / (2 * cfg.classes)
         if per_class < FEW_PER_CLASS:
             log("WARNING: latent refinement with %.0f particles per class and half set; "
-                "below about %d it blurred the latents in the benchmarks (use fewer "
-                "classes)" % (per_class, FEW_PER_CLASS))
+                "the benchmarks that gained had at least %d; fewer make noisy class "
+                "maps (use fewer classes)" % (per_class, FEW_PER_CLASS))
         self.device = torch.device(device)
         self.z = np.asarray(z, dtype=np.float64)
         self.box = fit_box_for(particles.box, particles.apix, cfg.max_res)

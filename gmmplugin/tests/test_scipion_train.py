@@ -120,10 +120,10 @@ class TestTrainPipeline(BaseTest):
                       continue_errors(numEpochs=9, refineClasses=4, refineResolution=5.0))
         self.assertIn("at least 1 round",
                       continue_errors(numEpochs=9, refineClasses=4, refineIterations=0))
-        few = self.newProtocol(GmmProtTrain, refineClasses=4)
+        few = self.newProtocol(GmmProtTrain, refineClasses=6)
         few.inputParticles.set(self.imp)
         few.inputParticles.setExtended("outputParticles")
-        self.assertIn("leaves 75 particles per class", " ".join(few._warnings()))
+        self.assertIn("leaves 50 particles per class", " ".join(few._warnings()))
         few.refineClasses.set(0)
         self.assertEqual(few._warnings(), [])
 
