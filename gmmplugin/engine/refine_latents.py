@@ -42,10 +42,10 @@ from .fourier import (band_mask, crop_images, freq_grid_2d, image_ft, shell_inde
 from .reconstruct import FourierInserter
 
 
-TOP_CLASSES = 4       # posterior entries kept per particle for its final latent
+TOP_CLASSES = 8       # posterior entries kept per particle for its final latent
 FEW_PER_CLASS = 60    # particles per class and half set: the benchmarks that gained had
-                      # 60-280 (fixed centres had blurred at 70; RESULTS.md)
-                      # (benchmarks/RESULTS.md, "Latent refinement")
+                      # 60-280 (fixed centres had blurred at 70; benchmarks/RESULTS.md,
+                      # "Latent refinement: class centres that move")
 
 
 @dataclass
@@ -327,10 +327,9 @@ class LatentRefiner:
         confidence = np.zeros(n)
         history = []
         top = min(TOP_CLASSES, cfg.classes)
-        top_k = np.zeros((n, top), dtype=np.int64)
-        top_p = np.zeros((n, top), dtype=np.float64)
+        top_k = np.zeros((n, top), dtype=np.int32)       # 64 bytes per particle
+        top_p = np.zeros((n, top), dtype=np.float32)
         centres = torch.as_tensor(self.centres, dtype=torch.float64, device=self.device)
-        z_enc = torch.as_tensor(self.z, dtype=torch.float64, device=self.device)
         for it in range(cfg.iterations):
             refs = self._references(ins)
             last = it == cfg.iterations - 1
@@ -350,7 +349,7 @@ class LatentRefiner:
                         ll[sel] = self._loglik(refs[1 - half], sub)
                 post = torch.softmax((ll - ll.max(1, keepdim=True).values).double(), 1)
                 mass += post.sum(0)
-                moment += post.T @ z_enc[torch.as_tensor(rows, device=self.device)]
+                moment += post.T @ torch.as_tensor(self.z[rows], device=self.device)
                 p_top, k_top = post.topk(top, dim=1)
                 top_p[rows] = p_top.cpu().numpy()
                 top_k[rows] = k_top.cpu().numpy()
@@ -372,7 +371,10 @@ class LatentRefiner:
                         % record["centre_shift"] if cfg.move_centres else ""))
             del refs
         self.centres = centres.cpu().numpy()
-        weights = top_p / top_p.sum(1, keepdims=True)
+        # the posterior mean over each particle's TOP_CLASSES most probable classes;
+        # the history records the posterior mass they hold
+        history[-1]["posterior_kept"] = float(top_p.sum(1).mean())
+        weights = top_p.astype(np.float64) / top_p.sum(1, keepdims=True)
         z_new = np.einsum("nt,ntd->nd", weights, self.centres[top_k])
         return z_new.astype(np.float32), confidence.astype(np.float32), history
 

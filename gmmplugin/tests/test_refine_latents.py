@@ -83,6 +83,7 @@ def test_refinement_sharpens_noisy_loop_latents(tmp_path):
     assert z2.shape == z.shape and np.all(np.isfinite(z2))
     assert np.all((confidence > 0) & (confidence <= 1))
     assert len(history) == 2
+    assert 0.99 < history[-1]["posterior_kept"] <= 1.0 + 1e-6   # 8 classes: all kept
 
 
 def test_train_cli_refines_latents_and_rejects_bad_settings(tmp_path, monkeypatch):
