@@ -8,7 +8,7 @@ same encoder output. Prints the case's metric before and after.
 Usage::
 
     python benchmarks/refine_saved_latents.py LATENTS.npz [--dataset cyclic]
-        [--classes 36] [--iterations 2] [--res 6] [--smooth 1.2] [--wiener 0.05]
+        [--classes 36] [--iterations 4] [--res 6] [--smooth 1.2] [--wiener 0.05]
         [--no-fsc-weight] [--fixed-centres] [--save OUT.npz]
         [--threads 1]
 """
@@ -37,7 +37,7 @@ def main():
     ap.add_argument("--dataset", default="cyclic", choices=sorted(het_bench.DATASETS))
     ap.add_argument("--case", default=None, help="metric (default: the dataset's name)")
     ap.add_argument("--classes", type=int, default=36)
-    ap.add_argument("--iterations", type=int, default=2)
+    ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--res", type=float, default=6.0)
     ap.add_argument("--smooth", type=float, default=1.2)
     ap.add_argument("--wiener", type=float, default=0.05)

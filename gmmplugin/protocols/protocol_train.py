@@ -143,8 +143,9 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "closed loop: in the benchmarks it raised the circular "
                            "correlation of a 14 Å loop from 0.83 to 0.92 (36 classes, 4 "
                            "rounds, 20,000 particles, 2-D latents, 6 Å; the true models "
-                           "reach 0.94 on those images) and of a 7 Å loop from 0.80 to "
-                           "0.87 (limit 0.89); on a continuous 30° swing (5,000 "
+                           "reach 0.94 on those images) and, in an earlier version with "
+                           "fixed centres, of a 7 Å loop from 0.80 to 0.87 (limit "
+                           "0.89); on a continuous 30° swing (5,000 "
                            "particles, 4-D latents) PC1's correlation with the angle "
                            "rose from 0.91 to 0.97, and with half the particles lacking "
                            "the domain the composition stayed separated (ARI 1.00) while "
@@ -162,10 +163,11 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                       help="Classification rounds after the first reconstructions. "
                            "After each round the class centres move to the mean "
                            "encoder latent of their particles, and the log reports how "
-                           "far (in neighbour distances): a few hundredths means the "
-                           "classification has settled (the figure can also rise when "
-                           "centres of one state crowd together). In the benchmarks the "
-                           "fourth round still gained.")
+                           "far (in neighbour distances): a falling figure means the "
+                           "classification is settling (0.10-0.15 after the fourth "
+                           "round in the loop benchmarks, which still gained from it; "
+                           "the figure can also rise when centres of one state crowd "
+                           "together).")
         form.addParam("refineResolution", params.FloatParam, default=0.0,
                       condition="refineClasses > 0", label="Resolution (Å)",
                       help="Finest resolution of the comparison (0 = the training's max "
@@ -426,7 +428,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                             last["mean_confidence"]))
             if "centre_shift" in last:
                 lines.append("Class centres moved by %.2f neighbour distances in the last "
-                             "round (near 0: settled)." % last["centre_shift"])
+                             "round (a falling figure: settling)." % last["centre_shift"])
         if info.get("symmetry", "c1") != "c1":
             lines.append("Symmetry %s: particles expanded; %d Gaussians (one asymmetric "
                          "unit) varied." % (info["symmetry"].upper(),
