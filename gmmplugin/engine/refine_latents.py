@@ -88,11 +88,18 @@ def memory_bytes(box, classes):
     return int((classes * 64 + 96) * (2 * box) ** 3)
 
 
-def _smoothing(centres, smooth):
-    """Row-stochastic (K, K) weights exp(-d² / 2h²) between class centres."""
+def _distances(centres):
+    """(K, K) distances between class centres and the median distance from a
+    centre to its nearest neighbour (the unit of smoothing and of centre moves)."""
     d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
     nn = np.sort(d + np.diag(np.full(len(d), np.inf)), axis=1)[:, 0]
-    h = smooth * float(np.median(nn))
+    return d, float(np.median(nn))
+
+
+def _smoothing(centres, smooth):
+    """Row-stochastic (K, K) weights exp(-d² / 2h²) between class centres."""
+    d, nn = _distances(centres)
+    h = smooth * nn
     if h <= 0:
         return np.eye(len(d))
     w = np.exp(-0.5 * (d / h) ** 2)
@@ -114,8 +121,7 @@ def member_means(centres, mass, moment, min_mass=0.5):
     new = centres.clone()
     new[held] = moment[held] / mass[held, None]
     c = centres.cpu().numpy()
-    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
-    nn = np.median(np.sort(d + np.diag(np.full(len(d), np.inf)), axis=1)[:, 0])
+    nn = _distances(c)[1]
     moved = np.linalg.norm(new.cpu().numpy() - c, axis=1)
     return new, float(np.median(moved) / max(nn, 1e-12))
 
@@ -185,8 +191,7 @@ class LatentRefiner:
         km = KMeans(K, n_init=4, random_state=cfg.seed).fit(self.z)
         self.centres, self.labels = km.cluster_centers_, km.labels_.astype(np.int64)
         self.halves = np.random.default_rng(cfg.seed).permutation(len(particles)) % 2
-        self.smooth = torch.as_tensor(_smoothing(self.centres, cfg.smooth),
-                                      dtype=torch.float64, device=self.device)
+        self._set_smoothing(self.centres)
         self.mask, self.mask_fraction = None, 1.0    # no mask: the whole box
         self.weights = None
 
@@ -303,12 +308,15 @@ class LatentRefiner:
         pp = (pred.real ** 2 + pred.imag ** 2).mul(self.weights).sum(-1)
         return (cross.clamp_min(0) ** 2 / pp.clamp_min(1e-30)).T
 
+    def _set_smoothing(self, centres):
+        self.smooth = torch.as_tensor(_smoothing(np.asarray(centres), self.cfg.smooth),
+                                      dtype=torch.float64, device=self.device)
+
     def _move_centres(self, centres, mass, moment):
         """Class centres moved to their members' mean encoder latent
         (``member_means``); the neighbour smoothing follows them."""
         new, shift = member_means(centres, mass, moment)
-        self.smooth = torch.as_tensor(_smoothing(new.cpu().numpy(), self.cfg.smooth),
-                                      dtype=torch.float64, device=self.device)
+        self._set_smoothing(new.cpu().numpy())
         return new, shift
 
     # -- the whole refinement -----------------------------------------------------
