@@ -3,7 +3,7 @@
 
 Each case runs the engine's command line exactly as the protocols do (``fit`` →
 ``train`` → ``analyze``, in this process) on a simulated 1bd2 dataset of
-``benchmarks/heterogeneity.py`` (box 64, 2.6 Å/px, CTF, SNR 0.1; simulated into
+``benchmarks/cases.py`` (box 64, 2.6 Å/px, CTF, SNR 0.1; simulated into
 ``benchmarks/output/`` and reused), with the default training settings, and
 scores the outputs against the simulation's ground truth:
 
@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 
 import mrcfile
@@ -51,23 +50,19 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import adjusted_rand_score
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-import heterogeneity as het_bench  # noqa: E402
-from gmmplugin.engine import cli  # noqa: E402
-from gmmplugin.engine.data import Particles  # noqa: E402
+import cases  # the data and datasets; puts the repository on sys.path
+from gmmplugin.engine import cli, layout  # noqa: E402
+from gmmplugin.engine.particles import Particles  # noqa: E402
 from gmmplugin.engine.fourier import fsc  # noqa: E402
 from gmmplugin.engine.gmm import render_volume_fourier  # noqa: E402
 from gmmplugin.engine.simulate import Heterogeneity, Model, SimulationSettings, simulate  # noqa
 from gmmplugin.engine.starfile import read_star  # noqa: E402
-from gmmplugin.tests import data_path  # noqa: E402
 
 GOALS = {"ari": 0.9, "class_fsc": 0.5, "fsc_px": 3.0, "frame_rho": 0.9,
          "junk_caught": 0.8, "good_flagged": 0.05}
 TRAIN_RES = 8.0
 N_JUNK_EACH = 250
+STEPS = ("fit", "train", "analyze")     # sub-folders of a case's work folder
 
 
 def run(argv, threads):
@@ -85,40 +80,41 @@ def pipeline(star_or_npz, folder, work_name, a, analyze_args):
     work = os.path.join(folder, work_name)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
+    fit, train, analyze = (os.path.join(work, s) for s in STEPS)
     times = {}
     times["fit"] = run(["fit", "--map", os.path.join(folder, "maps", "state_t0.50.mrc"),
-                        "--resolution", het_bench.FIT_RES, "--out-dir", work + "/fit"],
-                       a.threads)
-    times["train"] = run(["train", "--particles", star_or_npz, "--gmm", work + "/fit/gmm.npz",
-                          "--out-dir", work + "/train", "--epochs", a.epochs,
-                          "--max-res", TRAIN_RES], a.threads)
+                        "--resolution", cases.FIT_RES, "--out-dir", fit], a.threads)
+    times["train"] = run(["train", "--particles", star_or_npz,
+                          "--gmm", layout.path(fit, "gmm"), "--out-dir", train,
+                          "--epochs", a.epochs, "--max-res", TRAIN_RES], a.threads)
     times["analyze"] = run(["analyze", "--particles", star_or_npz,
-                            "--latents", work + "/train/latents.npz",
-                            "--checkpoint", work + "/train/work/checkpoint.pt",
-                            "--gmm", work + "/fit/gmm.npz", "--out-dir", work + "/analyze"]
+                            "--latents", layout.path(train, "latents"),
+                            "--checkpoint", layout.path(train, "checkpoint"),
+                            "--gmm", layout.path(fit, "gmm"), "--out-dir", analyze]
                            + analyze_args, a.threads)
     return work, times
 
 
-def load_gt(folder, n):
-    gt = dict(np.load(os.path.join(folder, "ground_truth.npz")))
-    return {k: (v[:n] if k in ("conformation", "composition", "ids") else v)
-            for k, v in gt.items()}
+def step_file(work, step, key, **fields):
+    """A file of one step of ``pipeline``'s work folder, as engine/layout.py names it."""
+    return layout.path(os.path.join(work, step), key, **fields)
+
+
+def map_file(work, step, prefix):
+    """The map of a reconstruction saved under ``prefix`` (layout "class", "frame")."""
+    return step_file(work, step, "map", name=prefix)
 
 
 def dataset(name, n):
-    folder, _ = het_bench.ensure_dataset(name, n)
-    particles = read_star(os.path.join(folder, "particles.star"))
-    if len(particles) > n:
-        particles = particles.subset(np.arange(n))
+    folder, _, particles, _ = cases.load_dataset(name, n)
     return folder, particles
 
 
 def truth_model(name):
-    return Model(het_bench.PDB, het_bench.settings(1), het_bench.DATASETS[name])
+    return Model(cases.PDB, cases.settings(1), cases.DATASETS[name])
 
 
-def render(params, box=het_bench.BOX, apix=het_bench.APIX):
+def render(params, box=cases.BOX, apix=cases.APIX):
     with torch.no_grad():
         return render_volume_fourier(torch.as_tensor(params, dtype=torch.float64),
                                      box, apix).numpy()
@@ -143,11 +139,11 @@ def case_mixed(a):
     folder, particles = dataset("mixed", a.particles)
     star = os.path.join(folder, "subset_%d.npz" % a.particles)
     particles.save(star)
-    gt = load_gt(folder, a.particles)
+    gt = cases.load_ground_truth(folder, a.particles)
     work, times = pipeline(star, folder, "work_analysis_mixed", a,
                            ["--num-classes", 2, "--num-pcs", 1])
-    res = np.load(work + "/analyze/analysis.npz")
-    info = json.load(open(work + "/analyze/analysis.json"))
+    res = np.load(step_file(work, "analyze", "analysis"))
+    info = json.load(open(step_file(work, "analyze", "analysis_info")))
     index = {int(i): r for r, i in enumerate(gt["ids"])}
     rows = np.array([index[int(i)] for i in res["ids"]])
     labels, comp, t = res["labels"], gt["composition"][rows], gt["conformation"][rows]
@@ -158,8 +154,8 @@ def case_mixed(a):
     state_maps = {"absent": render(model.params_at(0.5, False))}
     for i, c in enumerate(centres):
         state_maps[i] = render(model.params_at(c, True))
-    apix = het_bench.APIX
-    last_shell = int(np.floor(het_bench.BOX / GOALS["fsc_px"]))
+    apix = cases.APIX
+    last_shell = int(np.floor(cases.BOX / GOALS["fsc_px"]))
     classes = []
     for c in range(info["num_classes"]):
         sel = labels == c
@@ -170,7 +166,8 @@ def case_mixed(a):
             if m.any():
                 truth = truth + state_maps[i] * m.sum()
         truth /= sel.sum()
-        vol = mrcfile.read(work + "/analyze/class_%02d.mrc" % (c + 1))
+        vol = mrcfile.read(map_file(work, "analyze",
+                                    layout.FILES["class"] % {"cls": c + 1}))
         curve = fsc(vol, truth)
         shells = curve[1:last_shell + 1]
         below = np.nonzero(curve[1:] < 0.5)[0]
@@ -180,7 +177,7 @@ def case_mixed(a):
             "fsc_half_maps_0143_A": info["classes"][c]["resolution"],
             "min_fsc_vs_truth_to_3px": round(float(shells.min()), 3),
             # last shell above 0.5: shell below[0] (curve[1:] is offset by one)
-            "fsc_vs_truth_05_A": (round(het_bench.BOX * apix / below[0], 2)
+            "fsc_vs_truth_05_A": (round(cases.BOX * apix / below[0], 2)
                                   if len(below) and below[0] > 0 else None),
         })
     ok = {"ari": ari >= GOALS["ari"],
@@ -194,10 +191,10 @@ def case_continuous(a):
     folder, particles = dataset("continuous", a.particles)
     star = os.path.join(folder, "subset_%d.npz" % a.particles)
     particles.save(star)
-    gt = load_gt(folder, a.particles)
+    gt = cases.load_ground_truth(folder, a.particles)
     work, times = pipeline(star, folder, "work_analysis_continuous", a, ["--num-pcs", 1])
-    res = np.load(work + "/analyze/analysis.npz")
-    info = json.load(open(work + "/analyze/analysis.json"))
+    res = np.load(step_file(work, "analyze", "analysis"))
+    info = json.load(open(step_file(work, "analyze", "analysis_info")))
     t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
     frames = [f for f in info["frames"] if f["pc"] == 1]
     members = res["frame_members"][:len(frames)]
@@ -209,8 +206,9 @@ def case_continuous(a):
     truth = [lowpass(render(model.params_at(g)), TRAIN_RES, apix) for g in grid]
     best, ccs = [], []
     for f in range(len(frames)):
-        vol = lowpass(mrcfile.read(work + "/analyze/pc1_gmm_%02d.mrc" % (f + 1)).astype(
-            np.float64), TRAIN_RES, apix)
+        vol = lowpass(mrcfile.read(step_file(work, "analyze", "gmm_frame", pc=1,
+                                             frame=f + 1)).astype(np.float64),
+                      TRAIN_RES, apix)
         cc = [corr(vol, m) for m in truth]
         ccs.append([round(c, 4) for c in cc])
         best.append(float(grid[int(np.argmax(cc))]))
@@ -232,14 +230,14 @@ def make_junk_set(a):
     folder, good = dataset("continuous", a.particles)
     n_good = a.particles - 2 * N_JUNK_EACH
     good = good.subset(np.arange(n_good))
-    gt = load_gt(folder, a.particles)
+    gt = cases.load_ground_truth(folder, a.particles)
     sigma = float(gt["noise_sigma"])
     jdir = os.path.join(folder, "junk")
     if not os.path.exists(os.path.join(jdir, "junk.mrcs")):
         os.makedirs(jdir, exist_ok=True)
-        s = SimulationSettings(n_particles=2 * N_JUNK_EACH, box=het_bench.BOX,
-                               apix=het_bench.APIX, snr=0.0, seed=7)
-        simulate(data_path("1hvr.pdb"), os.path.join(jdir, "clean"), s, Heterogeneity())
+        s = SimulationSettings(n_particles=2 * N_JUNK_EACH, box=cases.BOX,
+                               apix=cases.APIX, snr=0.0, seed=7)
+        simulate(cases.JUNK_PDB, os.path.join(jdir, "clean"), s, Heterogeneity())
         clean = read_star(os.path.join(jdir, "clean", "particles.star"))
         rng = np.random.default_rng(11)
         imgs = clean.images(np.arange(len(clean))).astype(np.float64)
@@ -247,10 +245,10 @@ def make_junk_set(a):
         # the same noise as the good images, plus, for pure-noise images, the
         # variance the missing signal would have had (same total variance)
         imgs += rng.normal(0, sigma, imgs.shape)
-        imgs[N_JUNK_EACH:] *= np.sqrt(1 + het_bench.SNR)
+        imgs[N_JUNK_EACH:] *= np.sqrt(1 + cases.SNR)
         with mrcfile.new(os.path.join(jdir, "junk.mrcs"), overwrite=True) as m:
             m.set_data(imgs.astype(np.float32))
-            m.voxel_size = het_bench.APIX
+            m.voxel_size = cases.APIX
         clean.save(os.path.join(jdir, "junk_meta.npz"))
     meta = Particles.load(os.path.join(jdir, "junk_meta.npz"))
     n_j = len(meta)
@@ -271,7 +269,7 @@ def make_junk_set(a):
 def case_junk(a):
     folder, path, ids, kind = make_junk_set(a)
     work, times = pipeline(path, folder, "work_analysis_junk", a, ["--num-pcs", 1])
-    res = np.load(work + "/analyze/analysis.npz")
+    res = np.load(step_file(work, "analyze", "analysis"))
     flag = dict(zip(res["ids"].tolist(), res["outlier"].tolist()))
     out = np.array([bool(flag[int(i)]) for i in ids])
     junk = kind != "good"
@@ -296,7 +294,7 @@ def main():
     ap.add_argument("--particles", type=int, default=5000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=os.path.join(HERE, "output", "analysis.json"))
+    ap.add_argument("--out", default=cases.output("analysis.json"))
     a = ap.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     results = json.load(open(a.out)) if os.path.exists(a.out) else {}

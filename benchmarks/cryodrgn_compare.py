@@ -4,8 +4,10 @@ Same dataset, same machine, one script: the continuous case of
 ``benchmarks/heterogeneity.py`` (1bd2, box 64, 2.6 Å/px, SNR 0.1, TCR swing;
 run that benchmark first so ``benchmarks/output/continuous`` exists).
 
-cryoDRGN (PyPI ``cryodrgn``) lives in its own venv (``--cryodrgn``, created
-with ``pip install cryodrgn`` if missing; never a plugin dependency) and runs
+cryoDRGN (PyPI ``cryodrgn``) lives in its own venv (``--cryodrgn``, default
+``cases.CRYODRGN_VENV``: ``$GMM_BENCH_CRYODRGN`` or ``../venv_cryodrgn`` next to the
+repository; created with ``pip install cryodrgn`` if missing; never a plugin
+dependency) and runs
 with its defaults: ``train_vae --zdim 4`` (encoder and decoder 3×1024, batch
 16, lr 1e-4, mixed precision where available, data sign inverted as for RELION particles), poses and CTF parsed
 from the same .star by ``cryodrgn parse_pose_star`` / ``parse_ctf_star``.
@@ -30,10 +32,11 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-DATA = os.path.join(HERE, "output", "continuous")
-OUT = os.path.join(HERE, "output", "cryodrgn_compare")
+import cases  # the data and datasets; puts the repository on sys.path
+from gmmplugin.engine import layout
+
+DATA = cases.dataset_folder("continuous")
+OUT = cases.output("cryodrgn_compare")
 
 
 def rho_pc1(z, truth):
@@ -65,7 +68,7 @@ def run(cmd, env=None, log=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cryodrgn", default="/work/venv_cryodrgn", help="its venv")
+    ap.add_argument("--cryodrgn", default=cases.CRYODRGN_VENV, help="its venv")
     ap.add_argument("--drgn-particles", type=int, default=256)
     ap.add_argument("--drgn-epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
@@ -77,7 +80,7 @@ def main():
     truth = np.load(os.path.join(DATA, "ground_truth.npz"))["conformation"]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
     exe = ensure_cryodrgn(a.cryodrgn)
-    D, apix = 64, 2.6
+    D, apix = cases.BOX, cases.APIX
     pose, ctf = os.path.join(OUT, "pose.pkl"), os.path.join(OUT, "ctf.pkl")
     run([exe, "parse_pose_star", star, "-o", pose, "-D", str(D), "--Apix", str(apix)], env)
     run([exe, "parse_ctf_star", star, "-o", ctf, "-D", str(D), "--Apix", str(apix)], env)
@@ -105,14 +108,14 @@ def main():
     gmm = os.path.join(OUT, "fit")
     py = sys.executable
     cli = [py, "-m", "gmmplugin.engine.cli", "--threads", str(a.threads)]
-    run(cli + ["reconstruct", "--particles", star, "--out-dir", gmm], env)
-    run(cli + ["fit", "--map", os.path.join(gmm, "map.mrc"), "--resolution", "8",
-               "--out-dir", gmm], env)
-    secs_ours, _ = run(cli + ["train", "--particles", star, "--gmm", os.path.join(gmm, "gmm.npz"),
-                              "--out-dir", ours], dict(env, PYTHONPATH=ROOT),
-                       os.path.join(OUT, "ours.log"))
-    info = json.load(open(os.path.join(ours, "training.json")))
-    lat = np.load(os.path.join(ours, "latents.npz"))
+    ours_env = dict(env, PYTHONPATH=cases.ROOT)
+    run(cli + ["reconstruct", "--particles", star, "--out-dir", gmm], ours_env)
+    run(cli + ["fit", "--map", layout.path(gmm, "map", name="map"), "--resolution", "8",
+               "--out-dir", gmm], ours_env)
+    secs_ours, _ = run(cli + ["train", "--particles", star, "--gmm", layout.path(gmm, "gmm"),
+                              "--out-dir", ours], ours_env, os.path.join(OUT, "ours.log"))
+    info = json.load(open(layout.path(ours, "training")))
+    lat = np.load(layout.path(ours, "latents"))
     rho_ours = rho_pc1(lat["z"], truth[:len(lat["z"])])
     ours_pps = info.get("particles_per_s")
     rec = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "threads": a.threads,
@@ -125,7 +128,7 @@ def main():
                     "particles_per_s": ours_pps, "rho_pc1": rho_ours},
            "speed_ratio": (ours_pps / drgn_pps) if ours_pps else None}
     print(json.dumps(rec, indent=1))
-    with open(os.path.join(HERE, "output", "cryodrgn_compare.json"), "w") as fh:
+    with open(cases.output("cryodrgn_compare.json"), "w") as fh:
         json.dump(rec, fh, indent=1)
 
 

@@ -17,23 +17,17 @@ Usage::
         [--dataset cyclic|cyclic_wide] [--score whitened|frc]
 """
 import argparse
-import os
-import sys
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-import heterogeneity as het_bench  # noqa: E402
+import cases  # the data and datasets; puts the repository on sys.path
+import heterogeneity as het_bench  # noqa: E402  (the metrics)
 from gmmplugin.engine.ctf import compute_ctf  # noqa: E402
 from gmmplugin.engine.fourier import (band_mask, freq_grid_2d, frc, image_ft,  # noqa: E402
                                       weighted_correlation, whitening_weights)
 from gmmplugin.engine.projection import project  # noqa: E402
 from gmmplugin.engine.simulate import Model  # noqa: E402
-from gmmplugin.engine.starfile import read_star  # noqa: E402
 
 PHASES = np.arange(36) / 36
 
@@ -49,10 +43,9 @@ def main():
                     help="the noise-whitened correlation (maximum likelihood) or the FRC")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    folder, _ = het_bench.ensure_dataset(a.dataset, a.particles)
-    p = read_star(os.path.join(folder, "particles.star")).subset(np.arange(a.particles))
-    t = np.load(os.path.join(folder, "ground_truth.npz"))["conformation"][:a.particles]
-    model = Model(het_bench.PDB, het_bench.settings(1), het_bench.DATASETS[a.dataset])
+    _, _, p, gt = cases.load_dataset(a.dataset, a.particles)
+    t = gt["conformation"]
+    model = Model(cases.PDB, cases.settings(1), cases.DATASETS[a.dataset])
     states = torch.tensor(np.stack([model.params_at(x) for x in PHASES]), dtype=torch.float32)
     ky, kx = freq_grid_2d(p.box, p.apix)
     rings, sel = band_mask(p.box, p.apix, 100.0, a.max_res)

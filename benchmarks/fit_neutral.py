@@ -11,27 +11,23 @@ Usage: python benchmarks/fit_neutral.py [--case 128|96|both] [--device auto]
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
+import cases  # the data; puts the repository on sys.path
 from gmmplugin.engine.atoms import read_atoms  # noqa: E402
 from gmmplugin.engine.device import pick_device  # noqa: E402
 from gmmplugin.engine.fit_neutral import fit_neutral, map_from_atoms  # noqa: E402
 from gmmplugin.engine.fourier import shell_resolutions  # noqa: E402
-from gmmplugin.tests import data_path  # noqa: E402
 
 CASES = {"128": (128, 1.5, 6.0), "96": (96, 2.0, 8.0)}
 
 
 def run(case, device, out_dir):
     box, apix, res = CASES[case]
-    xyz, z, _, _ = read_atoms(data_path("1bd2.pdb"))
+    xyz, z, _, _ = read_atoms(cases.PDB)
     vol, _, _, _, _ = map_from_atoms(xyz, z, 3.0, apix=apix, box=box)
     t0 = time.time()
     gmm, rep, _ = fit_neutral(vol, apix, res, device=device)
@@ -49,7 +45,7 @@ def run(case, device, out_dir):
     np.savetxt(os.path.join(out_dir, "fit_fsc_%s.txt" % case),
                np.column_stack([freq, rep.fsc]), fmt="%.5f", header="1/A fsc")
     try:
-        from gmmplugin.viewers.plots import plot_fsc
+        from gmmplugin.engine.plots import plot_fsc
         plot_fsc({"GMM map vs input": (freq, rep.fsc)},
                  os.path.join(out_dir, "fit_fsc_%s.png" % case), title=result["case"])
     except Exception as e:  # plotting is a convenience here
@@ -62,7 +58,7 @@ def main():
     ap.add_argument("--case", default="both", choices=["128", "96", "both"])
     ap.add_argument("--device", default="auto")
     a = ap.parse_args()
-    out_dir = os.path.join(HERE, "output")
+    out_dir = cases.OUT
     os.makedirs(out_dir, exist_ok=True)
     device = pick_device(a.device)
     results = [run(c, device, out_dir) for c in (["128", "96"] if a.case == "both"

@@ -3,9 +3,10 @@
 
 Every dataset comes from PDB 1bd2 (chains A, B, C = MHC + peptide; D, E = TCR),
 simulated with ``engine.simulate`` (box 64 at 2.6 Å/px, astigmatic CTF, SNR 0.1,
-seed 1) into ``benchmarks/output/<dataset>/`` and reused when present (a stored
-set with more particles than asked for is used through its first rows: the
-per-particle states are i.i.d., so a prefix is a valid smaller set). The neutral
+seed 1; defined in ``benchmarks/cases.py``) into ``benchmarks/output/<dataset>/``
+and reused when present (a stored set with more particles than asked for is used
+through its first rows: the per-particle states are i.i.d., so a prefix is a valid
+smaller set). The neutral
 GMM is ``fit_neutral`` of the ground-truth map ``maps/state_t0.50.mrc`` (in the
 mixed case that map has the TCR present) at 8 Å, or with ``--neutral consensus``
 of the average of the true maps over the motion (t uniform, 36 states: what a
@@ -64,7 +65,6 @@ import os
 import platform
 import resource
 import shutil
-import sys
 import time
 
 import mrcfile
@@ -75,33 +75,19 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from gmmplugin.engine.fit_neutral import fit_box_for, fit_neutral  # noqa: E402
+# the data, the simulation settings and the datasets are cases.py's (importing it
+# puts the repository on sys.path); the names stay importable from here
+from cases import APIX, BOX, DATASETS, FIT_RES, OUT, PDB, load_dataset, settings
+from gmmplugin.engine.fit_neutral import fit_neutral  # noqa: E402
+from gmmplugin.engine.sampling import crop_box_for  # noqa: E402
 from gmmplugin.engine.gmm import AMP  # noqa: E402
-from gmmplugin.engine.refine_latents import (RefineLatentsConfig, memory_bytes,  # noqa: E402
-                                             refine_latents)
-from gmmplugin.engine.simulate import (Heterogeneity, Model, SimulationSettings,  # noqa: E402
-                                       simulate)
-from gmmplugin.engine.starfile import read_star  # noqa: E402
-from gmmplugin.engine.train import TrainConfig, Trainer  # noqa: E402
-from gmmplugin.tests import data_path  # noqa: E402
+from gmmplugin.engine.refine_latents import refine_latents  # noqa: E402
+from gmmplugin.engine.settings import RefineLatentsConfig, TrainConfig, memory_bytes  # noqa
+from gmmplugin.engine.simulate import Model  # noqa: E402
+from gmmplugin.engine.train import Trainer  # noqa: E402
 
-OUT = os.path.join(HERE, "output")
-PDB = data_path("1bd2.pdb")
-BOX, APIX, SNR, SIM_SEED = 64, 2.6, 0.1, 1
-FIT_RES = 8.0
 FOCUS_RADIUS = 8.0
-TCR = "D,E"
 
-DATASETS = {
-    "continuous": Heterogeneity(move=TCR, motion="rotate", amount=30.0),
-    "mixed": Heterogeneity(move=TCR, motion="rotate", amount=30.0, remove=TCR,
-                           present_fraction=0.5),
-    "cyclic": Heterogeneity(move="B", motion="cyclic", amount=7.0),
-    "cyclic_wide": Heterogeneity(move="B", motion="cyclic", amount=14.0),
-}
 # case -> (dataset, latent_dim, focused)
 CASES = {
     "continuous": ("continuous", 4, False),
@@ -113,51 +99,6 @@ CASES = {
 # cases scored like another one
 METRIC_OF = {"cyclic_wide": "cyclic"}
 GOALS = {"rho": 0.9, "ari": 0.9, "rho_present": 0.85, "circ": 0.9, "outside_max": 0.0}
-
-
-def settings(n):
-    return SimulationSettings(n_particles=n, box=BOX, apix=APIX, snr=SNR, seed=SIM_SEED)
-
-
-OLD_HETEROGENEITY_FIELDS = ("move", "motion", "amount", "axis", "remove", "present_fraction")
-
-
-def _signature(het):
-    """What makes a stored dataset reusable. Fields of ``Heterogeneity`` left at
-    their defaults are omitted, so adding a field to the simulator does not
-    invalidate (and re-simulate) the stored datasets."""
-    s = settings(0).__dict__.copy()
-    s.pop("n_particles")
-    defaults = Heterogeneity()
-    return {"settings": s, "heterogeneity": {
-        k: (list(v) if isinstance(v, tuple) else v) for k, v in het.__dict__.items()
-        if k in OLD_HETEROGENEITY_FIELDS or v != getattr(defaults, k)},
-        "source": os.path.basename(PDB)}
-
-
-# -- data ---------------------------------------------------------------------------
-def ensure_dataset(name, n):
-    """Simulate ``name`` with >= n particles unless a matching set exists.
-    Returns (folder, info) with info["sim_seconds"] and info["cached"]."""
-    folder = os.path.join(OUT, name)
-    info_path = os.path.join(folder, "dataset.json")
-    het = DATASETS[name]
-    sig = _signature(het)
-    if os.path.exists(info_path):
-        info = json.load(open(info_path))
-        if info.get("signature") == sig and info.get("n_particles", 0) >= n:
-            return folder, dict(info, cached=True)
-        print("[%s] stored dataset does not match (or is too small): re-simulating" % name)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    print("[%s] simulating %d particles ..." % (name, n), flush=True)
-    t0 = time.time()
-    simulate(PDB, folder, settings(n), het)
-    info = {"signature": sig, "n_particles": n, "sim_seconds": time.time() - t0,
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    json.dump(info, open(info_path, "w"), indent=1)
-    print("[%s] simulated in %.0f s" % (name, info["sim_seconds"]), flush=True)
-    return folder, dict(info, cached=False)
 
 
 def tcr_focus_mask(gmm_centers, radius=FOCUS_RADIUS):
@@ -354,13 +295,7 @@ def consensus_map(dataset, states=36):
 def run_case(case, a):
     dataset, latent_dim, focused = CASES[case]
     n = a.particles
-    folder, info = ensure_dataset(dataset, n)
-    particles = read_star(os.path.join(folder, "particles.star"))
-    gt = dict(np.load(os.path.join(folder, "ground_truth.npz")))
-    if len(particles) > n:
-        particles = particles.subset(np.arange(n))
-    gt = {k: (v[:n] if k in ("conformation", "composition", "ids") else v)
-          for k, v in gt.items()}
+    folder, info, particles, gt = load_dataset(dataset, n)
 
     vol = (consensus_map(dataset) if a.neutral == "consensus"
            else mrcfile.read(os.path.join(folder, "maps", "state_t0.50.mrc")))
@@ -414,7 +349,7 @@ def run_case(case, a):
         refinement = dict(asdict(rcfg), history=rhist, seconds=round(time.time() - t0, 1),
                           encoder_metrics=metrics,
                           estimated_memory_gb=round(memory_bytes(
-                              fit_box_for(particles.box, particles.apix, rcfg.max_res),
+                              crop_box_for(particles.box, particles.apix, rcfg.max_res),
                               rcfg.classes) / 1e9, 2),
                           peak_rss_gb_so_far=round(resource.getrusage(
                               resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))

@@ -11,22 +11,20 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
+import cases  # the data; puts the repository on sys.path
 from gmmplugin.engine.gmm import Gmm  # noqa: E402
 from gmmplugin.engine.simulate import SimulationSettings, simulate  # noqa: E402
 from gmmplugin.engine.starfile import read_star  # noqa: E402
 from gmmplugin.engine.atoms import read_atoms  # noqa: E402
-from gmmplugin.engine.train import TrainConfig, Trainer  # noqa: E402
+from gmmplugin.engine.settings import TrainConfig  # noqa: E402
+from gmmplugin.engine.train import Trainer  # noqa: E402
 
-PDB = "/work/shared/data/1bd2.pdb"
+PDB = cases.PDB
 
 
 def peak_gb():
@@ -41,7 +39,7 @@ def main():
     ap.add_argument("--particles", type=int, default=256)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=os.path.join(HERE, "output", "memory.json"))
+    ap.add_argument("--out", default=cases.output("memory.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)

@@ -16,24 +16,19 @@ Writes benchmarks/output/model_refinement.json and prints markdown tables.
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from gmmplugin.engine.atomic.perturb import ca_rmsd, jitter, rigid_move, swing  # noqa: E402
+import cases  # the data; puts the repository on sys.path
+from gmmplugin.tests.perturb import ca_rmsd, jitter, rigid_move, swing  # noqa: E402
 from gmmplugin.engine.atomic.refine import RefineConfig, SeriesRefiner  # noqa: E402
 from gmmplugin.engine.atomic.topology import build_topology, read_model  # noqa: E402
 from gmmplugin.engine.atomic.validate import validate_model  # noqa: E402
 from gmmplugin.engine.fit_neutral import map_from_atoms  # noqa: E402
 
-PDB = os.path.join(os.path.dirname(HERE), "..", "shared", "data", "1bd2.pdb")
-if not os.path.exists(PDB):
-    PDB = "/work/shared/data/1bd2.pdb"
-OUT = os.path.join(HERE, "output", "model_refinement")
+PDB = cases.PDB
+OUT = cases.output("model_refinement")
 COLUMNS = (("ca_rmsd", "Cα RMSD (Å)", "%.2f"), ("bond_rmsz", "bond RMSZ", "%.2f"),
            ("angle_rmsz", "angle RMSZ", "%.2f"), ("rama_outliers_pct", "Rama outliers %", "%.2f"),
            ("rama_favoured_pct", "Rama favoured %", "%.1f"), ("omega_over_30_pct", "ω > 30° %", "%.1f"),
@@ -150,7 +145,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--steps", default="150,150,200")
-    ap.add_argument("--out", default=os.path.join(HERE, "output", "model_refinement.json"))
+    ap.add_argument("--out", default=cases.output("model_refinement.json"))
     a = ap.parse_args()
     import torch
     torch.set_num_threads(a.threads)

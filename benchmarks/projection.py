@@ -55,6 +55,7 @@ import time
 import numpy as np
 import torch
 
+import cases  # puts the repository on sys.path
 from gmmplugin.engine.device import pick_device
 from gmmplugin.engine.geometry import random_rotations
 from gmmplugin.engine.projection import project
@@ -380,7 +381,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
-    ap.add_argument("--out", help="write results as JSON to this file")
+    ap.add_argument("--out", help="write results as JSON to this file (e.g. %s)"
+                    % os.path.relpath(cases.output("projection.json")))
     ap.add_argument("--profile", action="store_true",
                     help="also profile one configuration with torch.profiler")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")

@@ -40,28 +40,22 @@ import datetime
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-import heterogeneity as het_bench  # noqa: E402
-from gmmplugin.engine import cli  # noqa: E402
-from gmmplugin.engine.data import Particles  # noqa: E402
+import cases  # the data and datasets; puts the repository on sys.path
+from gmmplugin.engine import cli, layout  # noqa: E402
+from gmmplugin.engine.particles import Particles  # noqa: E402
 from gmmplugin.engine.fourier import fsc  # noqa: E402
 from gmmplugin.engine.geometry import axis_angle_matrix  # noqa: E402
 from gmmplugin.engine.gmm import render_volume_fourier  # noqa: E402
 from gmmplugin.engine.reconstruct import reconstruct  # noqa: E402
-from gmmplugin.engine.refine_poses import (POSE_DOF, refine_poses,  # noqa: E402
-                                           rotation_angle_deg)
+from gmmplugin.engine.geometry import rotation_angle_deg  # noqa: E402
+from gmmplugin.engine.refine_poses import POSE_DOF, refine_poses  # noqa: E402
 from scipy.stats import chi2  # noqa: E402
 from gmmplugin.engine.simulate import Model  # noqa: E402
-from gmmplugin.engine.starfile import read_star  # noqa: E402
 
 GOALS = {"angle_deg": 1.5, "shift_px": 0.5, "drift_deg": 0.5, "fsc_above_A": 20.0}
 SIGNIFICANCE_LEVELS = (0.0, 0.1, 0.05, 0.01, 0.001)
@@ -89,7 +83,7 @@ def errors(true, p):
 
 def truth_map(t):
     """Average of the true maps over the particles' angles (12 bins)."""
-    model = Model(het_bench.PDB, het_bench.settings(1), het_bench.DATASETS["continuous"])
+    model = Model(cases.PDB, cases.settings(1), cases.DATASETS["continuous"])
     bins = np.linspace(0, 1, 13)
     counts = np.bincount(np.clip(np.digitize(t, bins) - 1, 0, 11), minlength=12)
     vol = 0
@@ -97,7 +91,7 @@ def truth_map(t):
         if c:
             p = torch.as_tensor(model.params_at(0.5 * (bins[i] + bins[i + 1])), dtype=torch.float64)
             with torch.no_grad():
-                vol = vol + c * render_volume_fourier(p, het_bench.BOX, het_bench.APIX).numpy()
+                vol = vol + c * render_volume_fourier(p, cases.BOX, cases.APIX).numpy()
     return vol / counts.sum()
 
 
@@ -108,30 +102,32 @@ def fsc_vs_truth(particles, truth):
 
 def run_trained(p, a, work, tag):
     """The pipeline: ``refine-poses`` with the trained decoder (as the protocol)."""
-    src = os.path.join(het_bench.OUT, "continuous", "work_analysis_continuous")
-    for f in ("fit/gmm.npz", "train/latents.npz", "train/work/checkpoint.pt"):
-        if not os.path.exists(os.path.join(src, f)):
+    src = os.path.join(cases.dataset_folder("continuous"), "work_analysis_continuous")
+    gmm = layout.path(os.path.join(src, "fit"), "gmm")
+    checkpoint = layout.path(os.path.join(src, "train"), "checkpoint")
+    latents = layout.path(os.path.join(src, "train"), "latents")
+    for f in (gmm, latents, checkpoint):
+        if not os.path.exists(f):
             raise SystemExit("missing %s: run benchmarks/analysis.py --case continuous first"
-                             % os.path.join(src, f))
+                             % f)
     path = os.path.join(work, "input_%s.npz" % tag)
     p.save(path)
     out = os.path.join(work, tag)
     argv = ["--device", "cpu", "--threads", str(a.threads), "refine-poses",
-            "--particles", path, "--gmm", src + "/fit/gmm.npz",
-            "--checkpoint", src + "/train/work/checkpoint.pt",
-            "--latents", src + "/train/latents.npz", "--out-dir", out,
+            "--particles", path, "--gmm", gmm, "--checkpoint", checkpoint,
+            "--latents", latents, "--out-dir", out,
             "--iterations", str(a.iterations), "--max-res", str(a.max_res),
             "--objective", str(a.config.get("objective", "ml")), "--significance", "0"]
     t0 = time.time()
     if cli.main(argv) != 0:
         raise RuntimeError("refine-poses failed")
     sec = time.time() - t0
-    gain = np.load(os.path.join(out, "refine_stats.npz"))["gain"]
-    return Particles.load(os.path.join(out, "particles_refined.npz")), sec, gain
+    gain = np.load(layout.path(out, "refine_stats"))["gain"]
+    return Particles.load(layout.path(out, "particles_refined")), sec, gain
 
 
 def run_oracle(p, a, t):
-    model = Model(het_bench.PDB, het_bench.settings(1), het_bench.DATASETS["continuous"])
+    model = Model(cases.PDB, cases.settings(1), cases.DATASETS["continuous"])
 
     def params_fn(rows):
         return torch.as_tensor(np.stack([model.params_at(t[r]) for r in rows]),
@@ -171,15 +167,12 @@ def main():
     ap.add_argument("--set", action="append", default=[],
                     help="refine_poses keyword, e.g. objective=frc (only objective "
                          "for --source trained)")
-    ap.add_argument("--out", default=os.path.join(HERE, "output", "refine_orientations.json"))
+    ap.add_argument("--out", default=cases.output("refine_orientations.json"))
     a = ap.parse_args()
     a.config = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     torch.set_num_threads(a.threads)
-    folder, _ = het_bench.ensure_dataset("continuous", a.particles)
-    true = read_star(os.path.join(folder, "particles.star"))
-    true = true.subset(np.arange(a.particles))
-    gt = np.load(os.path.join(folder, "ground_truth.npz"))
-    t = gt["conformation"][:a.particles]
+    folder, _, true, gt = cases.load_dataset("continuous", a.particles)
+    t = gt["conformation"]
     work = os.path.join(folder, "work_refine_orientations")
     os.makedirs(work, exist_ok=True)
     pert = perturb(true)
@@ -190,7 +183,7 @@ def main():
     truth = truth_map(t)
     f_true, f_before = (fsc_vs_truth(x, truth) for x in (true, pert))
     shells = np.arange(len(f_before))
-    res_A = np.where(shells > 0, het_bench.BOX * het_bench.APIX / np.maximum(shells, 1), np.inf)
+    res_A = np.where(shells > 0, cases.BOX * cases.APIX / np.maximum(shells, 1), np.inf)
     fine = res_A < GOALS["fsc_above_A"]
     before = errors(true, pert)
     levels = {}

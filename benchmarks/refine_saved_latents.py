@@ -14,27 +14,22 @@ Usage::
 """
 import argparse
 import json
-import os
 import resource
-import sys
 import time
 
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-import heterogeneity as het_bench  # noqa: E402
-from gmmplugin.engine.refine_latents import RefineLatentsConfig, refine_latents  # noqa: E402
-from gmmplugin.engine.starfile import read_star  # noqa: E402
+import cases  # the data and datasets; puts the repository on sys.path
+import heterogeneity as het_bench  # noqa: E402  (the metrics)
+from gmmplugin.engine.refine_latents import refine_latents  # noqa: E402
+from gmmplugin.engine.settings import RefineLatentsConfig  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("latents", help="<out>_<case>_latents.npz of heterogeneity.py")
-    ap.add_argument("--dataset", default="cyclic", choices=sorted(het_bench.DATASETS))
+    ap.add_argument("--dataset", default="cyclic", choices=sorted(cases.DATASETS))
     ap.add_argument("--case", default=None, help="metric (default: the dataset's name)")
     ap.add_argument("--classes", type=int, default=36)
     ap.add_argument("--iterations", type=int, default=4)
@@ -53,8 +48,7 @@ def main():
     torch.set_num_threads(a.threads)
     lat = np.load(a.latents)
     z = lat["z_encoder"] if "z_encoder" in lat.files else lat["z"]   # start from the encoder
-    folder, _ = het_bench.ensure_dataset(a.dataset, len(z))
-    particles = read_star(os.path.join(folder, "particles.star")).subset(np.arange(len(z)))
+    _, _, particles, _ = cases.load_dataset(a.dataset, len(z))
     gt = {"conformation": lat["conformation"], "composition": lat["composition"]}
     case = a.case or a.dataset
     cfg = RefineLatentsConfig(classes=a.classes, iterations=a.iterations, max_res=a.res,

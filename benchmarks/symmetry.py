@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
@@ -33,27 +32,19 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-from gmmplugin.engine import cli  # noqa: E402
+import cases  # the data and the oligomer; puts the repository on sys.path
+from gmmplugin.engine import cli, layout  # noqa: E402
 from gmmplugin.engine.gmm import Gmm  # noqa: E402
-from gmmplugin.engine.simulate import (Heterogeneity, SimulationSettings,  # noqa: E402
-                                       SymmetricModel, simulate)
+from gmmplugin.engine.simulate import SimulationSettings, SymmetricModel, simulate  # noqa
 from gmmplugin.engine.symmetry import asu_mask, symmetry_operators  # noqa: E402
 
-PDB = os.path.join(os.path.dirname(os.path.dirname(HERE)), "shared", "data", "1hvr.pdb")
 GOAL_RHO = 0.9
-
-
-def heterogeneity(sym):
-    return Heterogeneity(move="A:43-78", motion="rotate", amount=30.0, symmetry=sym,
-                         subunit="A")
 
 
 def seen_subunits(sym, gmm):
     """Simulated subunit under the ASU for each copy (geometry only)."""
-    model = SymmetricModel(PDB, SimulationSettings(), heterogeneity(sym))
+    model = SymmetricModel(cases.SYMMETRY_PDB, SimulationSettings(),
+                           cases.symmetry_heterogeneity(sym))
     ops = symmetry_operators(sym)
     centre = model.sub.params[:, :3].mean(0) + model.offset
     subunits = np.stack([centre @ R.T for R in ops])
@@ -68,33 +59,32 @@ def main():
     ap.add_argument("--snr", type=float, default=0.1)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=os.path.join(HERE, "output", "symmetry.json"))
+    ap.add_argument("--out", default=cases.output("symmetry.json"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    work = os.path.join(HERE, "output", "symmetry_%s_%d_snr%g" % (a.symmetry, a.particles,
-                                                                   a.snr))
+    work = cases.output("symmetry_%s_%d_snr%g" % (a.symmetry, a.particles, a.snr))
+    rec, fit, train = (os.path.join(work, s) for s in ("rec", "fit", "train"))
     star = os.path.join(work, "particles.star")
     t0 = time.time()
     if not os.path.exists(star):
-        simulate(PDB, work, SimulationSettings(n_particles=a.particles, box=40, apix=3.0,
-                                               snr=a.snr, seed=11),
-                 heterogeneity(a.symmetry))
+        simulate(cases.SYMMETRY_PDB, work, cases.symmetry_settings(a.particles, a.snr),
+                 cases.symmetry_heterogeneity(a.symmetry))
     th = ["--threads", str(a.threads)]
-    for argv in (["reconstruct", "--particles", star, "--out-dir", work + "/rec"],
-                 ["fit", "--map", work + "/rec/map.mrc", "--resolution", "8",
-                  "--out-dir", work + "/fit"]):
+    for argv in (["reconstruct", "--particles", star, "--out-dir", rec],
+                 ["fit", "--map", layout.path(rec, "map", name="map"), "--resolution", "8",
+                  "--out-dir", fit]):
         if cli.main(th + argv) != 0:
             raise RuntimeError("%s failed" % argv[0])
     t_train = time.time()
-    if cli.main(th + ["train", "--particles", star, "--gmm", work + "/fit/gmm.npz",
-                      "--out-dir", work + "/train", "--symmetry", a.symmetry,
+    if cli.main(th + ["train", "--particles", star, "--gmm", layout.path(fit, "gmm"),
+                      "--out-dir", train, "--symmetry", a.symmetry,
                       "--latent-dim", "2", "--epochs", str(a.epochs),
                       "--max-res", "8"]) != 0:
         raise RuntimeError("train failed")
     t_train = time.time() - t_train
-    lat = np.load(work + "/train/latents.npz")
-    truth = np.load(work + "/ground_truth.npz")["conformation"]       # (n, G)
-    seen = seen_subunits(a.symmetry, Gmm.load(work + "/fit/gmm.npz"))
+    lat = np.load(layout.path(train, "latents"))
+    truth = np.load(os.path.join(work, "ground_truth.npz"))["conformation"]       # (n, G)
+    seen = seen_subunits(a.symmetry, Gmm.load(layout.path(fit, "gmm")))
     pc = PCA(1).fit_transform(lat["z"])[:, 0]
     src, copy = lat["source_ids"] - 1, lat["copies"]
     per_copy = []
@@ -105,7 +95,7 @@ def main():
                          "max_rho_other": round(max(r for j, r in enumerate(rho)
                                                     if j != seen[k]), 3)})
     rho_all = abs(spearmanr(pc, truth[src, seen[copy]])[0])
-    info = json.load(open(work + "/train/training.json"))
+    info = json.load(open(layout.path(train, "training")))
     r = {"symmetry": a.symmetry, "particles": a.particles, "expanded": int(len(pc)),
          "snr": a.snr, "epochs": a.epochs, "gaussians": info["gaussians"],
          "varying_gaussians": info["varying_gaussians"], "rho_all_copies": round(rho_all, 3),

@@ -12,7 +12,7 @@ import numpy as np
 from pwem.constants import ALIGN_PROJ
 
 from .constants import FLEX_PROGRAM
-from .engine.data import Particles
+from .engine.particles import Particles, id_index
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".st", ".map")
 
@@ -40,22 +40,6 @@ def validate_particles(partSet, needs_alignment=True, needs_ctf=True):
         errors.append("The particle images must be square; they are %s x %s." % (x, y))
     elif x % 2:
         errors.append("The particle box must be even; it is %d." % x)
-    return errors
-
-
-def validate_volume_matches(volume, partSet, label="volume"):
-    """Errors if a map's sampling rate or box differs from the particles'."""
-    errors = []
-    if volume is None or partSet is None:
-        return errors
-    vs, ps = volume.getSamplingRate(), partSet.getSamplingRate()
-    if abs(vs - ps) > 1e-3 * ps:
-        errors.append("The %s sampling rate (%.4f Å/px) differs from the particles' "
-                      "(%.4f Å/px)." % (label, vs, ps))
-    vx, px = volume.getDim()[0], partSet.getDim()[0]
-    if vx != px:
-        errors.append("The %s box (%d px) differs from the particles' (%d px)."
-                      % (label, vx, px))
     return errors
 
 
@@ -156,20 +140,108 @@ def particles_to_engine(partSet, out_file, stack_dir=None):
     return particles
 
 
+# -- volumes -> engine ------------------------------------------------------------------
+def map_file(volume, converted_path):
+    """Absolute path of an MRC file with ``volume``'s data; non-MRC formats are
+    converted once with Scipion's ImageHandler to ``converted_path``."""
+    fn = os.path.abspath(volume.getFileName().split(":")[0])
+    if fn.lower().endswith((".mrc", ".map", ".mrcs")):
+        return fn
+    from pwem.emlib.image import ImageHandler
+    ImageHandler().convert(volume, converted_path)
+    return os.path.abspath(converted_path)
+
+
+def mask_voxels(mask):
+    """Number of voxels above 0.5 in a mask (-1 when unreadable), for _validate."""
+    import mrcfile
+    fn = mask.getFileName().split(":")[0]
+    try:
+        with mrcfile.mmap(fn, permissive=True) as m:
+            return int(np.count_nonzero(np.asarray(m.data) > 0.5))
+    except (ValueError, OSError):
+        return -1
+
+
 # -- engine -> Scipion --------------------------------------------------------------
-def update_transforms(partSet, outSet, rotations, shifts, ids):
+def update_transforms(partSet, outSet, rotations, shifts, ids, update=None):
     """Copy ``partSet`` into ``outSet`` with new poses, matched by object id.
 
-    ``rotations`` (n,3,3) RELION A, ``shifts`` (n,2) Å, ``ids`` (n,) objIds.
+    ``rotations`` (n,3,3) RELION A, ``shifts`` (n,2) Å, ``ids`` (n,) objIds;
+    ``update(item)``, if given, changes each item further before it is added.
     Particles without a new pose are dropped (a subset stays a subset).
     """
     apix = partSet.getSamplingRate()
-    lookup = {int(i): r for r, i in enumerate(ids)}
+    lookup = id_index(ids)
     outSet.copyInfo(partSet)
     for p in partSet.iterItems(orderBy="id"):
         r = lookup.get(p.getObjId())
         if r is None:
             continue
         p.getTransform().setMatrix(pose_to_matrix(rotations[r], shifts[r], apix))
+        if update is not None:
+            update(p)
         outSet.append(p)
     return outSet
+
+
+def flex_item(particle, obj_id, z, zred, prog=FLEX_PROGRAM):
+    """A ParticleFlex copy of ``particle`` with id ``obj_id`` and its latents."""
+    from pwem.objects import ParticleFlex
+    f = ParticleFlex(progName=prog)
+    f.copyInfo(particle)
+    f.setObjId(obj_id)
+    f.setZFlex(np.asarray(z, dtype=float).tolist())
+    f.setZRed(np.asarray(zred, dtype=float).tolist())
+    return f
+
+
+def append_flex_particles(partSet, outSet, lat, expanded=None):
+    """Append to ``outSet`` the particles of ``partSet`` with the latents of a
+    training's ``lat`` (ids, z, zred), matched by id. With symmetry expansion
+    (``expanded`` particles, ``lat`` with source_ids and copies) each particle
+    gives one item per copy: the expanded pose, a new id, and the source
+    particle id and copy index (_gmmSourceId, _gmmSymCopy) to trace it back."""
+    from pyworkflow.object import Integer
+    if expanded is None:
+        row = id_index(lat["ids"])
+        for p in partSet.iterItems(orderBy="id"):
+            r = row.get(p.getObjId())
+            if r is not None:
+                outSet.append(flex_item(p, p.getObjId(), lat["z"][r], lat["zred"][r]))
+        return outSet
+    rows = {}
+    for r, src in enumerate(lat["source_ids"]):
+        rows.setdefault(int(src), []).append(r)
+    pose_row = id_index(expanded.ids)
+    apix = partSet.getSamplingRate()
+    for p in partSet.iterItems(orderBy="id"):
+        for r in rows.get(p.getObjId(), []):
+            e = pose_row[int(lat["ids"][r])]
+            f = flex_item(p, int(lat["ids"][r]), lat["z"][r], lat["zred"][r])
+            f.getTransform().setMatrix(pose_to_matrix(expanded.rotations[e],
+                                                      expanded.shifts[e], apix))
+            f._gmmSourceId = Integer(p.getObjId())
+            f._gmmSymCopy = Integer(int(lat["copies"][r]))
+            outSet.append(f)
+    return outSet
+
+
+def write_latents(partSet, path, scores_from=None):
+    """The latents (zFlex) of a flexible set as the engine's latents file (ids, z),
+    ordered by id; with ``scores_from`` (a training's latents file) each
+    particle's final score is carried over when every particle has one."""
+    from .engine.io import write_npz
+    ids, z = [], []
+    for p in partSet.iterItems(orderBy="id"):
+        ids.append(p.getObjId())
+        z.append(p.getZFlex())
+    data = {"ids": np.array(ids, dtype=np.int64), "z": np.array(z, dtype=np.float32)}
+    if scores_from and os.path.exists(str(scores_from)):
+        with np.load(str(scores_from)) as lat:
+            if "frc" in lat.files:
+                frc = dict(zip(lat["ids"].tolist(), lat["frc"].tolist()))
+                if all(int(i) in frc for i in ids):
+                    data["frc"] = np.array([frc[int(i)] for i in ids], dtype=np.float32)
+    write_npz(path, **data)
+    return path

@@ -40,11 +40,6 @@ class GmmModel(EMFile):
     def setNumGaussians(self, value):
         self._numGaussians.set(value)
 
-    def load(self):
-        """The engine's Gmm object."""
-        from .engine.gmm import Gmm
-        return Gmm.load(self.getFileName())
-
     def __str__(self):
         return "GmmModel (%s Gaussians, %s Å/px, box %s, %s Å)" % (
             self.getNumGaussians(), self.getSamplingRate(), self.getBoxSize(),

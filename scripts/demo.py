@@ -83,23 +83,27 @@ def main():
                                   sphericalAberration=2.7, amplitudeContrast=0.1,
                                   objLabel="import simulated particles"),
               "2/6 importing the RELION .star into Scipion project %s" % project.path)
-    rec = project.newProtocol(GmmProtReconstruct, objLabel="consensus reconstruction")
+    cores = len(os.sched_getaffinity(0))   # the demo may use the whole machine
+    rec = project.newProtocol(GmmProtReconstruct, objLabel="consensus reconstruction",
+                              numberOfThreads=cores)
     connect(rec.inputParticles, imp, "outputParticles")
-    run(rec, "3/6 consensus reconstruction (gmm - reconstruct)")
+    run(rec, "3/6 consensus reconstruction (gmmplugin - reconstruct)")
     fit = project.newProtocol(GmmProtFitNeutral, targetResolution=8.0,
-                              objLabel="neutral GMM")
+                              objLabel="neutral GMM", numberOfThreads=cores)
     connect(fit.inputVolume, rec, "Volume")
-    run(fit, "4/6 neutral GMM at 8 A (gmm - fit neutral GMM)")
+    run(fit, "4/6 neutral GMM at 8 A (gmmplugin - fit neutral GMM)")
     train = project.newProtocol(GmmProtTrain, latentDim=4, numEpochs=a.epochs,
-                                maxResolution=8.0, objLabel="heterogeneity training")
+                                maxResolution=8.0, objLabel="heterogeneity training",
+                                numberOfThreads=cores)
     connect(train.inputParticles, imp, "outputParticles")
     connect(train.inputGmm, fit, "Gmm")
-    run(train, "5/6 heterogeneity training, %d epochs (gmm - heterogeneity training)"
+    run(train, "5/6 heterogeneity training, %d epochs (gmmplugin - heterogeneity training)"
         % a.epochs)
     ana = project.newProtocol(GmmProtAnalyze, numClasses=0, numPCs=2, numFrames=7,
-                              particlesPerFrame=300, objLabel="latent analysis")
+                              particlesPerFrame=300, objLabel="latent analysis",
+                              numberOfThreads=cores)
     connect(ana.inputParticles, train, "Particles")
-    run(ana, "6/6 latent analysis: classes, volume series, outliers (gmm - analyze)")
+    run(ana, "6/6 latent analysis: classes, volume series, outliers (gmmplugin - analyze latent space)")
 
     write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0)
 
@@ -113,12 +117,11 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
 
+    from gmmplugin.engine import layout, plots
     from gmmplugin.engine.io import read_map
-    from gmmplugin.viewers import plots
 
-    d = ana._getExtraPath("analysis")
-    info = json.load(open(os.path.join(d, "analysis.json")))
-    res = np.load(os.path.join(d, "analysis.npz"))
+    info = ana.readResult("analysis_info")
+    res = np.load(ana._getFileName("analysis"))
     ids = res["ids"]
     rows = ids - 1                      # the importer numbers star rows from 1
     comp, conf = truth["composition"][rows], truth["conformation"][rows]
@@ -132,22 +135,22 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
                               title="Latent space (PCA) by simulated truth")
     os.makedirs(os.path.join(out, "classes"), exist_ok=True)
     for c in info["classes"]:
-        shutil.copy(os.path.join(d, "class_%02d.mrc" % c["class"]),
+        shutil.copy(ana._getFileName("map", name=layout.name("class", cls=c["class"])),
                     os.path.join(out, "classes"))
     os.makedirs(os.path.join(out, "volume_series"), exist_ok=True)
     for pc in (1, 2):
         maps = []
-        for kind in ("gmm", "frame"):
+        for kind in ("gmm_frame", "frame"):
             for f in range(1, 8):
-                fn = os.path.join(d, "pc%d_%s_%02d.mrc" % (pc, kind, f))
+                fn = ana._frameFile(kind, pc, f)
                 if os.path.exists(fn):
                     shutil.copy(fn, os.path.join(out, "volume_series"))
-                    if kind == "gmm":
+                    if kind == "gmm_frame":
                         maps.append(read_map(fn)[0])
         if maps:
             plots.plot_volume_series(maps, out_png=os.path.join(out, "series_pc%d.png" % pc),
                                      title="Decoded GMM along PC%d" % pc)
-    shutil.copy(train._getExtraPath("training_curve.png"), out)
+    shutil.copy(train._getFileName("training_curve"), out)
     shutil.copy(rec.Volume.getFileName(), os.path.join(out, "consensus.mrc"))
     shutil.copy(fit.Volume.getFileName(), os.path.join(out, "neutral_gmm_map.mrc"))
 

@@ -33,8 +33,11 @@ class Trajectory:
 
 
 def reduce(z, method="pca", seed=0):
-    """2D embedding of the latents for display (PCA or UMAP)."""
-    if z.shape[1] <= 2 and method == "pca":
+    """2-D view of the latents (PCA or UMAP), the zRed of the particles: PCA
+    rotates even 2-D latents onto their principal axes, so the training's view
+    and the analysis's view are the same picture."""
+    z = np.asarray(z)
+    if z.ndim != 2 or z.shape[1] < 2 or len(z) <= 2:
         return z.copy()
     if method == "umap":
         import umap

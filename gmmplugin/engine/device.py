@@ -27,11 +27,22 @@ def pick_device(spec="auto"):
     return torch.device(spec)
 
 
+def usable_cores():
+    """Cores this process may run on (its CPU affinity, e.g. a queue's allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
 def set_cpu_threads(n=None):
-    """Use all cores we were given (OMP_NUM_THREADS wins if set)."""
+    """torch's CPU threads: ``n`` (the protocol's Threads), else OMP_NUM_THREADS,
+    else every usable core; never more than the usable cores, since more threads
+    than cores only make CPU-bound work wait on each other."""
     if n is None:
-        n = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(max(1, n))
+        n = int(os.environ.get("OMP_NUM_THREADS", 0) or usable_cores())
+    torch.set_num_threads(max(1, min(n, usable_cores())))
+    return torch.get_num_threads()
 
 
 def total_memory_bytes(device):

@@ -21,7 +21,7 @@ Scheme (ours, replacing e2gmm's projection-FRC fit with N doubling):
 
 Automatic N: the molecular volume (voxels of the mask) divided by (r/2)³,
 i.e. about one Gaussian per (r/2)-sized cube — roughly 8 per resolution
-element, enough to reach FSC 0.9 at r (see benchmarks/RESULTS.md).
+element, enough for the GMM map to follow the target up to r.
 """
 from dataclasses import dataclass, field
 import time
@@ -29,8 +29,10 @@ import time
 import numpy as np
 import torch
 
+from .checks import resolution_within_nyquist
 from .fourier import crop_map, fsc, resolution_at
 from .gmm import AMP, Gmm, render_volume_fourier
+from .sampling import crop_box_for
 
 
 @dataclass
@@ -44,13 +46,6 @@ class FitReport:
     fit_box: int
     fit_apix: float
     history: list = field(default_factory=list)
-
-
-def fit_box_for(box, apix, resolution):
-    """Smallest even box whose Nyquist is at most ``resolution`` (≤ ``box``)."""
-    d = int(np.ceil(box * apix * 2.0 / resolution))
-    d += d % 2
-    return min(box, max(d, 8))
 
 
 def molecular_mask(vol, threshold=None):
@@ -113,104 +108,87 @@ def render_ft(params, box, apix):
     return torch.fft.rfftn(torch.fft.ifftshift(vol))
 
 
-def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
-                seed_weights=None, device="cpu", iterations=(80, 80, 200),
-                polish=40, seed=0, progress=None):
-    """Fit a GMM to ``target`` (D³, [z, y, x]) at ``resolution`` Å.
-
-    mask: optional boolean D³ array (Gaussians outside are dropped);
-    seeds: optional (M, 3) Å positions (atoms) to seed from, with weights.
-    Returns (Gmm, FitReport).
-    """
-    t0 = time.time()
-    target = np.asarray(target, dtype=np.float32)
-    box = target.shape[0]
-    if resolution < 2 * apix - 1e-6:
-        raise ValueError("target resolution %.2f Å is finer than Nyquist (%.2f Å)"
-                         % (resolution, 2 * apix))
+def _check_target(target, apix, resolution):
+    resolution_within_nyquist(resolution, apix, "target resolution", "the map's")
     if not np.all(np.isfinite(target)):
         raise ValueError("the map contains NaN or infinite values")
     if float(target.std()) == 0.0:
         raise ValueError("the map is constant")
-    torch.manual_seed(seed)
-    device = torch.device(device)
 
-    region = mask if mask is not None else molecular_mask(target)
-    if not region.any():
-        raise ValueError("the mask is empty" if mask is not None else
-                         "no density found above the automatic threshold")
-    n = n_gaussians or auto_num_gaussians(int(region.sum()), apix, resolution)
 
-    # seeds: atoms (k-means to N) or density-weighted k-means of mask voxels
+def _initial_centres(target, apix, region, n, seeds, seed_weights, seed):
+    """Seed centres: atoms (k-means to n) or density-weighted k-means of the
+    region's voxels."""
     if seeds is not None and len(seeds):
         w = np.ones(len(seeds)) if seed_weights is None else seed_weights
-        centers = kmeans_seeds(np.asarray(seeds, float), w, n, seed)
-    else:
-        xyz = _coords(box, apix)[region]
-        w = np.clip(target[region], 1e-6, None)
-        centers = kmeans_seeds(xyz, w, n, seed)
-    n = len(centers)
+        return kmeans_seeds(np.asarray(seeds, float), w, n, seed)
+    xyz = _coords(target.shape[0], apix)[region]
+    w = np.clip(target[region], 1e-6, None)
+    return kmeans_seeds(xyz, w, n, seed)
 
-    d = fit_box_for(box, apix, resolution)
-    fit_apix = apix * box / d
-    full = torch.as_tensor(target, dtype=torch.float32)
-    grids = {}
 
-    def grid(res_stage):
+class _Fit:
+    """The Gaussians being fitted (centres, log amplitudes, log widths) and the
+    coarse-to-fine optimisation of their FSC with the target."""
+
+    def __init__(self, target, apix, resolution, centres, device, progress):
+        self.target, self.apix, self.resolution = target, apix, resolution
+        self.box = box = target.shape[0]
+        self.device, self.progress = device, progress
+        self.d = crop_box_for(box, apix, resolution)
+        self.fit_apix = apix * box / self.d
+        self.full = torch.as_tensor(target, dtype=torch.float32)
+        self.grids, self.history = {}, []
+        # initial amplitude: the map's density at the seed, width ~ r/3
+        idx = np.clip(np.round(centres / apix + box // 2).astype(int), 0, box - 1)
+        dens = np.clip(target[idx[:, 2], idx[:, 1], idx[:, 0]], 1e-3 * target.max(), None)
+        self.c = torch.tensor(centres, dtype=torch.float32, device=device,
+                              requires_grad=True)
+        self.log_a = torch.tensor(np.log(dens * 0.3), dtype=torch.float32, device=device,
+                                  requires_grad=True)
+        self.log_s = torch.full((len(centres),), float(np.log(resolution / 3.0)),
+                                device=device, requires_grad=True)
+        self.min_width = 0.5 * self.fit_apix  # narrower is invisible at the resolution
+
+    def params(self):
+        s = torch.exp(self.log_s).clamp(self.min_width, 4 * self.resolution)
+        return torch.cat([self.c, torch.exp(self.log_a)[:, None], s[:, None]], 1)
+
+    def grid(self, res_stage):
         """(box, apix, target FT, shells) of the smallest grid for ``res_stage``:
         coarse stages run on small boxes, so they cost almost nothing."""
-        ds = min(d, fit_box_for(box, apix, res_stage))
-        if ds not in grids:
-            t = crop_map(full, ds).to(device)
-            grids[ds] = (ds, apix * box / ds, torch.fft.rfftn(torch.fft.ifftshift(t)),
-                         _ShellStats(ds, device))
-        return grids[ds]
+        ds = min(self.d, crop_box_for(self.box, self.apix, res_stage))
+        if ds not in self.grids:
+            t = crop_map(self.full, ds).to(self.device)
+            self.grids[ds] = (ds, self.apix * self.box / ds,
+                              torch.fft.rfftn(torch.fft.ifftshift(t)),
+                              _ShellStats(ds, self.device))
+        return self.grids[ds]
 
-    # initial amplitude: the map's density at the seed, width ~ r/3
-    width0 = resolution / 3.0
-    idx = np.clip(np.round(centers / apix + box // 2).astype(int), 0, box - 1)
-    dens = np.clip(target[idx[:, 2], idx[:, 1], idx[:, 0]], 1e-3 * target.max(), None)
-    c = torch.tensor(centers, dtype=torch.float32, device=device, requires_grad=True)
-    log_a = torch.tensor(np.log(dens * 0.3), dtype=torch.float32, device=device,
-                         requires_grad=True)
-    log_s = torch.full((n,), float(np.log(width0)), device=device, requires_grad=True)
-    min_width = 0.5 * fit_apix  # narrower is invisible at the target resolution
-
-    def params():
-        s = torch.exp(log_s).clamp(min_width, 4 * resolution)
-        return torch.cat([c, torch.exp(log_a)[:, None], s[:, None]], 1)
-
-    history = []
-
-    def optimise(n_iter, res_stage, lr_pos):
-        ds, apix_s, tgt_ft, shells = grid(res_stage)
+    def optimise(self, n_iter, res_stage, lr_pos):
+        ds, apix_s, tgt_ft, shells = self.grid(res_stage)
         max_shell = max(2, min(ds // 2, int(np.floor(ds * apix_s / res_stage))))
-        opt = torch.optim.Adam([{"params": [c], "lr": lr_pos},
-                                {"params": [log_a, log_s], "lr": 0.03}])
+        opt = torch.optim.Adam([{"params": [self.c], "lr": lr_pos},
+                                {"params": [self.log_a, self.log_s], "lr": 0.03}])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_iter, eta_min=0.1 * lr_pos)
         for it in range(n_iter):
             opt.zero_grad()
-            shell_fsc, lsq = shells.fsc_loss_terms(render_ft(params(), ds, apix_s), tgt_ft,
-                                                   max_shell)
+            shell_fsc, lsq = shells.fsc_loss_terms(render_ft(self.params(), ds, apix_s),
+                                                   tgt_ft, max_shell)
             loss = 1 - shell_fsc.mean() + 0.1 * lsq
             loss.backward()
             opt.step()
             sched.step()
             if it % 25 == 0 or it == n_iter - 1:
-                history.append((res_stage, it, loss.item(), shell_fsc.min().item()))
-                if progress:
-                    progress(res_stage, it, n_iter, loss.item())
+                self.history.append((res_stage, it, loss.item(), shell_fsc.min().item()))
+                if self.progress:
+                    self.progress(res_stage, it, n_iter, loss.item())
 
-    stages = [r for r in (4 * resolution, 2 * resolution, resolution)
-              if r <= box * apix / 2 or r == resolution]
-    for res_stage, n_iter in zip(stages, iterations[-len(stages):]):
-        optimise(n_iter, res_stage, lr_pos=max(0.5, res_stage / 8))
-
-    # drop Gaussians outside the mask or with negligible amplitude, polish, and
-    # drop again any that the polish moved out (positions must stay inside)
-    def keep_mask():
+    def kept(self, mask):
+        """Gaussians with a real amplitude (and, with a mask, centres inside it)."""
+        box, apix = self.box, self.apix
         with torch.no_grad():
-            p = params().cpu().numpy()
+            p = self.params().cpu().numpy()
         keep = p[:, AMP] > 1e-3 * p[:, AMP].max()
         if mask is not None:
             ix = np.round(p[:, :3] / apix + box // 2).astype(int)
@@ -219,24 +197,52 @@ def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
             keep &= inside & mask[ixc[:, 2], ixc[:, 1], ixc[:, 0]]
         return keep
 
-    def select(keep):
-        nonlocal c, log_a, log_s
-        sel = torch.as_tensor(keep, device=device)
-        c = c.detach()[sel].requires_grad_(True)
-        log_a = log_a.detach()[sel].requires_grad_(True)
-        log_s = log_s.detach()[sel].requires_grad_(True)
+    def select(self, keep):
+        sel = torch.as_tensor(keep, device=self.device)
+        self.c = self.c.detach()[sel].requires_grad_(True)
+        self.log_a = self.log_a.detach()[sel].requires_grad_(True)
+        self.log_s = self.log_s.detach()[sel].requires_grad_(True)
 
-    keep = keep_mask()
+
+def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
+                seed_weights=None, device="cpu", iterations=(80, 80, 200),
+                polish=40, seed=0, progress=None):
+    """Fit a GMM to ``target`` (D³, [z, y, x]) at ``resolution`` Å.
+
+    mask: optional boolean D³ array (Gaussians outside are dropped);
+    seeds: optional (M, 3) Å positions (atoms) to seed from, with weights.
+    Returns (Gmm, FitReport, rendered map).
+    """
+    t0 = time.time()
+    target = np.asarray(target, dtype=np.float32)
+    box = target.shape[0]
+    _check_target(target, apix, resolution)
+    torch.manual_seed(seed)
+    device = torch.device(device)
+    region = mask if mask is not None else molecular_mask(target)
+    if not region.any():
+        raise ValueError("the mask is empty" if mask is not None else
+                         "no density found above the automatic threshold")
+    n = n_gaussians or auto_num_gaussians(int(region.sum()), apix, resolution)
+    centres = _initial_centres(target, apix, region, n, seeds, seed_weights, seed)
+    fit = _Fit(target, apix, resolution, centres, device, progress)
+    stages = [r for r in (4 * resolution, 2 * resolution, resolution)
+              if r <= box * apix / 2 or r == resolution]
+    for res_stage, n_iter in zip(stages, iterations[-len(stages):]):
+        fit.optimise(n_iter, res_stage, lr_pos=max(0.5, res_stage / 8))
+    # drop Gaussians outside the mask or with negligible amplitude, polish, and
+    # drop again any that the polish moved out (positions must stay inside)
+    keep = fit.kept(mask)
     if not keep.any():
         raise ValueError("no Gaussian left inside the mask")
     if not keep.all():
-        select(keep)
-        optimise(polish, resolution, lr_pos=0.3)
-        keep = keep_mask()
+        fit.select(keep)
+        fit.optimise(polish, resolution, lr_pos=0.3)
+        keep = fit.kept(mask)
         if keep.any() and not keep.all():
-            select(keep)
+            fit.select(keep)
     with torch.no_grad():
-        final = params().double()
+        final = fit.params().double()
         rendered = render_volume_fourier(final, box, apix).cpu().numpy()
     gmm = Gmm(final.cpu().numpy(), apix=apix, box=box, resolution=resolution)
     curve = fsc(rendered, target)
@@ -244,7 +250,7 @@ def fit_neutral(target, apix, resolution, n_gaussians=0, mask=None, seeds=None,
                        seconds=time.time() - t0, fsc=curve,
                        fsc_05=resolution_at(curve, box, apix, 0.5),
                        fsc_0143=resolution_at(curve, box, apix, 0.143),
-                       fit_box=d, fit_apix=fit_apix, history=history)
+                       fit_box=fit.d, fit_apix=fit.fit_apix, history=fit.history)
     return gmm, report, rendered
 
 

@@ -48,14 +48,6 @@ def image_ift(ft, box):
     return torch.fft.fftshift(torch.fft.irfft2(ft, s=(box, box)), dim=(-2, -1))
 
 
-def shift_phase(ky, kx, shifts):
-    """Phase factor that moves an image's content by ``shifts`` (B, 2) Å (x, y)."""
-    sx = shifts[:, 0, None, None]
-    sy = shifts[:, 1, None, None]
-    return torch.polar(torch.ones_like(sx * kx + sy * ky),
-                       -2 * np.pi * (sx * kx + sy * ky))
-
-
 def crop_images(images, new_box):
     """Fourier-crop real images (..., D, D) to (..., d, d); pixel size × D/d.
 

@@ -68,3 +68,10 @@ def axis_angle_matrix(axis, angle_deg):
                   [axis[2], 0, -axis[0]],
                   [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+
+
+def rotation_angle_deg(A, B):
+    """Angle (degrees) of the rotation taking A to B, per pair."""
+    R = np.einsum("nij,nkj->nik", B, A)
+    c = (np.trace(R, axis1=1, axis2=2) - 1) / 2
+    return np.rad2deg(np.arccos(np.clip(c, -1, 1)))

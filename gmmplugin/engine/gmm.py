@@ -172,3 +172,14 @@ def render_volume_fourier(params, box, apix, chunk=512):
         acc = acc + (fac[2] * w).T @ gyx
     ft = acc.reshape(box, box, H)
     return torch.fft.fftshift(torch.fft.irfftn(ft, s=(box, box, box)))
+
+
+def gaussians_in_mask(mask_path, centers):
+    """Boolean (N,): Gaussian centres (Å, origin at voxel D // 2) inside a mask
+    (> 0.5); centres outside the mask's box are outside."""
+    from .io import read_map
+    m, mapix = read_map(mask_path)
+    idx = np.round(np.asarray(centers) / mapix + m.shape[0] // 2).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(m.shape[::-1])), axis=1)
+    idx = np.clip(idx, 0, np.array(m.shape[::-1]) - 1)
+    return inside & (m[idx[:, 2], idx[:, 1], idx[:, 0]] > 0.5)

@@ -7,7 +7,9 @@ import mrcfile
 import numpy as np
 
 
-def _atomic(path, writer, suffix):
+def write_atomically(path, writer, suffix):
+    """Run ``writer(tmp)`` on a temporary file beside ``path``, then rename it into
+    place: readers see the old file or the whole new one, never a partial one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=suffix)
@@ -27,7 +29,7 @@ def write_map(path, vol, apix):
         with mrcfile.new(tmp, overwrite=True) as m:
             m.set_data(np.ascontiguousarray(vol, dtype=np.float32))
             m.voxel_size = apix
-    _atomic(path, w, ".mrc")
+    write_atomically(path, w, ".mrc")
 
 
 def read_map(path):
@@ -49,19 +51,19 @@ def read_map(path):
 
 def write_npz(path, **arrays):
     """``np.savez`` to exactly ``path``, atomically."""
-    _atomic(path, lambda tmp: np.savez(tmp, **arrays), ".npz")
+    write_atomically(path, lambda tmp: np.savez(tmp, **arrays), ".npz")
 
 
 def write_npy(path, array):
     """``np.save`` to exactly ``path``, atomically."""
-    _atomic(path, lambda tmp: np.save(tmp, array), ".npy")
+    write_atomically(path, lambda tmp: np.save(tmp, array), ".npy")
 
 
 def write_json(path, data):
     def w(tmp):
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2)
-    _atomic(path, w, ".json")
+    write_atomically(path, w, ".json")
 
 
 def write_fsc(path, curve, box, apix):
@@ -70,9 +72,17 @@ def write_fsc(path, curve, box, apix):
     def w(tmp):
         np.savetxt(tmp, np.column_stack([freq, curve]), fmt="%.6f",
                    header="frequency_1/A fsc")
-    _atomic(path, w, ".txt")
+    write_atomically(path, w, ".txt")
 
 
 def read_fsc(path):
-    data = np.loadtxt(path)
+    """(spatial frequency 1/Å, FSC) of a curve written by :func:`write_fsc`."""
+    data = np.loadtxt(path, ndmin=2)
     return data[:, 0], data[:, 1]
+
+
+def read_map_origin(path):
+    """MRC header origin (Å, xyz): where voxel (0, 0, 0) sits, as model viewers use."""
+    with mrcfile.open(path, header_only=True, permissive=True) as m:
+        o = m.header.origin
+        return np.array([float(o.x), float(o.y), float(o.z)])

@@ -1,4 +1,4 @@
-"""Encoder and decoder networks (method.md §4).
+"""Encoder and decoder networks (Chen & Ludtke 2021).
 
 Encoder: per-particle gradient features (N × k) -> latent z (MLP, 3 × 512, ReLU).
 Decoder: z -> per-Gaussian changes of the neutral GMM (MLP, 3 × 512, ReLU),
@@ -96,7 +96,7 @@ class Decoder(nn.Module):
     """z (B, L) -> per-particle GMM params (B, N, 5)."""
 
     def __init__(self, neutral, latent_dim, columns, gaussian_mask=None, pos_scale=5.0,
-                 hidden=512, amp_mode="tanh"):
+                 hidden=512, amp_mode="linear"):
         super().__init__()
         if amp_mode not in ("tanh", "linear"):
             raise ValueError("amplitude mode must be 'tanh' or 'linear'")

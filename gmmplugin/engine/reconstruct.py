@@ -154,3 +154,18 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
     curve = fsc(half1, half2)
     return Reconstruction(full=ins.volume([0, 1], wiener), half1=half1, half2=half2,
                           fsc=curve, resolution=resolution_at(curve, box, apix), apix=apix)
+
+
+def save_reconstruction(rec, folder, name, info=None):
+    """Write a reconstruction as the files ``layout.map_files(folder, name)`` names:
+    map, half maps, FSC and (with ``info``) a JSON summary."""
+    from .io import write_fsc, write_json, write_map
+    from .layout import map_files
+    files = map_files(folder, name)
+    write_map(files["map"], rec.full, rec.apix)
+    write_map(files["map_half1"], rec.half1, rec.apix)
+    write_map(files["map_half2"], rec.half2, rec.apix)
+    write_fsc(files["map_fsc"], rec.fsc, rec.full.shape[0], rec.apix)
+    if info is not None:
+        write_json(files["map_info"], info)
+    return files

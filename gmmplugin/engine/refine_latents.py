@@ -3,8 +3,7 @@
 Why: the encoder reads a particle's state from one gradient at the neutral
 model, a linear view of the motion, and the decoder, trained on those noisy
 latents, is shrunk towards the mean. For a small domain moving on a closed
-loop both lose phase that the images still hold (benchmarks/RESULTS.md,
-"Cyclic"). Reconstructions of the particles grouped by latent are not shrunk,
+loop both lose phase that the images still hold. Reconstructions of the particles grouped by latent are not shrunk,
 so a few rounds of masked 3D classification against them recover part of it:
 
 1. k-means on the latents: K classes, with centres c_k in latent coordinates.
@@ -23,69 +22,22 @@ so a few rounds of masked 3D classification against them recover part of it:
    left in the middle of a loop goes where the encoder puts its state, and the
    smoothing follows the moved centres. The particle's new latent is the
    posterior mean ``Σ_k p_k c_k`` of the moved centres: it stays in the
-   decoder's coordinates. With moving centres the rounds keep gaining (cyclic
-   14 Å loop: 0.906 -> 0.922 after 4 rounds, where fixed centres gave 0.909).
+   decoder's coordinates. With moving centres further rounds keep improving the
+   latents, where fixed centres stall after two.
 
 Memory: accumulators and a reference per class and half set on a grid padded
-twice, about ``64 K (2·box)³`` bytes (``memory_bytes``: 3.2 GB for 36 classes
-at box 56).
+twice, about ``64 K (2·box)³`` bytes (``settings.memory_bytes``).
 """
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .ctf import compute_ctf
-from .fit_neutral import fit_box_for
 from .fourier import (band_mask, crop_images, freq_grid_2d, image_ft, shell_index,
                       whitening_weights)
 from .reconstruct import FourierInserter
-
-
-TOP_CLASSES = 8       # posterior entries kept per particle for its final latent
-FEW_PER_CLASS = 60    # particles per class and half set: the benchmarks that gained had
-                      # 60-280 (fixed centres had blurred at 70; benchmarks/RESULTS.md,
-                      # "Latent refinement: class centres that move")
-
-
-@dataclass
-class RefineLatentsConfig:
-    classes: int = 36             # K (the benchmarks' best for a 2-D loop)
-    iterations: int = 4           # classification rounds after the initial references
-                                  # (moving centres kept gaining up to 4: RESULTS.md)
-    max_res: float = 6.0          # Å: band of the comparison (images cropped to it)
-    min_res: float = 100.0
-    smooth: float = 1.2           # neighbour smoothing of references, in units of the
-                                  # median distance between neighbouring class centres
-    mask_threshold: float = 0.3   # fraction of the largest class-map deviation
-    mask_dilation: int = 2        # voxels
-    wiener: float = 0.05
-    fsc_weight: bool = True       # filter the class deviations by their half-set FSC
-    move_centres: bool = True     # each round, a class's centre becomes the mean
-                                  # encoder latent of the particles it now holds
-    batch_size: int = 64
-    seed: int = 0
-
-    def validate(self, n_particles):
-        if self.classes < 2:
-            raise ValueError("latent refinement needs at least 2 classes (0 switches it "
-                             "off), got %d" % self.classes)
-        if n_particles < 4 * self.classes:
-            raise ValueError("latent refinement with %d classes needs at least %d "
-                             "particles, got %d" % (self.classes, 4 * self.classes,
-                                                    n_particles))
-        if self.iterations < 1:
-            raise ValueError("latent refinement needs at least 1 round")
-        if self.max_res >= self.min_res:
-            raise ValueError("latent refinement: max resolution (%.1f Å) must be finer "
-                             "than min resolution (%.1f Å)" % (self.max_res, self.min_res))
-
-
-def memory_bytes(box, classes):
-    """Peak memory (bytes) of the refinement's maps on the (2·box)³ grid: per class,
-    the float64 accumulators of both half sets (48 B per voxel) and their complex64
-    references (16 B), plus a few single-map temporaries."""
-    return int((classes * 64 + 96) * (2 * box) ** 3)
+from .sampling import crop_box_for
+from .settings import FEW_PER_CLASS, TOP_CLASSES
 
 
 def _distances(centres):
@@ -179,11 +131,11 @@ class LatentRefiner:
         per_class = len(particles) / (2 * cfg.classes)
         if per_class < FEW_PER_CLASS:
             log("WARNING: latent refinement with %.0f particles per class and half set; "
-                "the benchmarks that gained had at least %d; fewer make noisy class "
-                "maps (use fewer classes)" % (per_class, FEW_PER_CLASS))
+                "below %d the class maps are too noisy to gain from (use fewer classes)"
+                % (per_class, FEW_PER_CLASS))
         self.device = torch.device(device)
         self.z = np.asarray(z, dtype=np.float64)
-        self.box = fit_box_for(particles.box, particles.apix, cfg.max_res)
+        self.box = crop_box_for(particles.box, particles.apix, cfg.max_res)
         self.apix = particles.apix * particles.box / self.box
         self.slicer = _Slicer(self.box, self.apix, cfg.min_res, cfg.max_res, self.device)
         K = cfg.classes

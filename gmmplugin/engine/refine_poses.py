@@ -31,14 +31,14 @@ from collections import namedtuple
 import time
 
 import numpy as np
-import torch
 from scipy.stats import chi2
+import torch
 
 from .ctf import compute_ctf
-from .fit_neutral import fit_box_for
-from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
+from .fourier import (band_mask, crop_images, frc, freq_grid_2d, image_ft,
                       weighted_correlation, whitening_weights)
 from .projection import project
+from .sampling import crop_box_for
 
 WHITENING_SAMPLE = 512
 COARSE_FRACTION = 0.25   # of the iterations at half the resolution (capture range);
@@ -63,11 +63,82 @@ def _bound(v, limit):
     return v * torch.clamp(limit / (norm + 1e-12), max=1.0)
 
 
-def rotation_angle_deg(A, B):
-    """Angle (degrees) of the rotation taking A to B, per pair."""
-    R = np.einsum("nij,nkj->nik", B, A)
-    c = (np.trace(R, axis1=1, axis2=2) - 1) / 2
-    return np.rad2deg(np.arccos(np.clip(c, -1, 1)))
+class _Refiner:
+    """The band, noise whitening and limits shared by every batch of a pose
+    refinement, and the refinement of one batch."""
+
+    def __init__(self, particles, max_res, min_res, max_angle, max_shift, batch_size,
+                 device, focus, objective):
+        self.p, self.max_res, self.min_res, self.objective = particles, max_res, min_res, objective
+        self.device = device
+        self.box = box = crop_box_for(particles.box, particles.apix, max_res)
+        self.apix = apix = particles.apix * particles.box / box
+        self.ky, self.kx = freq_grid_2d(box, apix, device)
+        self.amax, self.smax = np.deg2rad(max_angle), float(max_shift)
+        self.focus = None if focus is None else torch.as_tensor(np.asarray(focus, bool),
+                                                                device=device)
+        rings, self.sel_fine = band_mask(box, apix, min_res, max_res, device)
+        _, self.sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
+        power = sample_spectra(particles, box, batch_size, device)
+        self.w_fine = whitening_weights(power, rings, self.sel_fine)
+        self.w_coarse = whitening_weights(power, rings, self.sel_coarse)
+
+    def _data(self, rows, params_fn):
+        """(image FTs, CTFs, input rotations and shifts, GMM params) of a batch;
+        with a focus, the Gaussians outside it are subtracted from the images."""
+        p, dev, box, apix = self.p, self.device, self.box, self.apix
+        data = image_ft(crop_images(torch.from_numpy(p.images(rows)).to(dev), box))
+        ctf = compute_ctf(self.ky, self.kx, torch.from_numpy(p.ctf[rows]).to(dev))
+        if p.phase_flipped:
+            ctf = ctf.abs()
+        A0 = torch.from_numpy(p.rotations[rows]).float().to(dev)
+        s0 = torch.from_numpy(p.shifts[rows]).float().to(dev)
+        with torch.no_grad():
+            params = params_fn(rows).to(dev).float()
+            if params.dim() == 2:
+                params = params.unsqueeze(0).expand(len(rows), -1, -1)
+            if self.focus is not None:
+                rest = params[:, ~self.focus]
+                data = data - project(rest, A0, s0, box, apix) * ctf
+                params = params[:, self.focus]
+        return data, ctf, A0, s0, params
+
+    def _score(self, pred, data, coarse):
+        if self.objective == "frc":
+            return frc(pred, data, self.box, self.apix, self.min_res,
+                       2 * self.max_res if coarse else self.max_res)
+        return (weighted_correlation(pred, data, self.w_coarse, self.sel_coarse) if coarse
+                else weighted_correlation(pred, data, self.w_fine, self.sel_fine))
+
+    def batch(self, rows, params_fn, iterations, lr_angle, lr_shift, min_gain):
+        """(rotations, shifts, FRC at the kept pose, likelihood gain) of a batch."""
+        data, ctf, A0, s0, params = self._data(rows, params_fn)
+        box, apix, dev = self.box, self.apix, self.device
+        w = torch.zeros(len(rows), 3, device=dev, requires_grad=True)
+        d = torch.zeros(len(rows), 2, device=dev, requires_grad=True)
+        opt = torch.optim.Adam([{"params": [w], "lr": np.deg2rad(lr_angle)},
+                                {"params": [d], "lr": lr_shift}])
+
+        def pose():
+            R = torch.linalg.matrix_exp(skew(_bound(w, self.amax)))
+            return R @ A0, s0 + _bound(d, self.smax)
+
+        n_coarse = int(round(COARSE_FRACTION * iterations))
+        for it in range(iterations):
+            A, s = pose()
+            f = self._score(project(params, A, s, box, apix) * ctf, data, it < n_coarse)
+            opt.zero_grad()
+            (-f.sum()).backward()
+            opt.step()
+        with torch.no_grad():
+            A, s = pose()
+            pred = project(params, A, s, box, apix) * ctf
+            pred_in = project(params, A0, s0, box, apix) * ctf
+            g = likelihood_gain(pred_in, pred, data, self.w_fine, self.sel_fine)
+            kept = torch.where((g > min_gain).view(-1, *[1] * (pred.dim() - 1)), pred, pred_in)
+            final = frc(kept, data, box, apix, self.min_res, self.max_res)
+            return (A.double().cpu().numpy(), s.double().cpu().numpy(),
+                    final.cpu().numpy(), g.cpu().numpy())
 
 
 def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
@@ -88,73 +159,18 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
         raise ValueError("objective must be 'ml' or 'frc', got %r" % objective)
     min_gain = 0.5 * chi2.isf(significance, POSE_DOF) if significance > 0 else -np.inf
     device = torch.device(device)
-    box = fit_box_for(particles.box, particles.apix, max_res)
-    apix = particles.apix * particles.box / box
-    ky, kx = freq_grid_2d(box, apix, device)
     n = len(particles)
     rotations = particles.rotations.copy()
     shifts = particles.shifts.copy()
     final = np.zeros(n, dtype=np.float32)
     gain = np.zeros(n, dtype=np.float32)
-    amax, smax = np.deg2rad(max_angle), float(max_shift)
-    focus_t = None if focus is None else torch.as_tensor(np.asarray(focus, bool),
-                                                         device=device)
     t0 = time.time()
-    rings, sel_fine = band_mask(box, apix, min_res, max_res, device)
-    _, sel_coarse = band_mask(box, apix, min_res, 2 * max_res, device)
-    power = sample_spectra(particles, box, batch_size, device)
-    w_fine = whitening_weights(power, rings, sel_fine)
-    w_coarse = whitening_weights(power, rings, sel_coarse)
-    del power
+    refiner = _Refiner(particles, max_res, min_res, max_angle, max_shift, batch_size,
+                       device, focus, objective)
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
-        B = len(rows)
-        data = image_ft(crop_images(torch.from_numpy(particles.images(rows)).to(device), box))
-        ctf = compute_ctf(ky, kx, torch.from_numpy(particles.ctf[rows]).to(device))
-        if particles.phase_flipped:
-            ctf = ctf.abs()
-        A0 = torch.from_numpy(particles.rotations[rows]).float().to(device)
-        s0 = torch.from_numpy(particles.shifts[rows]).float().to(device)
-        with torch.no_grad():
-            params = params_fn(rows).to(device).float()
-            if params.dim() == 2:
-                params = params.unsqueeze(0).expand(B, -1, -1)
-            if focus_t is not None:
-                rest = params[:, ~focus_t]
-                data = data - project(rest, A0, s0, box, apix) * ctf
-                params = params[:, focus_t]
-        w = torch.zeros(B, 3, device=device, requires_grad=True)
-        d = torch.zeros(B, 2, device=device, requires_grad=True)
-        opt = torch.optim.Adam([{"params": [w], "lr": np.deg2rad(lr_angle)},
-                                {"params": [d], "lr": lr_shift}])
-
-        def pose():
-            R = torch.linalg.matrix_exp(skew(_bound(w, amax)))
-            return R @ A0, s0 + _bound(d, smax)
-
-        def score(pred, coarse):
-            if objective == "frc":
-                return frc(pred, data, box, apix, min_res, 2 * max_res if coarse else max_res)
-            return (weighted_correlation(pred, data, w_coarse, sel_coarse) if coarse
-                    else weighted_correlation(pred, data, w_fine, sel_fine))
-
-        n_coarse = int(round(COARSE_FRACTION * iterations))
-        for it in range(iterations):
-            A, s = pose()
-            f = score(project(params, A, s, box, apix) * ctf, it < n_coarse)
-            opt.zero_grad()
-            (-f.sum()).backward()
-            opt.step()
-        with torch.no_grad():
-            A, s = pose()
-            pred = project(params, A, s, box, apix) * ctf
-            pred_in = project(params, A0, s0, box, apix) * ctf
-            g = likelihood_gain(pred_in, pred, data, w_fine, sel_fine)
-            kept = torch.where((g > min_gain).view(-1, *[1] * (pred.dim() - 1)), pred, pred_in)
-            final[rows] = frc(kept, data, box, apix, min_res, max_res).cpu().numpy()
-            gain[rows] = g.cpu().numpy()
-            rotations[rows] = A.double().cpu().numpy()
-            shifts[rows] = s.double().cpu().numpy()
+        rotations[rows], shifts[rows], final[rows], gain[rows] = refiner.batch(
+            rows, params_fn, iterations, lr_angle, lr_shift, min_gain)
         if log and (start // batch_size) % 20 == 0:
             log("refined %d / %d particles" % (rows[-1] + 1, n))
     # re-orthonormalise (float32 matrix products)

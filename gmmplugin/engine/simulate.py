@@ -38,10 +38,10 @@ import torch
 
 from .atoms import atoms_to_params, read_atoms, select
 from .ctf import compute_ctf
-from .data import Particles
 from .fourier import freq_grid_2d, image_ift
 from .geometry import axis_angle_matrix, random_rotations
 from .gmm import Gmm, render_volume_fourier
+from .particles import Particles
 from .projection import project
 from .starfile import write_star
 
@@ -204,69 +204,71 @@ def _write_map(path, vol, apix):
         m.voxel_size = apix
 
 
-def simulate(source, out_dir, settings=None, het=None, device="cpu", batch_size=64,
-             progress=None):
-    """Run the simulation; returns the path of the written .star file."""
-    s = settings or SimulationSettings()
-    het = het or Heterogeneity()
-    rng = np.random.default_rng(s.seed)
-    model = build_model(source, s, het)
-    n, D = s.n_particles, s.box
-    if n < 1:
-        raise ValueError("n_particles must be >= 1")
-
+def _draw_particles(s, het, model, rng):
+    """Poses, CTFs and states of every particle, drawn in a fixed order from
+    ``rng`` (the seed fixes the whole data set)."""
+    n = s.n_particles
     rotations = random_rotations(n, rng)
     shifts = rng.normal(0.0, s.shift_sigma, size=(n, 2)) if s.shift_sigma > 0 else np.zeros((n, 2))
     du = rng.uniform(s.defocus_min, s.defocus_max, n)
     dv = du - rng.uniform(0, s.astigmatism, n)
     ctf = np.column_stack([du, dv, rng.uniform(0, 180, n), np.full(n, s.voltage),
                            np.full(n, s.cs), np.full(n, s.amp_contrast), np.zeros(n)])
-    heterogeneous = model.moving.any()
     shape = (n, model.copies) if isinstance(model, SymmetricModel) else (n,)
-    conformation = rng.uniform(0, 1, shape) if heterogeneous else np.zeros(shape)
+    conformation = rng.uniform(0, 1, shape) if model.moving.any() else np.zeros(shape)
     composition = ((rng.uniform(0, 1, n) < het.present_fraction).astype(np.int64)
                    if model.removable.any() else np.ones(n, np.int64))
-    noise_rng = np.random.default_rng(s.seed + 1)
+    return rotations, shifts, ctf, conformation, composition
 
-    os.makedirs(os.path.join(out_dir, "stacks"), exist_ok=True)
-    os.makedirs(os.path.join(out_dir, "maps"), exist_ok=True)
-    n_stacks = (n + s.per_stack - 1) // s.per_stack
-    stacks = [os.path.abspath(os.path.join(out_dir, "stacks", "particles_%03d.mrcs" % i))
-              for i in range(n_stacks)]
-    W = D * max(1, int(s.window_pad))
-    ky, kx = freq_grid_2d(W, s.apix, device)
-    lo = W // 2 - D // 2
-    dyn = heterogeneous or model.removable.any()
-    base = torch.as_tensor(model.params, dtype=torch.float32, device=device)
 
-    def clean_images(r):
-        if dyn:
-            params = torch.as_tensor(np.stack([model.params_at(conformation[i],
-                                                               composition[i] == 1)
+class _Imager:
+    """Noise-free particle images: each particle's model projected at its pose
+    in a window ``window_pad`` times the box (so CTF-delocalised signal leaves
+    the box, as on a micrograph), multiplied by its CTF, cut to the box."""
+
+    def __init__(self, s, model, draws, device):
+        self.s, self.model, self.device = s, model, device
+        self.rotations, self.shifts, self.ctf, self.conformation, self.composition = draws
+        self.W = s.box * max(1, int(s.window_pad))
+        self.ky, self.kx = freq_grid_2d(self.W, s.apix, device)
+        self.lo = self.W // 2 - s.box // 2
+        self.dynamic = model.moving.any() or model.removable.any()
+        self.base = torch.as_tensor(model.params, dtype=torch.float32, device=device)
+
+    def __call__(self, r):
+        dev, D, lo = self.device, self.s.box, self.lo
+        if self.dynamic:
+            params = torch.as_tensor(np.stack([self.model.params_at(self.conformation[i],
+                                                                    self.composition[i] == 1)
                                                for i in r]),
-                                     dtype=torch.float32, device=device)
+                                     dtype=torch.float32, device=dev)
         else:
-            params = base
-        ft = project(params,
-                     torch.as_tensor(rotations[r], dtype=torch.float32, device=device),
-                     torch.as_tensor(shifts[r], dtype=torch.float32, device=device),
-                     W, s.apix)
-        ft = ft * compute_ctf(ky, kx, torch.as_tensor(ctf[r], device=device))
-        return image_ift(ft, W)[:, lo:lo + D, lo:lo + D].cpu().numpy()
+            params = self.base
+        ft = project(params, torch.as_tensor(self.rotations[r], dtype=torch.float32, device=dev),
+                     torch.as_tensor(self.shifts[r], dtype=torch.float32, device=dev),
+                     self.W, self.s.apix)
+        ft = ft * compute_ctf(self.ky, self.kx, torch.as_tensor(self.ctf[r], device=dev))
+        return image_ift(ft, self.W)[:, lo:lo + D, lo:lo + D].cpu().numpy()
 
-    noise_sigma = 0.0
-    if 0 < s.snr < np.inf:
+    def noise_sigma(self, batch_size):
+        """σ of the white noise that gives the settings' SNR (0: no noise)."""
+        snr, n = self.s.snr, self.s.n_particles
+        if not 0 < snr < np.inf:
+            return 0.0
         calib = np.arange(min(n, 256))
-        var = np.mean(np.concatenate([clean_images(calib[i:i + batch_size]).var(axis=(1, 2))
+        var = np.mean(np.concatenate([self(calib[i:i + batch_size]).var(axis=(1, 2))
                                       for i in range(0, len(calib), batch_size)]))
-        noise_sigma = float(np.sqrt(var / s.snr))
+        return float(np.sqrt(var / snr))
 
-    handles = [mrcfile.new_mmap(p, shape=(min(s.per_stack, n - i * s.per_stack), D, D),
+
+def _write_stacks(s, stacks, imager, noise_sigma, noise_rng, batch_size, progress):
+    n = s.n_particles
+    handles = [mrcfile.new_mmap(p, shape=(min(s.per_stack, n - i * s.per_stack), s.box, s.box),
                                 mrc_mode=2, overwrite=True) for i, p in enumerate(stacks)]
     try:
         for start in range(0, n, batch_size):
             r = np.arange(start, min(start + batch_size, n))
-            img = clean_images(r)
+            img = imager(r)
             if noise_sigma:
                 img = img + noise_rng.normal(0.0, noise_sigma, img.shape)
             for i, im in zip(r, img.astype(np.float32)):
@@ -278,14 +280,11 @@ def simulate(source, out_dir, settings=None, het=None, device="cpu", batch_size=
             h.voxel_size = s.apix
             h.close()
 
-    particles = Particles(ids=np.arange(1, n + 1), stacks=stacks,
-                          stack_idx=(np.arange(n) // s.per_stack).astype(np.int32),
-                          frame=(np.arange(n) % s.per_stack).astype(np.int64),
-                          rotations=rotations, shifts=shifts, ctf=ctf, apix=s.apix, box=D)
-    star = os.path.join(out_dir, "particles.star")
-    write_star(star, particles)
 
+def _write_truth_maps(out_dir, model, s, device):
+    """Maps of the true states: along the motion, and without the removable part."""
     maps = {}
+    heterogeneous = model.moving.any()
     if heterogeneous:
         for t in (0.0, 0.25, 0.5, 0.75, 1.0):
             maps["state_t%.2f" % t] = model.params_at(t, True)
@@ -296,8 +295,38 @@ def simulate(source, out_dir, settings=None, het=None, device="cpu", batch_size=
     for name, params in maps.items():
         with torch.no_grad():
             vol = render_volume_fourier(torch.as_tensor(params, dtype=torch.float64,
-                                                        device=device), D, s.apix)
+                                                        device=device), s.box, s.apix)
         _write_map(os.path.join(out_dir, "maps", name + ".mrc"), vol.cpu().numpy(), s.apix)
+
+
+def simulate(source, out_dir, settings=None, het=None, device="cpu", batch_size=64,
+             progress=None):
+    """Run the simulation; returns the path of the written .star file."""
+    s = settings or SimulationSettings()
+    het = het or Heterogeneity()
+    rng = np.random.default_rng(s.seed)
+    model = build_model(source, s, het)
+    n, D = s.n_particles, s.box
+    if n < 1:
+        raise ValueError("n_particles must be >= 1")
+    draws = _draw_particles(s, het, model, rng)
+    rotations, shifts, ctf, conformation, composition = draws
+    noise_rng = np.random.default_rng(s.seed + 1)
+    os.makedirs(os.path.join(out_dir, "stacks"), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, "maps"), exist_ok=True)
+    n_stacks = (n + s.per_stack - 1) // s.per_stack
+    stacks = [os.path.abspath(os.path.join(out_dir, "stacks", "particles_%03d.mrcs" % i))
+              for i in range(n_stacks)]
+    imager = _Imager(s, model, draws, device)
+    noise_sigma = imager.noise_sigma(batch_size)
+    _write_stacks(s, stacks, imager, noise_sigma, noise_rng, batch_size, progress)
+    particles = Particles(ids=np.arange(1, n + 1), stacks=stacks,
+                          stack_idx=(np.arange(n) // s.per_stack).astype(np.int32),
+                          frame=(np.arange(n) % s.per_stack).astype(np.int64),
+                          rotations=rotations, shifts=shifts, ctf=ctf, apix=s.apix, box=D)
+    star = os.path.join(out_dir, "particles.star")
+    write_star(star, particles)
+    _write_truth_maps(out_dir, model, s, device)
     np.savez(os.path.join(out_dir, "ground_truth.npz"), ids=particles.ids,
              conformation=conformation, composition=composition, rotations=rotations,
              shifts=shifts, ctf=ctf, noise_sigma=noise_sigma,

@@ -7,11 +7,11 @@ write exactly what RELION and Scipion's importer read: a ``data_optics`` block
 """
 import os
 
-import numpy as np
 from emtable import Table
+import numpy as np
 
-from .data import Particles
 from .geometry import euler_to_matrix, matrix_to_euler
+from .particles import Particles
 
 OPTICS_COLUMNS = ["rlnOpticsGroupName", "rlnOpticsGroup", "rlnVoltage",
                   "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnImagePixelSize",

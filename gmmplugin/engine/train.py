@@ -1,46 +1,38 @@
-"""Heterogeneity training: particles -> latent vectors (method.md §4).
+"""Heterogeneity training: particles -> latent vectors (Chen & Ludtke 2021).
 
 Stages, each resumable from files in ``work_dir``:
-1. ``images_<d>.npy``: particles Fourier-cropped so that Nyquist = max_res,
-   a disk memmap (the raw stack is read once, in batches).
-2. ``features.npy``: per-particle gradient of -score(particle, CTF·projection
-   of the neutral GMM), the score of stage 3, w.r.t. the varying GMM
-   parameters (N × k), computed once, stored as float16 memmap after scaling
-   by the global standard deviation; recomputed if the band, score, GMM, CTF
-   mode or particles differ from the cached ones.
-3. Training of encoder + decoder: loss = -score(particle, CTF·projection
-   of decoder(z ~ q(z | features))) + β·KL(q || N(0, I)), where the score is
-   by default the paper's mean FRC, which gives every ring the same say, noisy
-   high-resolution rings included, and with ``loss = "whitened"`` the
-   noise-whitened correlation (the matched filter: each Fourier pixel weighted
-   by the inverse noise power of its ring); Adam with a linear
-   warm-up and cosine decay of the learning rate; a checkpoint
-   (``checkpoint.pt``) and a log line per epoch. Choices that make the latent
-   axes line up with the conformation (benchmarks/heterogeneity.py):
+1. Images: particles Fourier-cropped so that Nyquist = max_res, a disk
+   memmap (the raw stack is read once, in batches).
+2. Features: per-particle gradient of -score(particle, CTF·projection of the
+   neutral GMM), the score of stage 3, w.r.t. the varying GMM parameters
+   (N × k), computed once, stored as a float16 memmap after scaling by the
+   global standard deviation; recomputed if the band, score, GMM, CTF mode or
+   particles differ from the cached ones.
+3. Training of encoder + decoder: loss = -score(particle, CTF·projection of
+   decoder(z ~ q(z | features))) + β·KL(q || N(0, I)), where the score is by
+   default the paper's mean FRC, which gives every ring the same say, and with
+   ``loss = "whitened"`` the noise-whitened correlation (the matched filter:
+   each Fourier pixel weighted by the inverse noise power of its ring); Adam
+   with a linear warm-up and cosine decay of the learning rate; a checkpoint
+   and a log line per epoch. Choices that make the latent axes line up with
+   the conformation:
    * the encoder's linear branch starts as the features' top PCs (its MLP
      branch at zero), so training starts from the linear PCA baseline;
    * q is a diagonal Gaussian with learned σ (a VAE, β = latent_kl): unlike a
      fixed noise + |z|² penalty, which rewards curling the data manifold
      through all latent dimensions (longer arc per unit of spread), the KL
      term charges each dimension by the information it carries, which favours
-     few, straighter, axis-like directions (PC1 closer to the main motion);
-   * β = 5e-3, a compromise measured on two kinds of data: with a neutral
-     GMM fitted to the true map (benchmarks/heterogeneity.py, continuous
-     |ρ| 0.89 / 0.90 / 0.92 / 0.94 at β = 1e-3 / 3e-3 / 5e-3 / 1e-2: small β
-     leaves a per-particle nuisance, correlated with the neutral-model FRC, in
-     the unused dimensions, sharing PC1 with the motion) and with a neutral
-     GMM fitted to a consensus reconstruction of mixed data (the demo, 3,000
-     particles: |ρ| of the TCR angle among bound particles 0.97 / 0.88 / 0.08
-     at β = 3e-3 / 5e-3 / 1e-2 — a large β switches a weak motion off; free
-     bits of 0.5 nat per dimension did not prevent that);
+     few, straighter, axis-like directions;
+   * β is small: large enough to switch off dimensions that only carry a
+     per-particle nuisance (e.g. how well the neutral model fits), small
+     enough to keep weak motions;
    * the learning rate decays (cosine), which stops the latent layout from
-     drifting between epochs late in training; 10 epochs (5,000 particles) are
-     enough — with β = 1e-3, 20 epochs drifted below the epoch-5 figures;
-   * with latent_kl = 0 the previous scheme is used (fixed noise σ =
-     latent_noise, penalty λ = latent_penalty).
-4. ``latents.npz``: ids, z (no noise), the final per-particle FRC.
+     drifting between epochs late in training;
+   * with latent_kl = 0 the encoder is deterministic and a fixed noise σ =
+     latent_noise is added to z during training.
+4. Latents: ids, z (no noise), the final per-particle score.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 import json
 import os
 import time
@@ -48,70 +40,15 @@ import time
 import numpy as np
 import torch
 
+from .checks import resolution_within_nyquist
 from .ctf import compute_ctf
-from .fit_neutral import fit_box_for
 from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
                       weighted_correlation, whitening_weights)
+from .layout import work_path
 from .networks import Decoder, Encoder, varying_columns
 from .projection import project
-
-
-SCORE_NAMES = {"frc": "FRC", "whitened": "whitened correlation"}   # TrainConfig.loss -> label
-
-
-@dataclass
-class TrainConfig:
-    latent_dim: int = 4
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    max_res: float = 8.0          # Å: FRC band high end; particles cropped to it
-    min_res: float = 100.0        # Å: FRC band low end
-    vary_positions: bool = True
-    vary_amplitudes: bool = True
-    vary_widths: bool = False
-    latent_noise: float = 0.05    # σ of the noise added to z (initial σ if latent_kl > 0)
-    latent_penalty: float = 0.0   # λ·mean |z|² (with fixed noise; the KL term has its own)
-    ctf_mode: str = "full"        # full | phase_flip
-    pos_scale: float = 5.0        # Å per unit of decoder output
-    seed: int = 0
-    encoder_init: str = "pca"     # pca: start z at the features' top PCs | random
-    lr_schedule: str = "cosine"   # cosine (after a linear warm-up) | constant
-    warmup_epochs: float = 1.0
-    amp_mode: str = "linear"      # decoder amplitude parametrisation: linear | tanh
-    latent_kl: float = 5e-3       # > 0: variational encoder (learned σ, starting at
-                                  # latent_noise), loss += latent_kl · KL(q(z|x) || N(0, I))
-    kl_free_bits: float = 0.0     # nats per latent dimension that the KL term does not
-                                  # charge (batch mean), so a weak but real motion
-                                  # is not switched off (Kingma et al. 2016)
-    feature_norm: str = "none"    # none | unit: each particle's feature vector scaled to
-                                  # RMS 1 (removes the per-particle gradient magnitude)
-    loss: str = "frc"             # frc: mean FRC over the band (method.md) | whitened:
-                                  # noise-whitened correlation (the matched filter);
-                                  # trade-offs in benchmarks/RESULTS.md ("Similarity
-                                  # score")
-
-    def validate(self):
-        if not 1 <= self.latent_dim <= 16:
-            raise ValueError("latent dimension must be in 1..16, got %d" % self.latent_dim)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch size must be positive")
-        if self.max_res >= self.min_res:
-            raise ValueError("max resolution (%.1f Å) must be finer than min resolution "
-                             "(%.1f Å)" % (self.max_res, self.min_res))
-        if (self.latent_kl < 0 or self.latent_noise < 0 or self.latent_penalty < 0
-                or self.kl_free_bits < 0):
-            raise ValueError("latent noise, penalty, KL weight and free bits must be >= 0")
-        if self.ctf_mode not in ("full", "phase_flip"):
-            raise ValueError("ctf mode must be 'full' or 'phase_flip'")
-        for name, allowed in (("encoder_init", ("pca", "random")),
-                              ("lr_schedule", ("cosine", "constant")),
-                              ("amp_mode", ("tanh", "linear")),
-                              ("feature_norm", ("none", "unit")),
-                              ("loss", ("frc", "whitened"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError("%s must be one of %s" % (name.replace("_", " "),
-                                                         ", ".join(allowed)))
+from .sampling import crop_box_for
+from .settings import SCORE_NAMES, TrainConfig
 
 
 class Trainer:
@@ -124,10 +61,8 @@ class Trainer:
         self.device = torch.device(device)
         self.log = log
         os.makedirs(work_dir, exist_ok=True)
-        if cfg.max_res < 2 * particles.apix - 1e-6:
-            raise ValueError("max resolution %.2f Å is finer than the particles' Nyquist "
-                             "(%.2f Å)" % (cfg.max_res, 2 * particles.apix))
-        self.box = fit_box_for(particles.box, particles.apix, cfg.max_res)
+        resolution_within_nyquist(cfg.max_res, particles.apix)
+        self.box = crop_box_for(particles.box, particles.apix, cfg.max_res)
         self.apix = particles.apix * particles.box / self.box
         self.columns = varying_columns(cfg.vary_positions, cfg.vary_amplitudes,
                                        cfg.vary_widths)
@@ -156,7 +91,7 @@ class Trainer:
         return SCORE_NAMES[self.cfg.loss]
 
     def _images_path(self):
-        return os.path.join(self.dir, "images_%d.npy" % self.box)
+        return work_path(self.dir, "images", box=self.box)
 
     def prepare_images(self, batch=256):
         path = self._images_path()
@@ -213,7 +148,7 @@ class Trainer:
                 "particles": len(self.p), "first_id": int(self.p.ids[0])}
 
     def prepare_features(self, images):
-        path = os.path.join(self.dir, "features.npy")
+        path = work_path(self.dir, "features")
         n, N, k = len(self.p), len(self.gmm), len(self.columns)
         key = self._feature_key()
         if os.path.exists(path + ".done") and json.load(open(path + ".json")).get("key") != key:
@@ -221,7 +156,7 @@ class Trainer:
             os.remove(path + ".done")
         if os.path.exists(path + ".done"):
             self.feature_scale = json.load(open(path + ".json"))["scale"]
-            self.neutral_frc = np.load(os.path.join(self.dir, "neutral_frc.npy"))
+            self.neutral_frc = np.load(work_path(self.dir, "neutral_score"))
             return np.load(path, mmap_mode="r")
         raw = np.lib.format.open_memmap(path + ".raw.npy", mode="w+", dtype=np.float32,
                                         shape=(n, N, k))
@@ -245,7 +180,7 @@ class Trainer:
         feats.flush()
         del feats, raw
         os.remove(path + ".raw.npy")
-        np.save(os.path.join(self.dir, "neutral_frc.npy"), neutral_frc)
+        np.save(work_path(self.dir, "neutral_score"), neutral_frc)
         json.dump({"scale": scale, "key": key}, open(path + ".json", "w"))
         open(path + ".done", "w").close()
         self.feature_scale, self.neutral_frc = scale, neutral_frc
@@ -256,7 +191,7 @@ class Trainer:
 
     # -- stage 3: training ------------------------------------------------------------
     def checkpoint_path(self):
-        return os.path.join(self.dir, "checkpoint.pt")
+        return work_path(self.dir, "checkpoint")
 
     def save_checkpoint(self):
         tmp = self.checkpoint_path() + ".tmp"
@@ -305,8 +240,7 @@ class Trainer:
         n, L = len(feats), self.cfg.latent_dim
         rng = np.random.default_rng(self.cfg.seed)
         rows = np.sort(rng.choice(n, min(n, max_rows), replace=False))
-        x = self._normalise(torch.from_numpy(np.asarray(feats[rows], dtype=np.float32))
-                            ).flatten(1)
+        x = torch.from_numpy(np.asarray(feats[rows], dtype=np.float32)).flatten(1)
         mean = x.mean(0)
         torch.manual_seed(self.cfg.seed)
         _, sv, v = torch.svd_lowrank(x - mean, q=min(L + 10, min(x.shape)), niter=4)
@@ -323,24 +257,15 @@ class Trainer:
 
     def _lr(self, step, total, steps_per_epoch):
         cfg = self.cfg
-        if cfg.lr_schedule == "constant":
-            return cfg.learning_rate
         warm = cfg.warmup_epochs * steps_per_epoch
         if step < warm:
             return cfg.learning_rate * (step + 1) / warm
         x = min(1.0, (step - warm) / max(total - warm, 1))
         return cfg.learning_rate * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * x)))
 
-    def _normalise(self, x):
-        """Per-particle feature normalisation (``feature_norm``) of (B, N, k) features."""
-        if self.cfg.feature_norm == "unit":
-            rms = x.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-6)
-            x = x / rms[:, None, None]
-        return x
-
     def _features(self, feats, rows):
-        return self._normalise(torch.from_numpy(
-            np.asarray(feats[np.sort(rows)], dtype=np.float32)).to(self.device))
+        return torch.from_numpy(np.asarray(feats[np.sort(rows)], dtype=np.float32)
+                                ).to(self.device)
 
     def train(self, images, feats, epochs=None):
         cfg, n = self.cfg, len(self.p)
@@ -348,7 +273,7 @@ class Trainer:
         target = epochs or cfg.epochs
         t_start = time.time()
         start_epoch = self.epoch
-        if self.epoch == 0 and cfg.encoder_init == "pca" and not self._pca_done:
+        if self.epoch == 0 and not self._pca_done:
             self.init_encoder_pca(feats)
             self._pca_done = True
         steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
@@ -367,10 +292,11 @@ class Trainer:
                 else:
                     zn = z + cfg.latent_noise * torch.randn_like(z)
                 f = self._score(self.decoder(zn), data, ctf, rot, sh)
-                loss = -f.mean() + cfg.latent_penalty * (z ** 2).sum(1).mean()
+                loss = -f.mean()
                 if logvar is not None:
                     kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).mean(0)
-                    kl = torch.clamp(kl, min=cfg.kl_free_bits).sum()
+                    # ≥ 0 in exact arithmetic; round-off can make it slightly negative
+                    kl = torch.clamp(kl, min=0.0).sum()
                     loss = loss + cfg.latent_kl * kl
                 for g in self.opt.param_groups:
                     g["lr"] = self._lr(step, total_steps, steps_per_epoch)
@@ -391,6 +317,15 @@ class Trainer:
                         rate, eta))
             self.save_checkpoint()
 
+    def run(self):
+        """The whole training on this trainer's particles: cached images and
+        features, the remaining epochs, then every particle's latent (no noise)
+        and its final score. Returns (z, score)."""
+        images = self.prepare_images()
+        feats = self.prepare_features(images)
+        self.train(images, feats)
+        return self.encode_all(images, feats)
+
     # -- stage 4: latents -------------------------------------------------------------
     @torch.no_grad()
     def encode_all(self, images, feats):
@@ -406,6 +341,18 @@ class Trainer:
         return z, final_frc
 
 
+def checkpoint_state(checkpoint):
+    """(epochs trained, TrainConfig) of a checkpoint: what "train N more epochs
+    with the same settings" starts from."""
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError("no checkpoint to continue from: %s" % checkpoint)
+    try:
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError("cannot read the checkpoint %s: %s" % (checkpoint, e))
+    return int(ck["epoch"]), TrainConfig(**ck["config"])
+
+
 def load_decoder(checkpoint, gmm_params, device="cpu"):
     """The trained decoder of a checkpoint, ready to decode latent points."""
     ck = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -415,6 +362,6 @@ def load_decoder(checkpoint, gmm_params, device="cpu"):
         raise ValueError("the networks of %s were trained on a GMM of %d Gaussians, not %d"
                          % (checkpoint, n_ck, len(gmm_params)))
     dec = Decoder(gmm_params, cfg["latent_dim"], ck["columns"], ck["focus"], cfg["pos_scale"],
-                  amp_mode=cfg.get("amp_mode", "tanh"))
+                  amp_mode=cfg["amp_mode"])
     dec.load_state_dict(ck["decoder"])
     return dec.to(device).eval()

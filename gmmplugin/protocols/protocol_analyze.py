@@ -4,39 +4,41 @@ import os
 import numpy as np
 import pyworkflow.object as pwobj
 import pyworkflow.protocol.params as params
-from pwem.objects import (ParticleFlex, SetOfClasses3D, SetOfParticlesFlex,
-                          SetOfVolumesFlex, VolumeFlex)
+from pwem.objects import SetOfClasses3D, SetOfParticlesFlex, SetOfVolumesFlex, VolumeFlex
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
-from ..constants import FLEX_PROGRAM, PARTICLES_FILE
-from ..convert import gmm_flex_attr, particles_to_engine, validate_particles
-from .protocol_base import add_gpu_params, read_json, run_engine
+from ..constants import FLEX_PROGRAM
+from ..convert import flex_item, gmm_flex_attr, validate_particles, write_latents
+from ..engine import checks, layout
+from .protocol_base import GmmProtBase
 
 REDUCTIONS = ["PCA", "UMAP"]
 
 
-# Output names -> classes. A dict, not an Enum: Enum members with equal values
-# (two SetOfVolumesFlex, two SetOfParticlesFlex) would silently become aliases.
+# Output name -> class (a dict: two outputs may share a class, which an Enum
+# would silently turn into aliases).
 CLASSES, VOLUMES, GMM_VOLUMES, PARTICLES, OUTLIERS = (
     "Classes", "Volumes", "GmmVolumes", "Particles", "Outliers")
-ANALYZE_OUTPUTS = {CLASSES: SetOfClasses3D, VOLUMES: SetOfVolumesFlex,
-                   GMM_VOLUMES: SetOfVolumesFlex, PARTICLES: SetOfParticlesFlex,
-                   OUTLIERS: SetOfParticlesFlex}
+OUTPUTS = {CLASSES: SetOfClasses3D,
+           VOLUMES: SetOfVolumesFlex,        # reconstructions along the trajectories
+           GMM_VOLUMES: SetOfVolumesFlex,    # decoded GMM maps of the same frames
+           PARTICLES: SetOfParticlesFlex,    # inliers
+           OUTLIERS: SetOfParticlesFlex}
 
 
-class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
+class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     """Turn a GMM latent space into maps: k-means classes reconstructed in 3D,
     trajectories along the principal axes (decoded GMM maps and reconstructions
     of the particles nearest each frame), and a subset of outlier particles."""
-    _label = "gmm - analyze latent space"
-    _possibleOutputs = ANALYZE_OUTPUTS
+    _label = "analyze latent space"
+    _possibleOutputs = OUTPUTS
 
     def _defineParams(self, form):
         form.addSection(label="Input")
         form.addParam("inputParticles", params.PointerParam,
                       pointerClass="SetOfParticlesFlex", important=True,
                       label="Particles with GMM latents",
-                      help="The Particles output of 'gmm - heterogeneity training' (or a "
+                      help="The Particles output of 'heterogeneity training' (or a "
                            "subset of it).")
         form.addSection(label="Classes")
         form.addParam("numClasses", params.IntParam, default=0, label="Number of classes",
@@ -70,7 +72,7 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
                       expertLevel=params.LEVEL_ADVANCED, label="Reconstruction box (px)",
                       help="Fourier-crop particles to this box for the reconstructions "
                            "(0 = particle box).")
-        add_gpu_params(form)
+        self._defineEngineParams(form)
 
     def _insertAllSteps(self):
         self._insertFunctionStep(self.convertInputStep)
@@ -82,26 +84,13 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
 
     def convertInputStep(self):
         inp = self.inputParticles.get()
-        particles_to_engine(inp, self._getExtraPath(PARTICLES_FILE), self._getTmpPath())
-        ids, z = [], []
-        for p in inp.iterItems(orderBy="id"):
-            ids.append(p.getObjId())
-            z.append(p.getZFlex())
-        ids = np.array(ids, dtype=np.int64)
-        data = {"ids": ids, "z": np.array(z, dtype=np.float32)}
-        lat_path = self._flex("latentsPath")
-        if lat_path and os.path.exists(str(lat_path)):
-            lat = np.load(str(lat_path))
-            if "frc" in lat.files:
-                frc = dict(zip(lat["ids"].tolist(), lat["frc"].tolist()))
-                if all(int(i) in frc for i in ids):
-                    data["frc"] = np.array([frc[int(i)] for i in ids], dtype=np.float32)
-        np.savez(self._getExtraPath("latents_in.npz"), **data)
+        self.convertParticles(inp)
+        write_latents(inp, self._getFileName("latents_in"), self._flex("latentsPath"))
 
     def analyzeStep(self):
-        args = ["--particles %s" % self._getExtraPath(PARTICLES_FILE),
-                "--latents %s" % self._getExtraPath("latents_in.npz"),
-                "--out-dir %s" % self._getExtraPath("analysis"),
+        args = ["--particles %s" % self._getFileName("particles"),
+                "--latents %s" % self._getFileName("latents_in"),
+                "--out-dir %s" % self._getExtraPath(),
                 "--num-classes %d" % self.numClasses.get(),
                 "--reduction %s" % REDUCTIONS[self.reduction.get()].lower(),
                 "--num-pcs %d" % self.numPCs.get(), "--num-frames %d" % self.numFrames.get(),
@@ -112,18 +101,15 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
         ck, gmm = self._flex("modelPath"), self._flex("gmmPath")
         if ck and gmm and os.path.exists(str(ck)) and os.path.exists(str(gmm)):
             args += ["--checkpoint %s" % ck, "--gmm %s" % gmm]
-        run_engine(self, "analyze", " ".join(args))
-
-    def _out(self, name):
-        return self._getExtraPath("analysis", name)
+        self.runEngine("analyze", " ".join(args))
 
     def _info(self):
-        return read_json(self._out("analysis.json"))
+        return self.readResult("analysis_info")
 
     def createOutputStep(self):
         inp = self.inputParticles.get()
         info = self._info()
-        res = np.load(self._out("analysis.npz"))
+        res = np.load(self._getFileName("analysis"))
         label = dict(zip(res["ids"].tolist(), (res["labels"] + 1).tolist()))
         outlier = dict(zip(res["ids"].tolist(), res["outlier"].tolist()))
         score = dict(zip(res["ids"].tolist(), res["score"].tolist()))
@@ -140,7 +126,7 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
         def update_class(cls):
             c = by_class[cls.getObjId()]
             rep = cls.getRepresentative()
-            rep.setLocation(self._out("class_%02d.mrc" % c["class"]))
+            rep.setLocation(self._getFileName("map", name=layout.name("class", cls=c["class"])))
             rep.setSamplingRate(apix)
             cls._gmmResolution = pwobj.Float(c["resolution"])
             cls._gmmLatentCentre = pwobj.CsvList()
@@ -152,7 +138,7 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
             vols = self._createSetOfVolumesFlex(suffix=suffix, progName=FLEX_PROGRAM)
             vols.setSamplingRate(apix)
             for fr in info["frames"]:
-                fn = self._out("pc%d_%s_%02d.mrc" % (fr["pc"], kind, fr["frame"]))
+                fn = self._frameFile(kind, fr["pc"], fr["frame"])
                 if not os.path.exists(fn):
                     continue
                 v = VolumeFlex(progName=FLEX_PROGRAM)
@@ -164,8 +150,8 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
             return vols
 
         outputs = {CLASSES: classes, VOLUMES: volume_series("frame", "frames")}
-        if info.get("decoded"):
-            outputs[GMM_VOLUMES] = volume_series("gmm", "gmmframes")
+        if info["decoded"]:
+            outputs[GMM_VOLUMES] = volume_series("gmm_frame", "gmmframes")
 
         def subset(suffix, keep_outliers):
             prog = inp.getFlexInfo().getProgName() or FLEX_PROGRAM   # keep the latents' owner
@@ -175,12 +161,8 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
             s.setAlignmentProj()
             for p in inp.iterItems(orderBy="id"):
                 if bool(outlier.get(p.getObjId(), False)) == keep_outliers:
-                    f = ParticleFlex(progName=prog)
-                    f.copyInfo(p)
-                    f.setObjId(p.getObjId())
-                    f.setZFlex(p.getZFlex())
-                    f.setZRed(zred[p.getObjId()])
-                    s.append(f)
+                    s.append(flex_item(p, p.getObjId(), p.getZFlex(), zred[p.getObjId()],
+                                       prog))
             return s
 
         outputs[PARTICLES] = subset("inliers", False)
@@ -189,6 +171,13 @@ class GmmProtAnalyze(ProtAnalysis3D, ProtFlexBase):
         self._defineOutputs(**outputs)
         for out in outputs.values():
             self._defineSourceRelation(self.inputParticles, out)
+
+    def _frameFile(self, kind, pc, frame):
+        """The map of a trajectory frame: its reconstruction ("frame") or its
+        decoded GMM ("gmm_frame")."""
+        if kind == "gmm_frame":
+            return self._getFileName("gmm_frame", pc=pc, frame=frame)
+        return self._getFileName("map", name=layout.name("frame", pc=pc, frame=frame))
 
     def _validate(self):
         inp = self.inputParticles.get()

@@ -1,52 +1,96 @@
-"""What every gmmplugin protocol shares: GPU form parameters and engine runs."""
+"""GmmProtBase: what every gmmplugin protocol shares.
+
+A gmmplugin protocol converts its Scipion inputs to files, runs one engine
+command through ``runJob`` (so it can be queued and uses the GPUs and threads
+the user chose), and registers what the engine wrote. This class holds the
+form's Run settings, the engine call, the file names (``engine/layout.py``
+through Scipion's filename templates) and the readers of the engine's results.
+It imports no torch: the engine runs in its own process.
+"""
+import json
+import os
+
 import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
 
 from .. import Plugin
+from ..convert import particles_to_engine
+from ..engine import checks, layout
+from ..engine.io import read_fsc
+
+THREADS_HELP = ("CPU threads of the engine (torch and numpy). On a GPU a few are "
+                "enough; on the CPU use the cores this job may take. Scipion's queue "
+                "requests this many cores.")
 
 
-def add_gpu_params(form):
-    """The standard Scipion GPU settings (shown in the Run section of the form)."""
-    form.addHidden(params.USE_GPU, params.BooleanParam, default=True,
-                   label="Use GPU for execution",
-                   help="Run the engine on a CUDA GPU when one is available; "
-                        "otherwise (or if No) it runs on the CPU.")
-    form.addHidden(params.GPU_LIST, params.StringParam, default="0",
-                   label="Choose GPU IDs",
-                   help="GPU ids to use (e.g. 0 or 1,2); the engine uses the first.")
+class GmmProtBase(EMProtocol):
+    """Base of the gmmplugin protocols (not offered in the protocol tree)."""
+    _label = None
 
+    # -- form ------------------------------------------------------------------------
+    @staticmethod
+    def _defineEngineParams(form, threads=4):
+        """Scipion's standard GPU settings and the engine's CPU threads."""
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=True,
+                       label="Use GPU for execution",
+                       help="Run the engine on a CUDA GPU when one is available; "
+                            "otherwise (or if No) it runs on the CPU.")
+        form.addHidden(params.GPU_LIST, params.StringParam, default="0",
+                       label="Choose GPU IDs",
+                       help="GPU ids to use (e.g. 0 or 1,2); the engine uses the first.")
+        form.addParallelSection(threads=threads, mpi=0, binThreadsHelp=THREADS_HELP)
 
-def run_engine(protocol, command, args):
-    """Run ``python -m gmmplugin.engine.cli <command> <args>`` via runJob on the
-    protocol's chosen device, so the job can be queued like any Scipion job."""
-    env, device = Plugin.getGpuEnviron(protocol)
-    protocol.runJob(Plugin.getPython(), "%s %s" % (Plugin.getEngineArgs(command, device),
-                                                    args),
+    # -- files -------------------------------------------------------------------------
+    def _createFilenameTemplates(self):
+        """Every engine output under the run's extra folder, keyed as in layout.FILES."""
+        self._updateFilenamesDict({key: self._getExtraPath(name)
+                                   for key, name in layout.FILES.items()})
+
+    def _getFileName(self, key, **fields):
+        self._createFilenameTemplates()   # the run's folder is known only once it is saved
+        return os.path.abspath(super()._getFileName(key, **fields))
+
+    def readResult(self, key, **fields):
+        """An engine result file (JSON) as a dict, or None while it does not exist
+        yet (summaries are asked for before a run finishes)."""
+        path = self._getFileName(key, **fields)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    # -- steps ---------------------------------------------------------------------------
+    def convertParticles(self, partSet):
+        """Write the engine's particle file for ``partSet`` (the ``particles`` file)."""
+        return particles_to_engine(partSet, self._getFileName("particles"),
+                                   self._getTmpPath())
+
+    def runEngine(self, command, args):
+        """Run ``python -m gmmplugin.engine <command> <args>`` on the chosen device."""
+        env, device = Plugin.getGpuEnviron(self)
+        threads = max(1, int(self.numberOfThreads.get() or 1))
+        env["OMP_NUM_THREADS"] = str(threads)
+        self.runJob(Plugin.getPython(),
+                    "%s %s" % (Plugin.getEngineArgs(command, device, threads), args),
                     env=env, numberOfMpi=1)
 
+    # -- outputs -------------------------------------------------------------------------
+    def volumeAndFsc(self, name="map"):
+        """The reconstruction the engine wrote as ``name``: a Volume with its half
+        maps, and the half-map FSC."""
+        from pwem.objects import FSC, Volume
+        info = self.readResult("map_info", name=name)
+        vol = Volume(location=self._getFileName("map", name=name))
+        vol.setSamplingRate(info["apix"])
+        vol.setHalfMaps([self._getFileName("map_half1", name=name),
+                         self._getFileName("map_half2", name=name)])
+        fsc = FSC(objLabel="half-map FSC")
+        freq, curve = read_fsc(self._getFileName("map_fsc", name=name))
+        fsc.setData(freq.tolist(), curve.tolist())
+        return vol, fsc
 
-def read_json(path):
-    """An engine result file as a dict, or None while it does not exist yet
-    (summaries are asked for before a run finishes)."""
-    import json
-    import os
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def volume_and_fsc(protocol, prefix="map"):
-    """The reconstruction written by the engine's ``reconstruct`` in the extra
-    folder (``<prefix>.mrc``, half maps, ``<prefix>_fsc.txt``, ``<prefix>.json``)
-    as a Volume with half maps and an FSC object."""
-    import numpy as np
-    from pwem.objects import FSC, Volume
-    extra = protocol._getExtraPath
-    info = read_json(extra(prefix + ".json"))
-    vol = Volume(location=extra(prefix + ".mrc"))
-    vol.setSamplingRate(info["apix"])
-    vol.setHalfMaps([extra(prefix + "_half1.mrc"), extra(prefix + "_half2.mrc")])
-    fsc = FSC(objLabel="half-map FSC")
-    freq, curve = np.loadtxt(extra(prefix + "_fsc.txt"), unpack=True)
-    fsc.setData(freq.tolist(), curve.tolist())
-    return vol, fsc
+    # -- checks --------------------------------------------------------------------------
+    @staticmethod
+    def problems(*engine_checks):
+        """Form messages of the engine's own checks (zero-argument callables)."""
+        return checks.problems(*engine_checks)

@@ -1,31 +1,31 @@
 """GmmProtFitNeutral: the neutral GMM from a consensus map and/or an atomic model."""
-import enum
 import os
 
 import pyworkflow.protocol.params as params
 from pwem.objects import AtomStruct, Volume
 from pwem.protocols import ProtAnalysis3D
 
+from ..convert import map_file, mask_voxels
+from ..engine import checks
 from ..objects import GmmModel
-from .protocol_base import add_gpu_params, read_json, run_engine
-from .inputs import map_file, read_mask_stats
+from .protocol_base import GmmProtBase
 
 
-class FitNeutralOutputs(enum.Enum):
-    Gmm = GmmModel
-    Volume = Volume
-    Points = AtomStruct
+# Output name -> class (a dict: two outputs may share a class, which an Enum
+# would silently turn into aliases).
+GMM, VOLUME, POINTS = "Gmm", "Volume", "Points"
+OUTPUTS = {GMM: GmmModel, VOLUME: Volume, POINTS: AtomStruct}
 
 
-class GmmProtFitNeutral(ProtAnalysis3D):
+class GmmProtFitNeutral(GmmProtBase, ProtAnalysis3D):
     """Fit the neutral Gaussian mixture model: N Gaussians (centre, amplitude,
     width) whose map reproduces the consensus map up to the target resolution.
     It is the frame every later step perturbs. Seeds come from the map's
     density (k-means) or from an atomic model; the fit maximises the FSC with
     the map, coarse to fine. With only a model, the map is computed from the
     atoms at the target resolution."""
-    _label = "gmm - fit neutral GMM"
-    _possibleOutputs = FitNeutralOutputs
+    _label = "fit neutral GMM"
+    _possibleOutputs = OUTPUTS
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -53,7 +53,7 @@ class GmmProtFitNeutral(ProtAnalysis3D):
         form.addParam("numGaussians", params.IntParam, default=0,
                       label="Number of Gaussians",
                       help="0 = automatic: the molecular volume / (resolution/2)³.")
-        add_gpu_params(form)
+        self._defineEngineParams(form)
 
     def _insertAllSteps(self):
         self._insertFunctionStep(self.fitStep, needsGPU=True)
@@ -70,27 +70,25 @@ class GmmProtFitNeutral(ProtAnalysis3D):
             args += " --model %s" % os.path.abspath(self.inputAtomStruct.get().getFileName())
         if self.inputMask.get() is not None:
             args += " --mask %s" % map_file(self.inputMask.get(), self._getTmpPath("mask.mrc"))
-        run_engine(self, "fit", args)
+        self.runEngine("fit", args)
 
     def createOutputStep(self):
         info = self._info()
-        gmm = GmmModel(filename=self._getExtraPath("gmm.npz"), samplingRate=info["apix"],
+        gmm = GmmModel(filename=self._getFileName("gmm"), samplingRate=info["apix"],
                        boxSize=info["box"], resolution=info["resolution"],
                        numGaussians=info["n_gaussians"])
-        vol = Volume(location=self._getExtraPath("gmm_map.mrc"))
+        vol = Volume(location=self._getFileName("gmm_map"))
         vol.setSamplingRate(info["apix"])
-        points = AtomStruct(filename=self._getExtraPath("gmm_points.cif"), pseudoatoms=True)
+        points = AtomStruct(filename=self._getFileName("gmm_points"), pseudoatoms=True)
         points.setVolume(vol)
-        self._defineOutputs(**{FitNeutralOutputs.Gmm.name: gmm,
-                               FitNeutralOutputs.Volume.name: vol,
-                               FitNeutralOutputs.Points.name: points})
+        self._defineOutputs(**{GMM: gmm, VOLUME: vol, POINTS: points})
         for src in (self.inputVolume, self.inputAtomStruct):
             if src.get() is not None:
                 for out in (gmm, vol, points):
                     self._defineSourceRelation(src, out)
 
     def _info(self):
-        return read_json(self._getExtraPath("fit.json"))
+        return self.readResult("fit_info")
 
     def _validate(self):
         errors = []
@@ -99,13 +97,10 @@ class GmmProtFitNeutral(ProtAnalysis3D):
         res = self.targetResolution.get()
         if vol is None and model is None:
             return ["Give a consensus map, an atomic model, or both."]
-        if res is None or res <= 0:
-            errors.append("The target resolution must be positive.")
-        if vol is not None and res:
-            nyquist = 2 * vol.getSamplingRate()
-            if res < nyquist:
-                errors.append("The target resolution (%.2f Å) is finer than the map's "
-                              "Nyquist limit (%.2f Å)." % (res, nyquist))
+        errors += self.problems(lambda: checks.positive(res or 0, "the target resolution"))
+        if vol is not None and res and res > 0:
+            errors += self.problems(lambda: checks.resolution_within_nyquist(
+                res, vol.getSamplingRate(), "the target resolution", "the map's"))
         if mask is not None:
             if vol is None:
                 errors.append("A mask needs a consensus map.")
@@ -118,7 +113,7 @@ class GmmProtFitNeutral(ProtAnalysis3D):
                 if mask.getDim() != vol.getDim():
                     errors.append("The mask box %s differs from the map box %s."
                                   % (mask.getDim(), vol.getDim()))
-                elif read_mask_stats(mask) == 0:
+                elif mask_voxels(mask) == 0:
                     errors.append("The mask is empty (no voxel above 0.5).")
         if self.numGaussians.get() < 0:
             errors.append("The number of Gaussians must be 0 (automatic) or positive.")

@@ -1,28 +1,27 @@
 """GmmProtReconstruct: CTF-corrected direct Fourier reconstruction of particles."""
-import enum
-
 import pyworkflow.protocol.params as params
 from pwem.objects import FSC, Volume
 from pwem.protocols import ProtReconstruct3D
 
-from ..constants import PARTICLES_FILE
-from ..convert import particles_to_engine, validate_particles
-from .protocol_base import add_gpu_params, read_json, run_engine, volume_and_fsc
+from ..convert import validate_particles
+from ..engine import checks
+from .protocol_base import GmmProtBase
 
 
-class ReconstructOutputs(enum.Enum):
-    Volume = Volume
-    FSC = FSC
+# Output name -> class (a dict: two outputs may share a class, which an Enum
+# would silently turn into aliases).
+VOLUME, FSC_CURVE = "Volume", "FSC"
+OUTPUTS = {VOLUME: Volume, FSC_CURVE: FSC}
 
 
-class GmmProtReconstruct(ProtReconstruct3D):
+class GmmProtReconstruct(GmmProtBase, ProtReconstruct3D):
     """Reconstruct a 3D map from aligned particles by direct Fourier inversion
     with CTF correction (Wiener-style), from two random half sets, with the
     gold-standard FSC. The same reconstructor is used for the classes and
     trajectories of the GMM analysis; run it on its own to check that imported
     poses and CTFs are right before training."""
-    _label = "gmm - reconstruct"
-    _possibleOutputs = ReconstructOutputs
+    _label = "reconstruct"
+    _possibleOutputs = OUTPUTS
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -47,7 +46,7 @@ class GmmProtReconstruct(ProtReconstruct3D):
                       expertLevel=params.LEVEL_ADVANCED, label="Batch size",
                       help="Particles inserted per step; larger is faster on a GPU and "
                            "uses more memory.")
-        add_gpu_params(form)
+        self._defineEngineParams(form)
 
     # -- steps -------------------------------------------------------------------
     def _insertAllSteps(self):
@@ -56,27 +55,25 @@ class GmmProtReconstruct(ProtReconstruct3D):
         self._insertFunctionStep(self.createOutputStep)
 
     def convertInputStep(self):
-        particles_to_engine(self.inputParticles.get(), self._getExtraPath(PARTICLES_FILE),
-                            self._getTmpPath())
+        self.convertParticles(self.inputParticles.get())
 
     def reconstructStep(self):
         args = ("--particles %s --out-dir %s --name map --wiener %g --pad %d --batch %d"
-                % (self._getExtraPath(PARTICLES_FILE), self._getExtraPath(),
+                % (self._getFileName("particles"), self._getExtraPath(),
                    self.wiener.get(), self.padding.get(), self.batchSize.get()))
         if self.boxSize.get():
             args += " --box %d" % self.boxSize.get()
-        run_engine(self, "reconstruct", args)
+        self.runEngine("reconstruct", args)
 
     def createOutputStep(self):
-        vol, fsc = volume_and_fsc(self)
-        self._defineOutputs(**{ReconstructOutputs.Volume.name: vol,
-                               ReconstructOutputs.FSC.name: fsc})
+        vol, fsc = self.volumeAndFsc()
+        self._defineOutputs(**{VOLUME: vol, FSC_CURVE: fsc})
         self._defineSourceRelation(self.inputParticles, vol)
         self._defineSourceRelation(self.inputParticles, fsc)
 
     # -- info ----------------------------------------------------------------------
     def _info(self):
-        return read_json(self._getExtraPath("map.json"))
+        return self.readResult("map_info", name="map")
 
     def _validate(self):
         errors = validate_particles(self.inputParticles.get())
@@ -85,8 +82,11 @@ class GmmProtReconstruct(ProtReconstruct3D):
             if box % 2 or box > self.inputParticles.get().getXDim():
                 errors.append("The reconstruction box must be even and at most the "
                               "particle box (%d px)." % self.inputParticles.get().getXDim())
-        if self.padding.get() < 1:
-            errors.append("The padding factor must be at least 1.")
+        errors += self.problems(
+            lambda: checks.positive(self.padding.get(), "the padding factor"),
+            lambda: checks.positive(self.wiener.get(), "the Wiener regularisation",
+                                    allow_zero=True),
+            lambda: checks.positive(self.batchSize.get(), "the batch size"))
         return errors
 
     def _summary(self):

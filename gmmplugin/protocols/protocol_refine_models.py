@@ -7,17 +7,22 @@ from pwem.objects import AtomStruct, AtomStructFlex, SetOfAtomStructFlex
 from pwem.protocols import ProtAnalysis3D
 
 from ..constants import FLEX_PROGRAM
-from .inputs import map_file
-from .protocol_base import add_gpu_params, read_json, run_engine
-
-ATOM_STRUCT, ATOM_STRUCTS = "AtomStruct", "AtomStructs"
+from ..convert import map_file
+from ..engine import checks
+from .protocol_base import GmmProtBase
 STAGE_CHOICES = ["patches", "patches + residues", "patches + residues + atoms"]
 STAGE_NAMES = ("patch", "residue", "atom")
 
 
-class GmmProtRefineModels(ProtAnalysis3D):
+# Output name -> class (a dict: two outputs may share a class, which an Enum
+# would silently turn into aliases).
+ATOM_STRUCT, ATOM_STRUCTS = "AtomStruct", "AtomStructs"   # one map | a volume series
+OUTPUTS = {ATOM_STRUCT: AtomStruct, ATOM_STRUCTS: SetOfAtomStructFlex}
+
+
+class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
     """Refine an atomic model into one map, or into every map of a volume
-    series (e.g. the trajectory frames of 'gmm - analyze latent space'), with
+    series (e.g. the trajectory frames of 'analyze latent space'), with
     the atoms as Gaussians (Chen 2025): rigid moves of k-means patches of
     residues, then of residues, then of atoms, decoded from each map's latent
     coordinate, fitted by the FRC of projections up to the target resolution
@@ -27,8 +32,8 @@ class GmmProtRefineModels(ProtAnalysis3D):
     move rigidly with their residue and patch. Every output model comes with a
     validation row (library RMSZ, Ramachandran, tortoize z-scores and
     king-probe clashscore when installed)."""
-    _label = "gmm - refine atomic model series"
-    _possibleOutputs = {ATOM_STRUCT: AtomStruct, ATOM_STRUCTS: SetOfAtomStructFlex}
+    _label = "refine atomic model series"
+    _possibleOutputs = OUTPUTS
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -44,7 +49,7 @@ class GmmProtRefineModels(ProtAnalysis3D):
         form.addParam("inputVolumes", params.PointerParam, pointerClass="SetOfVolumes",
                       allowsNull=True, label="Volume series",
                       help="One model per map, in order. A SetOfVolumesFlex (e.g. the "
-                           "'Volumes' of gmm - analyze latent space) gives each map its "
+                           "'Volumes' of 'analyze latent space') gives each map its "
                            "latent coordinate, so models between frames can be decoded "
                            "smoothly; for a plain set the frame index is used.")
         form.addParam("targetResolution", params.FloatParam, default=4.0,
@@ -68,7 +73,7 @@ class GmmProtRefineModels(ProtAnalysis3D):
         form.addParam("steps", params.StringParam, default="150 150 200",
                       expertLevel=params.LEVEL_ADVANCED, label="Steps per stage",
                       help="Optimisation steps of the patch, residue and atom stages.")
-        add_gpu_params(form)
+        self._defineEngineParams(form)
 
     # -- steps -----------------------------------------------------------------
     def _insertAllSteps(self):
@@ -98,11 +103,11 @@ class GmmProtRefineModels(ProtAnalysis3D):
                     vols[0].getSamplingRate(), self._getExtraPath()))
         latents = self._latents(vols)
         if latents is not None and len(vols) > 1:
-            path = self._getExtraPath("latents.txt")
+            path = self._getFileName("model_latents")
             with open(path, "w") as fh:
                 fh.writelines(" ".join("%.6g" % x for x in z) + "\n" for z in latents)
             args += " --latents %s" % path
-        run_engine(self, "refine-models", args)
+        self.runEngine("refine-models", args)
 
     def createOutputStep(self):
         info, rows = self._info(), self._validation()
@@ -144,10 +149,10 @@ class GmmProtRefineModels(ProtAnalysis3D):
 
     # -- info -------------------------------------------------------------------
     def _info(self):
-        return read_json(self._getExtraPath("refine_models.json"))
+        return self.readResult("refine_models_info")
 
     def _validation(self):
-        return read_json(self._getExtraPath("validation.json")) or []
+        return self.readResult("validation") or []
 
     def _validate(self):
         errors = []
@@ -160,13 +165,11 @@ class GmmProtRefineModels(ProtAnalysis3D):
         vols = [single] if single is not None else list(series)
         if not vols:
             return errors + ["The volume series is empty."]
-        res = self.targetResolution.get()
-        if res is None or res <= 0:
-            errors.append("The target resolution must be positive.")
-        apix = vols[0].getSamplingRate()
-        if res and res < 2 * apix:
-            errors.append("The target resolution (%.2f Å) is finer than the maps' Nyquist "
-                          "limit (%.2f Å)." % (res, 2 * apix))
+        res = self.targetResolution.get() or 0
+        errors += self.problems(lambda: checks.positive(res, "the target resolution"))
+        if res > 0:
+            errors += self.problems(lambda: checks.resolution_within_nyquist(
+                res, vols[0].getSamplingRate(), "the target resolution", "the maps'"))
         if single is None:
             dims = {tuple(v.getDim()) for v in vols}
             if len(dims) > 1:
@@ -175,13 +178,13 @@ class GmmProtRefineModels(ProtAnalysis3D):
             if rates[-1] - rates[0] > 1e-3 * rates[0]:
                 errors.append("The maps of the series differ in sampling rate: %s Å/px."
                               % ", ".join("%g" % r for r in rates))
-        if self.numPatches.get() < 1:
-            errors.append("The number of patches must be at least 1.")
+        errors += self.problems(lambda: checks.positive(self.numPatches.get(),
+                                                        "the number of patches"))
         steps = self.steps.get().replace(",", " ").split()
         if len(steps) != 3 or not all(s.isdigit() for s in steps):
             errors.append("Steps per stage needs three whole numbers (patch residue atom).")
-        if self.geometryWeight.get() < 0:
-            errors.append("The geometry weight must be 0 (automatic) or positive.")
+        errors += self.problems(lambda: checks.positive(
+            self.geometryWeight.get(), "the geometry weight (0 = automatic)", allow_zero=True))
         return errors
 
     def _summary(self):

@@ -6,23 +6,28 @@ import pyworkflow.protocol.params as params
 from pwem.objects import FSC, SetOfParticles, SetOfParticlesFlex, Volume
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
-from ..constants import PARTICLES_FILE
-from ..convert import (gmm_flex_attr, particles_to_engine, pose_to_matrix,
-                       validate_particles)
-from .inputs import map_file
-from .protocol_base import add_gpu_params, read_json, run_engine, volume_and_fsc
-
-OUTPUTS = {"Particles": SetOfParticles, "Volume": Volume, "FSC": FSC}
+from ..convert import (gmm_flex_attr, map_file, update_transforms, validate_particles,
+                       write_latents)
+from ..engine import checks, layout
+from ..engine.particles import Particles
+from .protocol_base import GmmProtBase
 
 
-class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
+# Output name -> class (a dict: two outputs may share a class, which an Enum
+# would silently turn into aliases).
+PARTICLES, VOLUME, FSC_CURVE = "Particles", "Volume", "FSC"
+OUTPUTS = {PARTICLES: SetOfParticles,     # a SetOfParticlesFlex when the input has latents
+           VOLUME: Volume, FSC_CURVE: FSC}
+
+
+class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     """Refine every particle's orientation and shift by gradient descent on the
     noise-whitened correlation (the maximum-likelihood score) between the
     particle and the CTF-modulated projection of its own decoded GMM (or of the
     neutral GMM), starting from its input pose and bounded by the limits.
     With a flexible molecule the consensus poses are a compromise; refined
     poses sharpen reconstructions of the flexible parts."""
-    _label = "gmm - refine orientations"
+    _label = "refine orientations"
     _possibleOutputs = OUTPUTS
 
     def _defineParams(self, form):
@@ -30,7 +35,7 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
                       pointerCondition="hasAlignmentProj", important=True,
                       label="Input particles",
-                      help="The Particles output of 'gmm - heterogeneity training' (each "
+                      help="The Particles output of 'heterogeneity training' (each "
                            "particle is refined against its decoded GMM), or plain "
                            "particles together with a neutral GMM.")
         form.addParam("inputGmm", params.PointerParam, pointerClass="GmmModel",
@@ -44,8 +49,8 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                       help="No particle's in-plane shift changes by more than this.")
         form.addParam("iterations", params.IntParam, default=60, label="Iterations",
                       help="Gradient steps per particle (first quarter at half the "
-                           "resolution for a wider capture range). 60 brought 5° errors "
-                           "to a median of 1.5° on simulated data at SNR 0.1 (40: 1.55°).")
+                           "resolution for a wider capture range). Fewer are faster; raise "
+                           "it when the log shows poses still improving at the end.")
         form.addParam("significance", params.FloatParam, default=0.05,
                       expertLevel=params.LEVEL_ADVANCED, label="Move significance",
                       help="A particle keeps its input pose unless the refined pose fits "
@@ -68,7 +73,7 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
         form.addParam("retrainEpochs", params.IntParam, default=5, condition="retrain",
                       label="Extra epochs",
                       help="Epochs of the retraining round, added to those already run.")
-        add_gpu_params(form)
+        self._defineEngineParams(form)
 
     # -- helpers -----------------------------------------------------------------------
     def _flex_attr(self, name):
@@ -95,17 +100,12 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
 
     def convertInputStep(self):
         inp = self.inputParticles.get()
-        particles_to_engine(inp, self._getExtraPath(PARTICLES_FILE), self._getTmpPath())
+        self.convertParticles(inp)
         if isinstance(inp, SetOfParticlesFlex):
-            ids, z = [], []
-            for p in inp.iterItems(orderBy="id"):
-                ids.append(p.getObjId())
-                z.append(p.getZFlex())
-            np.savez(self._getExtraPath("latents_in.npz"), ids=np.array(ids),
-                     z=np.array(z, dtype=np.float32))
+            write_latents(inp, self._getFileName("latents_in"))
 
     def refineStep(self):
-        args = ["--particles %s" % self._getExtraPath(PARTICLES_FILE),
+        args = ["--particles %s" % self._getFileName("particles"),
                 "--gmm %s" % self._gmm_path(), "--out-dir %s" % self._getExtraPath(),
                 "--max-res %g" % self.maxResolution.get(),
                 "--max-angle %g" % self.maxAngularChange.get(),
@@ -114,71 +114,52 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                 "--significance %g" % self.significance.get()]
         if self._decoded():
             args += ["--checkpoint %s" % self._flex_attr("modelPath"),
-                     "--latents %s" % self._getExtraPath("latents_in.npz")]
+                     "--latents %s" % self._getFileName("latents_in")]
         if self.focusMask.get() is not None:
             args.append("--focus-mask %s" % map_file(self.focusMask.get(),
                                                     self._getTmpPath("focus.mrc")))
-        run_engine(self, "refine-poses", " ".join(args))
+        self.runEngine("refine-poses", " ".join(args))
 
     def retrainStep(self):
-        import torch
-        ck = self._flex_attr("modelPath")
-        done = torch.load(ck, map_location="cpu", weights_only=False)
-        cfg = done["config"]
-        args = ["--particles %s" % self._getExtraPath("particles_refined.npz"),
-                "--gmm %s" % self._gmm_path(), "--out-dir %s" % self._getExtraPath("retrain"),
-                "--continue-from %s" % ck,
-                "--epochs %d" % (done["epoch"] + self.retrainEpochs.get()),
-                "--latent-dim %d" % cfg["latent_dim"], "--batch %d" % cfg["batch_size"],
-                "--lr %g" % cfg["learning_rate"], "--max-res %g" % cfg["max_res"],
-                "--min-res %g" % cfg["min_res"],
-                "--vary-positions %d" % cfg["vary_positions"],
-                "--vary-amplitudes %d" % cfg["vary_amplitudes"],
-                "--vary-widths %d" % cfg["vary_widths"], "--ctf-mode %s" % cfg["ctf_mode"]]
-        if "latent_kl" in cfg:     # continue with the same regularisation
-            args.append("--latent-kl %g" % cfg["latent_kl"])
-        args.append("--loss %s" % cfg.get("loss", "frc"))
-        run_engine(self, "train", " ".join(args))
+        """More epochs of the input's networks, with their own settings, on the
+        refined poses (the engine reads the settings from the checkpoint)."""
+        args = ["--particles %s" % self._getFileName("particles_refined"),
+                "--gmm %s" % self._gmm_path(), "--out-dir %s" % self._retrainDir(),
+                "--continue-from %s" % self._flex_attr("modelPath"),
+                "--more-epochs %d" % self.retrainEpochs.get()]
+        self.runEngine("train", " ".join(args))
+
+    def _retrainDir(self):
+        return self._getExtraPath("retrain")
 
     def reconstructStep(self):
-        run_engine(self, "reconstruct", "--particles %s --out-dir %s --name map" % (
-            self._getExtraPath("particles_refined.npz"), self._getExtraPath()))
+        self.runEngine("reconstruct", "--particles %s --out-dir %s --name map" % (
+            self._getFileName("particles_refined"), self._getExtraPath()))
 
     def createOutputStep(self):
-        from ..engine.data import Particles
         inp = self.inputParticles.get()
-        refined = Particles.load(self._getExtraPath("particles_refined.npz"))
-        row = {int(i): r for r, i in enumerate(refined.ids)}
+        refined = Particles.load(self._getFileName("particles_refined"))
+        lat_path = layout.path(self._retrainDir(), "latents")
         new_z = None
-        lat_path = self._getExtraPath("retrain", "latents.npz")
         if os.path.exists(lat_path):
             lat = np.load(lat_path)
             new_z = dict(zip(lat["ids"].tolist(), lat["z"].tolist()))
         flex = isinstance(inp, SetOfParticlesFlex)
         out = (self._createSetOfParticlesFlex(progName=inp.getFlexInfo().getProgName())
                if flex else self._createSetOfParticles())
-        out.copyInfo(inp)
-        out.setHasCTF(inp.hasCTF())
-        out.setAlignmentProj()
+        update_transforms(inp, out, refined.rotations, refined.shifts, refined.ids,
+                          None if new_z is None else
+                          (lambda p: p.setZFlex(new_z[p.getObjId()])))
         if flex:
             out.setFlexInfo(inp.getFlexInfo())
             if new_z is not None:
                 out.getFlexInfo().setAttr("modelPath", os.path.abspath(
-                    self._getExtraPath("retrain", "work", "checkpoint.pt")))
+                    layout.path(self._retrainDir(), "checkpoint")))
                 out.getFlexInfo().setAttr("latentsPath", os.path.abspath(lat_path))
-        apix = inp.getSamplingRate()
-        for p in inp.iterItems(orderBy="id"):
-            r = row.get(p.getObjId())
-            if r is None:
-                continue
-            q = p.clone()
-            q.getTransform().setMatrix(pose_to_matrix(refined.rotations[r],
-                                                      refined.shifts[r], apix))
-            if new_z is not None:
-                q.setZFlex(new_z[p.getObjId()])
-            out.append(q)
-        vol, fsc = volume_and_fsc(self)
-        self._defineOutputs(Particles=out, Volume=vol, FSC=fsc)
+        out.setHasCTF(inp.hasCTF())
+        out.setAlignmentProj()
+        vol, fsc = self.volumeAndFsc()
+        self._defineOutputs(**{PARTICLES: out, VOLUME: vol, FSC_CURVE: fsc})
         self._defineTransformRelation(self.inputParticles, out)
         for o in (vol, fsc):
             self._defineSourceRelation(self.inputParticles, o)
@@ -186,10 +167,10 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
             self._defineSourceRelation(self.inputGmm, out)
 
     def _recon_info(self):
-        return read_json(self._getExtraPath("map.json"))
+        return self.readResult("map_info", name="map")
 
     def _refine_info(self):
-        return read_json(self._getExtraPath("refine.json"))
+        return self.readResult("refine_info")
 
     def _validate(self):
         errors = validate_particles(self.inputParticles.get())
@@ -200,43 +181,40 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
                           "a neutral GMM.")
         if self.retrain.get() and not self._decoded():
             errors.append("Retraining needs the Particles output of a training run.")
-        if self.maxAngularChange.get() <= 0 or self.maxShiftChange.get() < 0:
-            errors.append("The angular limit must be positive and the shift limit >= 0.")
-        if self.iterations.get() < 1:
-            errors.append("Use at least one iteration.")
-        if not 0 <= self.significance.get() < 1:
-            errors.append("The move significance must be in [0, 1).")
-        errors += self._gmm_errors()
-        sr = self.inputParticles.get().getSamplingRate()
-        if self.maxResolution.get() < 2 * sr:
-            errors.append("Max resolution (%.2f Å) is finer than Nyquist (%.2f Å)."
-                          % (self.maxResolution.get(), 2 * sr))
-        return errors
+        errors += self.problems(
+            lambda: checks.positive(self.maxAngularChange.get(), "the max angular change"),
+            lambda: checks.positive(self.maxShiftChange.get(), "the max shift change",
+                                    allow_zero=True),
+            lambda: checks.positive(self.iterations.get(), "the number of iterations"),
+            lambda: checks.fraction(self.significance.get(), "the move significance"),
+            lambda: checks.resolution_within_nyquist(
+                self.maxResolution.get(), self.inputParticles.get().getSamplingRate()))
+        if self.retrain.get():
+            errors += self.problems(lambda: checks.positive(self.retrainEpochs.get(),
+                                                            "the number of extra epochs"))
+        return errors + self._gmm_errors()
 
     def _gmm_errors(self):
         """The chosen GMM must cover the particles' box and, with trained networks,
         be the GMM they were trained on; a focus mask must match the particles."""
         parts, gmm, errors = self.inputParticles.get(), self.inputGmm.get(), []
-        if gmm is not None and gmm.getBoxSize():
-            ext_p = parts.getXDim() * parts.getSamplingRate()
-            ext_g = gmm.getBoxSize() * gmm.getSamplingRate()
-            if abs(ext_p - ext_g) > 0.02 * ext_p:
-                errors.append("The GMM was fitted to a %.1f Å box but the particles' box is "
-                              "%.1f Å." % (ext_g, ext_p))
+        if gmm is not None:
+            errors += self.problems(lambda: checks.same_extent(
+                gmm.getBoxSize(), gmm.getSamplingRate(), parts.getXDim(),
+                parts.getSamplingRate(), "the GMM"))
         trained = self._flex_attr("gmmPath")
         if gmm is not None and trained and self._flex_attr("modelPath"):
-            n_trained = len(np.load(trained)["params"])
+            with np.load(trained) as f:
+                n_trained = len(f["params"])
             if gmm.getNumGaussians() and gmm.getNumGaussians() != n_trained:
                 errors.append("The particles' networks were trained on a GMM of %d "
                               "Gaussians; the selected GMM has %d. Select that GMM or "
                               "none." % (n_trained, gmm.getNumGaussians()))
         mask = self.focusMask.get()
         if mask is not None:
-            ext_p = parts.getXDim() * parts.getSamplingRate()
-            ext_m = mask.getDim()[0] * mask.getSamplingRate()
-            if abs(ext_p - ext_m) > 0.02 * ext_p:
-                errors.append("The focus mask covers a %.1f Å box but the particles' box "
-                              "is %.1f Å." % (ext_m, ext_p))
+            errors += self.problems(lambda: checks.same_extent(
+                mask.getDim()[0], mask.getSamplingRate(), parts.getXDim(),
+                parts.getSamplingRate(), "the focus mask"))
         return errors
 
     def _summary(self):
@@ -251,7 +229,7 @@ class GmmProtRefineOrientations(ProtAnalysis3D, ProtFlexBase):
         if "moved_fraction" in info:
             lines.append("%.1f%% of the poses moved (significantly better than the input "
                          "at level %g)." % (100 * info["moved_fraction"], info["significance"]))
-        if os.path.exists(self._getExtraPath("map.json")):
+        if self._recon_info() is not None:
             lines.append("Reconstruction: FSC 0.143 at %.2f Å."
                          % self._recon_info()["resolution_0143"])
         return lines

@@ -1,38 +1,39 @@
 """GmmProtTrain: every particle -> a latent vector of the GMM decoder."""
-import enum
 import os
 
 import numpy as np
 import pyworkflow.protocol.params as params
-from pyworkflow.object import Integer
-from pwem.objects import ParticleFlex, SetOfParticlesFlex
+from pwem.objects import SetOfParticlesFlex
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
-from ..constants import FLEX_PROGRAM, PARTICLES_FILE
-from ..convert import particles_to_engine, pose_to_matrix, validate_particles
+from ..constants import FLEX_PROGRAM
+from ..convert import append_flex_particles, map_file, validate_particles
+from ..engine import checks
+from ..engine.particles import Particles
+from ..engine.settings import FEW_PER_CLASS, RefineLatentsConfig, TrainConfig
 from ..engine.symmetry import parse_symmetry, symmetry_operators
-from .inputs import map_file
-from .protocol_base import add_gpu_params, read_json, run_engine
+from .protocol_base import GmmProtBase
 
 CTF_FULL, CTF_PHASE_FLIP = 0, 1
 LOSS_FRC, LOSS_WHITENED = 0, 1
 LOSS_NAMES = {LOSS_FRC: "frc", LOSS_WHITENED: "whitened"}
 
 
-class TrainOutputs(enum.Enum):
-    Particles = SetOfParticlesFlex
+# Output name -> class (a dict: two outputs may share a class, which an Enum
+# would silently turn into aliases).
+PARTICLES = "Particles"
+OUTPUTS = {PARTICLES: SetOfParticlesFlex}
 
 
-class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
+class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     """Heterogeneity training (e2gmm): an encoder maps each particle (through
     the gradient of its similarity score w.r.t. the neutral GMM) to a latent
     vector; a decoder maps latent vectors to changes of the Gaussians
     (positions, amplitudes, widths), trained so that each particle's decoded
-    GMM, projected with its pose and CTF, matches the particle (Fourier ring
-    correlation, or optionally a noise-whitened correlation).
+    GMM, projected with its pose and CTF, matches the particle.
     Output: the particles with their latent vectors (SetOfParticlesFlex)."""
-    _label = "gmm - heterogeneity training"
-    _possibleOutputs = TrainOutputs
+    _label = "heterogeneity training"
+    _possibleOutputs = OUTPUTS
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -50,15 +51,16 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "cryoSPARC consensus refinement.")
         form.addParam("inputGmm", params.PointerParam, pointerClass="GmmModel",
                       important=True, label="Neutral GMM",
-                      help="Output of 'gmm - fit neutral GMM' on the consensus map of "
-                           "these particles.")
+                      help="Output of 'fit neutral GMM' on the consensus map of these "
+                           "particles.")
         form.addParam("latentDim", params.IntParam, default=4, label="Latent dimension",
-                      help="Size of the latent vector (1-16). 4 is a good start; 2 for "
-                           "direct plotting of a single cyclic motion.")
+                      help="Size of the latent vector (1-16). 4 is a good start; 2 lets "
+                           "a single closed-loop (cyclic) motion be plotted directly.")
         form.addParam("maxResolution", params.FloatParam, default=8.0,
                       label="Max resolution (Å)",
                       help="High end of the resolution band. Particles are Fourier-cropped so "
-                           "that this is their Nyquist frequency, which sets the speed.")
+                           "that this is their Nyquist frequency, which sets the speed. "
+                           "Finer values see smaller changes and cost more.")
         form.addParam("minResolution", params.FloatParam, default=100.0,
                       expertLevel=params.LEVEL_ADVANCED, label="Min resolution (Å)",
                       help="Low end of the resolution band.")
@@ -93,22 +95,18 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                       expertLevel=params.LEVEL_ADVANCED, label="Similarity score",
                       help="How a particle is compared with the projection of its GMM, "
                            "both for the encoder's input (the score's gradient) and for "
-                           "training. FRC (default): the mean Fourier ring "
-                           "correlation of the e2gmm paper, every ring with the same "
-                           "weight. Noise-whitened correlation: every Fourier pixel "
-                           "weighted by the inverse noise power of its ring (the "
-                           "maximum-likelihood score), so noisy high-resolution rings "
-                           "count less. In the benchmarks it read a small domain's "
-                           "closed-loop motion better on one dataset and worse on "
-                           "another, and separated a compositional change slightly less "
-                           "well; other cases were within seed-to-seed spread "
-                           "(benchmarks/RESULTS.md, 'Similarity score'). A run can only "
-                           "be continued with the score it started with.")
+                           "training. FRC (default): the mean Fourier ring correlation "
+                           "of the e2gmm paper, every ring with the same weight. "
+                           "Noise-whitened correlation: every Fourier pixel weighted by "
+                           "the inverse noise power of its ring (the maximum-likelihood "
+                           "score), so noisy high-resolution rings count less; try it for "
+                           "a small domain moving on a closed loop. A run can only be "
+                           "continued with the score it started with.")
         form.addSection(label="Training")
         form.addParam("numEpochs", params.IntParam, default=10, label="Epochs",
                       help="Passes over all particles (the total, also when continuing a "
-                           "run). 10 were enough for 5,000 simulated particles; more "
-                           "particles need fewer.")
+                           "run). Large data sets need fewer; raise it when the training "
+                           "curve is still rising at the end.")
         form.addParam("batchSize", params.IntParam, default=64, label="Batch size",
                       help="Particles per optimisation step. Larger batches are faster on "
                            "a GPU and use more memory (about batch × Gaussians × box).")
@@ -122,9 +120,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "a standard normal (0 = plain latent noise). It switches off "
                            "latent dimensions that explain nothing; too large, it also "
                            "switches off weak motions, and it folds closed-loop (cyclic) "
-                           "motions into one dimension: try 1e-3 or 0 for those. 5e-3 "
-                           "kept a 30° domain swing at SNR 0.1 on both realistic and "
-                           "ideal inputs (see benchmarks/RESULTS.md).")
+                           "motions into one dimension: lower it (1e-3 or 0) for those.")
         form.addParam("seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
                       label="Random seed",
                       help="Seed of the network initialisation and particle order; the "
@@ -139,35 +135,22 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "where they differ, and every particle's latent becomes the "
                            "posterior-weighted mean of the class centres, judged against "
                            "the other half set's maps. It recovers state that the "
-                           "encoder's one-gradient view misses, e.g. a small domain on a "
-                           "closed loop: in the benchmarks it raised the circular "
-                           "correlation of a 14 Å loop from 0.83 to 0.92 (36 classes, 4 "
-                           "rounds, 20,000 particles, 2-D latents, 6 Å; the true models "
-                           "reach 0.94 on those images) and, in an earlier version with "
-                           "fixed centres, of a 7 Å loop from 0.80 to 0.87 (limit "
-                           "0.89); on a continuous 30° swing (5,000 "
-                           "particles, 4-D latents) PC1's correlation with the angle "
-                           "rose from 0.91 to 0.97, and with half the particles lacking "
-                           "the domain the composition stayed separated (ARI 1.00) while "
-                           "the swing's correlation rose from 0.91 to 0.98. It needs "
-                           "enough particles per class (a warning says when there are "
-                           "too few). It is off by default because on a CPU it costs "
-                           "about as much as the training again (benchmarks/RESULTS.md, "
-                           "'Latent refinement'). Cost: "
-                           "per round one reconstruction and one comparison with every "
-                           "class per particle; memory about 64 bytes × classes × (2 × "
-                           "box at that resolution)³. The encoder's own latents are kept "
-                           "in latents.npz (z_encoder).")
+                           "encoder's one-gradient view misses (small domains, closed "
+                           "loops, continuous motions). Use it when the latent plot looks "
+                           "blurred or a known motion is weak in it; it needs enough "
+                           "particles per class (a warning says when there are too few). "
+                           "Cost: per round one reconstruction and one comparison with "
+                           "every class per particle, about as much as the training again "
+                           "on a CPU; memory about 64 bytes × classes × (2 × box at that "
+                           "resolution)³. The encoder's own latents are kept as well.")
         form.addParam("refineIterations", params.IntParam, default=4,
                       condition="refineClasses > 0", label="Rounds",
                       help="Classification rounds after the first reconstructions. "
-                           "After each round the class centres move to the mean "
-                           "encoder latent of their particles, and the log reports how "
-                           "far (in neighbour distances): a falling figure means the "
-                           "classification is settling (0.10-0.15 after the fourth "
-                           "round in the loop benchmarks, which still gained from it; "
-                           "the figure can also rise when centres of one state crowd "
-                           "together).")
+                           "After each round the class centres move to the mean encoder "
+                           "latent of their particles, and the log reports how far (in "
+                           "neighbour distances): a falling figure means the "
+                           "classification is settling; it can also rise when centres of "
+                           "one state crowd together. Add rounds while it keeps falling.")
         form.addParam("refineResolution", params.FloatParam, default=0.0,
                       condition="refineClasses > 0", label="Resolution (Å)",
                       help="Finest resolution of the comparison (0 = the training's max "
@@ -175,24 +158,24 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                            "classification uses the particle images directly, and the "
                            "class maps are filtered by their half-set FSC, so shells "
                            "without class-specific signal do not add noise.")
-        add_gpu_params(form)
+        self._defineEngineParams(form)
 
+    # -- steps ---------------------------------------------------------------------------
     def _insertAllSteps(self):
         self._insertFunctionStep(self.convertInputStep)
         self._insertFunctionStep(self.trainStep, needsGPU=True)
         self._insertFunctionStep(self.createOutputStep)
 
     def convertInputStep(self):
-        particles_to_engine(self.inputParticles.get(), self._getExtraPath(PARTICLES_FILE),
-                            self._getTmpPath())
+        self.convertParticles(self.inputParticles.get())
 
-    def _continue_checkpoint(self):
+    def _continueCheckpoint(self):
         if self.doContinue.get() and self.continueRun.get() is not None:
-            return self.continueRun.get()._getExtraPath("work", "checkpoint.pt")
+            return self.continueRun.get()._getFileName("checkpoint")
         return None
 
-    def trainStep(self):
-        args = ["--particles %s" % self._getExtraPath(PARTICLES_FILE),
+    def _engineArgs(self):
+        args = ["--particles %s" % self._getFileName("particles"),
                 "--gmm %s" % os.path.abspath(self.inputGmm.get().getFileName()),
                 "--out-dir %s" % self._getExtraPath(),
                 "--latent-dim %d" % self.latentDim.get(), "--epochs %d" % self.numEpochs.get(),
@@ -212,180 +195,137 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
         if self.focusMask.get() is not None:
             args.append("--focus-mask %s" % map_file(self.focusMask.get(),
                                                     self._getTmpPath("focus.mrc")))
-        ck = self._continue_checkpoint()
+        return args
+
+    def trainStep(self):
+        args = self._engineArgs()
+        ck = self._continueCheckpoint()
         if ck:
-            args.append("--continue-from %s" % os.path.abspath(ck))
-        elif os.path.exists(self._getExtraPath("work", "checkpoint.pt")):
+            args.append("--continue-from %s" % ck)
+        elif os.path.exists(self._getFileName("checkpoint")):
             args.append("--resume")   # this run was interrupted: pick up where it stopped
-        run_engine(self, "train", " ".join(args))
+        self.runEngine("train", " ".join(args))
 
     def createOutputStep(self):
-        from sklearn.decomposition import PCA
         inp = self.inputParticles.get()
-        lat = np.load(self._getExtraPath("latents.npz"))
-        ids, z = lat["ids"], lat["z"]
-        zred = PCA(n_components=min(2, z.shape[1])).fit_transform(z) if len(z) > 2 else z
-        row = {int(i): r for r, i in enumerate(ids)}
-        info = self._info()
+        lat = np.load(self._getFileName("latents"))
         out = self._createSetOfParticlesFlex(progName=FLEX_PROGRAM)
         out.copyInfo(inp)
         out.setHasCTF(inp.hasCTF())
         out.setAlignmentProj()
         flex = out.getFlexInfo()
-        flex.setAttr("modelPath", info["checkpoint"])
+        flex.setAttr("modelPath", self._info()["checkpoint"])
         flex.setAttr("gmmPath", os.path.abspath(self.inputGmm.get().getFileName()))
         flex.setAttr("latentDim", int(self.latentDim.get()))
         flex.setAttr("maxResolution", float(self.maxResolution.get()))
         flex.setAttr("minResolution", float(self.minResolution.get()))
-        flex.setAttr("latentsPath", os.path.abspath(self._getExtraPath("latents.npz")))
+        flex.setAttr("latentsPath", self._getFileName("latents"))
         flex.setAttr("symmetry", self._symmetry())
-        if "source_ids" in lat:
-            self._appendExpanded(inp, out, lat, z, zred)
-        else:
-            for p in inp.iterItems(orderBy="id"):
-                r = row.get(p.getObjId())
-                if r is None:
-                    continue
-                out.append(self._flexItem(p, p.getObjId(), z[r], zred[r]))
-        self._defineOutputs(**{TrainOutputs.Particles.name: out})
+        expanded = (Particles.load(self._getFileName("expanded"))
+                    if "source_ids" in lat else None)
+        append_flex_particles(inp, out, lat, expanded)
+        self._defineOutputs(**{PARTICLES: out})
         self._defineSourceRelation(self.inputParticles, out)
         self._defineSourceRelation(self.inputGmm, out)
-
-    @staticmethod
-    def _flexItem(particle, obj_id, z, zred):
-        f = ParticleFlex(progName=FLEX_PROGRAM)
-        f.copyInfo(particle)
-        f.setObjId(obj_id)
-        f.setZFlex(z.tolist())
-        f.setZRed(zred.tolist())
-        return f
-
-    def _appendExpanded(self, inp, out, lat, z, zred):
-        """One item per (particle, symmetry copy): the engine's expanded pose, a new
-        id, and the source particle id and copy index to trace it back."""
-        from ..engine.data import Particles
-        expanded = Particles.load(self._getExtraPath("particles_expanded.npz"))
-        rows = {}
-        for r, src in enumerate(lat["source_ids"]):
-            rows.setdefault(int(src), []).append(r)
-        pose_row = {int(i): r for r, i in enumerate(expanded.ids)}
-        apix = inp.getSamplingRate()
-        for p in inp.iterItems(orderBy="id"):
-            for r in rows.get(p.getObjId(), []):
-                e = pose_row[int(lat["ids"][r])]
-                f = self._flexItem(p, int(lat["ids"][r]), z[r], zred[r])
-                f.getTransform().setMatrix(pose_to_matrix(expanded.rotations[e],
-                                                          expanded.shifts[e], apix))
-                f._gmmSourceId = Integer(p.getObjId())
-                f._gmmSymCopy = Integer(int(lat["copies"][r]))
-                out.append(f)
 
     def _symmetry(self):
         return (self.symmetry.get() or "c1").strip().lower()
 
     def _info(self):
-        return read_json(self._getExtraPath("training.json"))
+        return self.readResult("training")
+
+    # -- checks --------------------------------------------------------------------------
+    def _trainConfig(self):
+        return TrainConfig(latent_dim=self.latentDim.get(), epochs=self.numEpochs.get(),
+                           batch_size=self.batchSize.get(),
+                           learning_rate=self.learningRate.get(),
+                           max_res=self.maxResolution.get(),
+                           min_res=self.minResolution.get(),
+                           vary_positions=self.varyPositions.get(),
+                           vary_amplitudes=self.varyAmplitudes.get(),
+                           vary_widths=self.varyWidths.get(), latent_kl=self.klWeight.get(),
+                           loss=LOSS_NAMES[self.lossFunction.get()])
 
     def _validate(self):
-        parts = self.inputParticles.get()
+        parts, gmm = self.inputParticles.get(), self.inputGmm.get()
         errors = validate_particles(parts, needs_ctf=self.ctfMode.get() == CTF_FULL)
-        gmm = self.inputGmm.get()
         if gmm is None:
             errors.append("Select the neutral GMM.")
-        elif parts is not None and not errors and gmm.getBoxSize():
-            ext_p = parts.getXDim() * parts.getSamplingRate()
-            ext_g = gmm.getBoxSize() * gmm.getSamplingRate()
-            if abs(ext_p - ext_g) > 0.02 * ext_p:
-                errors.append("The GMM was fitted to a %.1f Å box but the particles' box is "
-                              "%.1f Å; fit it on the consensus map of these particles."
-                              % (ext_g, ext_p))
-        if self.klWeight.get() < 0:
-            errors.append("The latent KL weight must be >= 0.")
-        if not 1 <= self.latentDim.get() <= 16:
-            errors.append("The latent dimension must be between 1 and 16.")
-        if parts is not None and self.maxResolution.get() < 2 * parts.getSamplingRate():
-            errors.append("Max resolution (%.2f Å) is finer than the particles' Nyquist "
-                          "limit (%.2f Å)." % (self.maxResolution.get(),
-                                                2 * parts.getSamplingRate()))
-        if self.maxResolution.get() >= self.minResolution.get():
-            errors.append("Max resolution must be a smaller number (finer) than min "
-                          "resolution.")
+        elif parts is not None and not errors:
+            errors += self.problems(lambda: checks.same_extent(
+                gmm.getBoxSize(), gmm.getSamplingRate(), parts.getXDim(),
+                parts.getSamplingRate(), "the GMM"))
+        errors += self.problems(self._trainConfig().validate,
+                                lambda: parse_symmetry(self._symmetry()))
+        if parts is not None and parts.getSamplingRate():
+            errors += self.problems(lambda: checks.resolution_within_nyquist(
+                self.maxResolution.get(), parts.getSamplingRate()))
         if not (self.varyPositions.get() or self.varyAmplitudes.get()
                 or self.varyWidths.get()):
             errors.append("Let at least positions, amplitudes or widths vary.")
-        try:
-            parse_symmetry(self._symmetry())
-        except ValueError as e:
-            errors.append(str(e)[0].upper() + str(e)[1:] + ".")
         mask = self.focusMask.get()
         if mask is not None and gmm is not None and gmm.getBoxSize():
-            if mask.getDim()[0] != gmm.getBoxSize():
-                errors.append("The focus mask box (%d) differs from the GMM's map box (%d)."
-                              % (mask.getDim()[0], gmm.getBoxSize()))
-        errors += self._refinement_errors(parts)
+            errors += self.problems(lambda: checks.same_extent(
+                mask.getDim()[0], mask.getSamplingRate(), gmm.getBoxSize(),
+                gmm.getSamplingRate(), "the focus mask", "the GMM's map"))
+        errors += self._refinementErrors(parts)
         if self.doContinue.get():
-            errors += self._continue_errors()
+            errors += self._continueErrors()
         if parts is not None and parts.isPhaseFlipped() and self.ctfMode.get() == CTF_FULL:
             errors.append("The particles are phase-flipped: set CTF handling to "
                           "'phase-flipped'.")
         return errors
 
-    def _refinement_errors(self, parts):
-        """The engine's own checks of the refinement settings (one message), plus
-        the resolution against these particles' Nyquist."""
-        from ..engine.refine_latents import RefineLatentsConfig
+    def _refinementErrors(self, parts):
+        """The engine's own checks of the refinement settings."""
         k, res = self.refineClasses.get(), self.refineResolution.get()
         if k == 0:
             return []
         if res < 0:
             return ["The latent refinement resolution must be >= 0 (0 = max resolution)."]
-        if res and parts is not None and res < 2 * parts.getSamplingRate():
-            return ["The latent refinement resolution (%.2f Å) is finer than the "
-                    "particles' Nyquist limit (%.2f Å)." % (res, 2 * parts.getSamplingRate())]
+        n = parts.getSize() if parts is not None else 4 * max(k, 2)
         cfg = RefineLatentsConfig(classes=k, iterations=self.refineIterations.get(),
                                   max_res=res or self.maxResolution.get(),
                                   min_res=self.minResolution.get())
-        try:
-            cfg.validate(parts.getSize() if parts is not None else 4 * max(k, 2))
-        except ValueError as e:
-            return [str(e)[0].upper() + str(e)[1:] + "."]
-        return []
+        found = self.problems(lambda: cfg.validate(n))
+        if res and parts is not None and parts.getSamplingRate():
+            found += self.problems(lambda: checks.resolution_within_nyquist(
+                res, parts.getSamplingRate(), "the latent refinement resolution"))
+        return found
 
-    def _continue_errors(self):
+    def _continueErrors(self):
         """The run to continue must have the same network shape and fewer epochs."""
         prev = self.continueRun.get()
         if prev is None:
             return ["Select the run to continue."]
-        if not os.path.exists(prev._getExtraPath("work", "checkpoint.pt")):
+        if not os.path.exists(prev._getFileName("checkpoint")):
             return ["The run to continue has no checkpoint (it trained no epoch)."]
-        info = read_json(prev._getExtraPath("training.json"))
+        info = prev.readResult("training")
         if info is None:
             return []      # interrupted run: the engine checks the checkpoint itself
-        cfg, errors = info.get("config", {}), []
+        cfg, errors = info["config"], []
         mine = {"latent_dim": self.latentDim.get(),
                 "vary_positions": self.varyPositions.get(),
                 "vary_amplitudes": self.varyAmplitudes.get(),
                 "vary_widths": self.varyWidths.get(),
                 "loss": LOSS_NAMES[self.lossFunction.get()]}
-        cfg = dict(cfg, loss=cfg.get("loss", "frc"))    # runs before the option used the FRC
         diffs = [k.replace("_", " ") if k != "loss" else "similarity score"
-                 for k, v in mine.items() if k in cfg and cfg[k] != v]
+                 for k, v in mine.items() if cfg[k] != v]
         if diffs:
             errors.append("The run to continue used another %s: use the same values."
                           % ", ".join(diffs))
         gmm = self.inputGmm.get()
         n_gmm = gmm.getNumGaussians() if gmm is not None else None
-        if n_gmm and info.get("gaussians") and n_gmm != info["gaussians"]:
+        if n_gmm and n_gmm != info["gaussians"]:
             errors.append("The run to continue used a GMM of %d Gaussians; this one has %d."
                           % (info["gaussians"], n_gmm))
-        done = len(info.get("history", []))
+        done = len(info["history"])
         if self.numEpochs.get() <= done:
             errors.append("The run to continue has already trained %d epochs: ask for more "
                           "(the number of epochs is the total)." % done)
         return errors
 
     def _warnings(self):
-        from ..engine.refine_latents import FEW_PER_CLASS
         parts, warnings = self.inputParticles.get(), []
         if (parts is not None and self.ctfMode.get() == CTF_PHASE_FLIP
                 and not parts.isPhaseFlipped()):
@@ -400,12 +340,12 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                 n = parts.getSize()          # _validate reports the bad symmetry
             if n / (2 * k) < FEW_PER_CLASS:
                 warnings.append("Latent refinement with %d classes leaves %.0f particles "
-                                "per class and half set; the benchmarks that gained had "
-                                "at least %d, fewer make noisy class maps. Consider "
-                                "fewer classes."
+                                "per class and half set; below %d the class maps are too "
+                                "noisy to gain from. Consider fewer classes."
                                 % (k, n / (2 * k), FEW_PER_CLASS))
         return warnings
 
+    # -- reports -------------------------------------------------------------------------
     def _summary(self):
         info = self._info()
         if info is None:
@@ -415,7 +355,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                     len(info["history"]), info["seconds"]),
                  "Final loss %.5f; %.0f particles/s per epoch." %
                  (info["final_loss"], info["particles_per_s"])]
-        if info["config"].get("loss") == "whitened":
+        if info["config"]["loss"] == "whitened":
             lines.append("Similarity score: noise-whitened correlation (not the FRC).")
         ref = info.get("latent_refinement")
         if ref:
@@ -429,7 +369,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
             if "centre_shift" in last:
                 lines.append("Class centres moved by %.2f neighbour distances in the last "
                              "round (a falling figure: settling)." % last["centre_shift"])
-        if info.get("symmetry", "c1") != "c1":
+        if info["symmetry"] != "c1":
             lines.append("Symmetry %s: particles expanded; %d Gaussians (one asymmetric "
                          "unit) varied." % (info["symmetry"].upper(),
                                             info["varying_gaussians"]))
@@ -445,7 +385,7 @@ class GmmProtTrain(ProtAnalysis3D, ProtFlexBase):
                  "%d-dimensional latent space over %d epochs, with %s loss between "
                  "%.0f and %.1f Å including each particle's CTF."
                  % (info["particles"], c["latent_dim"], len(info["history"]),
-                    "a noise-whitened correlation" if c.get("loss") == "whitened"
+                    "a noise-whitened correlation" if c["loss"] == "whitened"
                     else "an FRC", c["min_res"], c["max_res"])]
         ref = info.get("latent_refinement")
         if ref:

@@ -22,3 +22,33 @@ def import_simulated_particles(test_cls, star, apix, label=None):
                                 sphericalAberration=2.7, amplitudeContrast=0.1, **kwargs)
     test_cls.launchProtocol(prot)
     return prot
+
+
+def check_every_viewer_entry(test, prot):
+    """Run every entry of every gmmplugin viewer registered for ``prot``, as the
+    GUI does (without showing the windows): each must return Scipion views, none
+    an error window, and each plot window a drawn figure. Returns {entry: views}."""
+    import matplotlib.pyplot as plt
+    from pwem import Domain
+    from pwem.viewers import EmPlotter
+    from pyworkflow.viewer import DESKTOP_TKINTER, MSG_ERROR, MessageView
+    ours = [v for v in Domain.findViewers(prot, DESKTOP_TKINTER)
+            if v.__module__.startswith("gmmplugin")]
+    test.assertTrue(ours, "no viewer registered for %s" % prot.getClassName())
+    found = {}
+    for viewer_cls in ours:
+        viewer = viewer_cls(project=test.proj, protocol=prot)
+        viewer.setProtocol(prot)
+        for key, entry in viewer._getVisualizeDict().items():
+            views = entry(key)
+            name = "%s.%s" % (viewer_cls.__name__, key)
+            test.assertTrue(views, "%s showed nothing" % name)
+            for view in views:
+                if isinstance(view, MessageView):
+                    test.assertNotEqual(view._msgType, MSG_ERROR,
+                                        "%s: %s" % (name, view.getMessage()))
+                if isinstance(view, EmPlotter):
+                    test.assertTrue(view.getFigure().axes, "%s: empty figure" % name)
+            found[name] = views
+    plt.close("all")
+    return found

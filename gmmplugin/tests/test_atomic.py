@@ -18,7 +18,7 @@ if not os.path.isdir(monlib.DEBIAN_MONOMERS) and not os.environ.get("GMM_MONOMER
 from gmmplugin.engine import cli  # noqa: E402
 from gmmplugin.engine.atomic import ramachandran, rotamers  # noqa: E402
 from gmmplugin.engine.atomic.map_projections import MapTarget, projection_directions  # noqa
-from gmmplugin.engine.atomic.perturb import ca_rmsd, jitter, rigid_move  # noqa: E402
+from gmmplugin.tests.perturb import ca_rmsd, jitter, rigid_move  # noqa: E402
 from gmmplugin.engine.atomic.refine import RefineConfig, SeriesRefiner  # noqa: E402
 from gmmplugin.engine.atomic.restraints import Geometry  # noqa: E402
 from gmmplugin.engine.atomic.topology import build_topology, read_model  # noqa: E402

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gmmplugin.engine import cli
-from gmmplugin.engine.data import Particles
+from gmmplugin.engine.particles import Particles
 from gmmplugin.engine.simulate import SimulationSettings, simulate
 from gmmplugin.engine.starfile import read_star, write_star
 from gmmplugin.tests import data_path
@@ -95,7 +95,8 @@ def test_cli_reconstructs_a_subset_by_id(small_sim, tmp_path):
 def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, tmp_path,
                                                                      capsys):
     from gmmplugin.engine.gmm import Gmm
-    from gmmplugin.engine.train import TrainConfig, Trainer
+    from gmmplugin.engine.settings import TrainConfig
+    from gmmplugin.engine.train import Trainer
     p = read_star(small_sim[1])
     rng = np.random.default_rng(0)
     params = np.column_stack([rng.normal(0, 8, (30, 3)), np.ones(30), np.full(30, 3.0)])
@@ -136,7 +137,7 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
     Gmm(params, apix=p.apix, box=2 * p.box).save(str(wrong))
     assert cli.main(["refine-poses", "--particles", str(small_sim[1]), "--gmm", str(wrong),
                      "--out-dir", str(tmp_path / "rp"), "--max-res", "6"]) == 2
-    assert "GMM was fitted to a" in capsys.readouterr().err
+    assert "the GMM covers a 96.0 Å box but the particles cover 48.0 Å" in capsys.readouterr().err
     assert not (tmp_path / "rp" / "particles_refined.npz").exists()
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read the checkpoint"):
@@ -145,7 +146,8 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
 
 def test_cached_features_are_recomputed_for_other_settings(small_sim, tmp_path):
     from gmmplugin.engine.gmm import Gmm
-    from gmmplugin.engine.train import TrainConfig, Trainer
+    from gmmplugin.engine.settings import TrainConfig
+    from gmmplugin.engine.train import Trainer
     p = read_star(small_sim[1])
     rng = np.random.default_rng(1)
     params = np.column_stack([rng.normal(0, 6, (20, 3)), np.ones(20), np.full(20, 3.0)])

@@ -7,7 +7,8 @@ import pytest
 
 from gmmplugin.engine import cli
 from gmmplugin.engine.atoms import read_atoms
-from gmmplugin.engine.fit_neutral import fit_box_for, fit_neutral, map_from_atoms
+from gmmplugin.engine.fit_neutral import fit_neutral, map_from_atoms
+from gmmplugin.engine.sampling import crop_box_for
 from gmmplugin.engine.fourier import fsc, shell_resolutions
 from gmmplugin.engine.gmm import Gmm
 from gmmplugin.engine.io import write_map
@@ -30,7 +31,7 @@ def _below(curve, box, apix, res):
 def test_fit_reaches_fsc_09_at_target(hvr_map):
     vol, apix = hvr_map
     gmm, rep, rendered = fit_neutral(vol, apix, 8.0)
-    assert rep.fit_box == fit_box_for(48, 2.0, 8.0) == 24
+    assert rep.fit_box == crop_box_for(48, 2.0, 8.0) == 24
     assert _below(rep.fsc, 48, apix, 8.0).min() >= 0.9
     # the report's FSC is the real one between the rendered GMM and the map
     assert np.allclose(fsc(gmm.render(48, apix), vol)[:6], rep.fsc[:6], atol=0.02)

@@ -11,23 +11,18 @@ from gmmplugin.constants import FLEX_PROGRAM
 from gmmplugin.convert import gmm_flex_attr
 
 
-def test_engine_path_of_an_installed_package_holds_only_the_package(tmp_path):
-    site = tmp_path / "site-packages"
-    pkg = site / "gmmplugin"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("WHERE = 'fake install'\n")
-    (site / "numpy").mkdir()            # a neighbour that must not be importable
-    (site / "numpy" / "__init__.py").write_text("raise ImportError('shadowed')\n")
-    path = gmmplugin.Plugin.enginePath(str(pkg))
-    assert sorted(os.listdir(path)) == ["gmmplugin"]
-    out = subprocess.run([sys.executable, "-c", "import gmmplugin, numpy; "
-                          "print(gmmplugin.WHERE)"], env=dict(os.environ, PYTHONPATH=path),
-                         capture_output=True, text=True, cwd=str(tmp_path))
+def test_engine_interpreter_finds_this_copy_of_the_package(tmp_path):
+    """A source checkout goes first on the engine's PYTHONPATH; an installed
+    package adds nothing (the engine's environment has its own installed copy)."""
+    root = gmmplugin.Plugin.sourceRoot()
+    assert root == os.path.dirname(os.path.dirname(os.path.abspath(gmmplugin.__file__)))
+    assert gmmplugin.Plugin.getEnviron()["PYTHONPATH"].split(os.pathsep)[0] == root
+    assert gmmplugin.Plugin.sourceRoot(str(tmp_path / "site-packages" / "gmmplugin")) is None
+    out = subprocess.run([sys.executable, "-c", "import gmmplugin; print(gmmplugin.__file__)"],
+                         env=dict(os.environ, PYTHONPATH=root), capture_output=True,
+                         text=True, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "fake install"
-    # a source checkout is used as it is
-    assert gmmplugin.Plugin.enginePath() == os.path.dirname(os.path.dirname(
-        os.path.abspath(gmmplugin.__file__)))
+    assert out.stdout.strip().startswith(root)
 
 
 def test_flex_attributes_of_other_programs_are_ignored():

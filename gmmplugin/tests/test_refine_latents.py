@@ -9,7 +9,8 @@ import torch
 from gmmplugin.engine import cli
 from gmmplugin.engine.gmm import render_volume_fourier
 from gmmplugin.engine.projection import project
-from gmmplugin.engine.refine_latents import LatentRefiner, RefineLatentsConfig, _Slicer
+from gmmplugin.engine.refine_latents import LatentRefiner, _Slicer
+from gmmplugin.engine.settings import RefineLatentsConfig
 from gmmplugin.engine.simulate import Heterogeneity, Model, SimulationSettings, simulate
 from gmmplugin.engine.starfile import read_star
 from gmmplugin.tests import data_path

@@ -4,11 +4,12 @@ import numpy as np
 import torch
 
 from gmmplugin.engine.ctf import compute_ctf
-from gmmplugin.engine.data import Particles
+from gmmplugin.engine.particles import Particles
 from gmmplugin.engine.fourier import freq_grid_2d, image_ift
 from gmmplugin.engine.geometry import axis_angle_matrix, random_rotations
 from gmmplugin.engine.projection import project
-from gmmplugin.engine.refine_poses import refine_poses, rotation_angle_deg
+from gmmplugin.engine.geometry import rotation_angle_deg
+from gmmplugin.engine.refine_poses import refine_poses
 
 
 def _dataset(tmp_path, n=24, box=48, apix=2.0):

@@ -14,12 +14,12 @@ from pyworkflow.tests import BaseTest, setupTestProject
 
 from gmmplugin.convert import (matrix_to_pose, particles_to_engine, update_transforms,
                                validate_particles)
-from gmmplugin.engine.data import Particles
+from gmmplugin.engine.particles import Particles
 from gmmplugin.engine.fourier import fsc
 from gmmplugin.engine.reconstruct import reconstruct
 from gmmplugin.engine.simulate import SimulationSettings, simulate
 from gmmplugin.protocols import GmmProtReconstruct
-from gmmplugin.tests import data_path, import_simulated_particles
+from gmmplugin.tests import check_every_viewer_entry, data_path, import_simulated_particles
 
 BOX, APIX, N = 64, 1.5, 2000
 
@@ -54,6 +54,7 @@ class TestConventions(BaseTest):
         self.assertGreaterEqual(curve[shells].min(), 0.9)
         self.assertIsNotNone(prot.FSC)
         self.assertLess(float(prot.FSC.calculateResolution()), 4.0)
+        check_every_viewer_entry(self, prot)
 
         particles = Particles.load(prot._getExtraPath("particles.npz"))
         gt = self.sims["clean"][2]

@@ -15,9 +15,10 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from gmmplugin.engine.atoms import read_atoms
 from gmmplugin.engine.fit_neutral import map_from_atoms
 from gmmplugin.engine.fourier import fsc, shell_resolutions
+from gmmplugin.engine.gmm import Gmm
 from gmmplugin.engine.io import write_map
 from gmmplugin.protocols import GmmProtFitNeutral
-from gmmplugin.tests import data_path
+from gmmplugin.tests import check_every_viewer_entry, data_path
 
 BOX, APIX, RES = 96, 2.0, 8.0
 
@@ -41,7 +42,7 @@ class TestFitNeutral(BaseTest):
         cls.launchProtocol(cls.importVol)
 
     def _check_outputs(self, prot, target):
-        gmm = prot.Gmm.load()
+        gmm = Gmm.load(prot.Gmm.getFileName())
         self.assertEqual(len(gmm), prot.Gmm.getNumGaussians())
         out_map = mrcfile.read(prot.Volume.getFileName().split(":")[0])
         self.assertEqual(out_map.shape, target.shape)
@@ -62,6 +63,7 @@ class TestFitNeutral(BaseTest):
         prot.inputVolume.setExtended("outputVolume")
         self.launchProtocol(prot)
         self._check_outputs(prot, mrcfile.read(self.map_file))
+        check_every_viewer_entry(self, prot)
 
     def test_fit_model_only(self):
         imp = self.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,

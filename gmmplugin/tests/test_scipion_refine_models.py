@@ -12,12 +12,12 @@ from pwem.protocols import ProtImportPdb, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from gmmplugin.engine.atomic import monlib
-from gmmplugin.engine.atomic.perturb import swing
+from gmmplugin.tests.perturb import swing
 from gmmplugin.engine.atoms import atoms_to_params
 from gmmplugin.engine.gmm import render_volume_fourier
 from gmmplugin.engine.io import write_map
 from gmmplugin.protocols import GmmProtRefineModels
-from gmmplugin.tests import data_path
+from gmmplugin.tests import check_every_viewer_entry, data_path
 
 RES, APIX, BOX = 5.0, 1.5, 48
 ANGLES = (0.0, 6.0, 12.0)
@@ -96,11 +96,12 @@ class TestRefineModels(BaseTest):
             self.assertLess(item._gmmBondRmsz.get(), 3.0)
         self.assertTrue(any("model(s) refined" in line for line in prot.summary()))
         # the viewer's plotting function works on these outputs, headless
-        from gmmplugin.viewers import plots
+        from gmmplugin.engine import plots
         rows = prot._validation()
         fig = plots.plot_model_validation(rows, out_png=prot._getExtraPath("validation.png"))
         self.assertTrue(os.path.exists(prot._getExtraPath("validation.png")))
         fig.clf()
+        check_every_viewer_entry(self, prot)
 
     def test_single_map(self):
         prot = self._prot("refine single")

@@ -11,7 +11,8 @@ from sklearn.decomposition import PCA
 
 from gmmplugin.engine.simulate import Heterogeneity, SimulationSettings, simulate
 from gmmplugin.protocols import GmmProtFitNeutral, GmmProtReconstruct, GmmProtTrain
-from gmmplugin.tests import data_path, import_simulated_particles
+from gmmplugin.tests import check_every_viewer_entry, data_path, import_simulated_particles
+from gmmplugin.viewers import GmmAnalyzeViewer
 
 N, BOX, APIX = 600, 32, 3.0
 
@@ -139,7 +140,7 @@ class TestTrainPipeline(BaseTest):
         from pwem.objects import SetOfClasses3D, SetOfParticlesFlex, SetOfVolumesFlex
 
         from gmmplugin.protocols import GmmProtAnalyze
-        from gmmplugin.viewers import plots
+        from gmmplugin.engine import plots
         from gmmplugin.viewers.viewer_analyze import analysis_files, vseries_script
         prot = self.newProtocol(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=4,
                                 particlesPerFrame=150, outlierFraction=0.05)
@@ -179,13 +180,25 @@ class TestTrainPipeline(BaseTest):
         vseries_script(os.path.join(tmp, "v.cxc"), ["a.mrc", "b.mrc"])
         for name in ("lat.png", "score.png", "series.png", "quiver.png"):
             self.assertGreater(os.path.getsize(os.path.join(tmp, name)), 1000)
+        # every entry of every viewer of the chain shows something, without xmipp
+        # or ChimeraX (their fallbacks), and a missing trajectory is a message
+        shown = {}
+        for p in (self.train, prot):
+            shown.update(check_every_viewer_entry(self, p))
+        self.assertIn("GmmAnalyzeViewer.displayClasses", shown)
+        self.assertGreaterEqual(len(shown["GmmAnalyzeViewer.displayClasses"]), 2)
+        viewer = GmmAnalyzeViewer(project=self.proj, protocol=prot)
+        viewer.setProtocol(prot)
+        viewer.pc.set(3)
+        msg = viewer._showSeries()[0]
+        self.assertIn("No trajectory along principal axis 3", msg.getMessage())
 
     def test_refine_orientations_and_relion_round_trip(self):
         from pwem.objects import SetOfParticles
         from relion.convert import writeSetOfParticles
 
         from gmmplugin.convert import matrix_to_pose
-        from gmmplugin.engine.refine_poses import rotation_angle_deg
+        from gmmplugin.engine.geometry import rotation_angle_deg
         from gmmplugin.protocols import GmmProtRefineOrientations
         prot = self.newProtocol(GmmProtRefineOrientations, iterations=10,
                                 maxAngularChange=5.0, maxShiftChange=3.0)
@@ -204,11 +217,13 @@ class TestTrainPipeline(BaseTest):
             changes.append(rotation_angle_deg(A0[None], A1[None])[0])
         self.assertLessEqual(max(changes), 5.0 + 1e-3)      # bounded
         # the viewer's pose changes are the set's, and kept poses did not move
-        from gmmplugin.viewers import GmmRefineOrientationsViewer, plots
+        from gmmplugin.engine import plots
+        from gmmplugin.viewers import GmmRefineOrientationsViewer
         from gmmplugin.viewers.viewer_refine_orientations import pose_changes
         from pwem import Domain
         from pyworkflow.viewer import DESKTOP_TKINTER
         self.assertIn(GmmRefineOrientationsViewer, Domain.findViewers(prot, DESKTOP_TKINTER))
+        check_every_viewer_entry(self, prot)
         angle, shift, moved = pose_changes(prot)
         self.assertAlmostEqual(float(np.median(angle)), float(np.median(changes)), places=2)
         self.assertTrue((angle[~moved] < 1e-3).all() and (shift[~moved] < 1e-3).all())

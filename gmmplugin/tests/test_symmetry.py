@@ -6,7 +6,7 @@ import torch
 from scipy.stats import spearmanr
 
 from gmmplugin.engine import cli
-from gmmplugin.engine.data import Particles
+from gmmplugin.engine.particles import Particles
 from gmmplugin.engine.geometry import random_rotations
 from gmmplugin.engine.projection import project
 from gmmplugin.engine.simulate import (Heterogeneity, SimulationSettings, SymmetricModel,

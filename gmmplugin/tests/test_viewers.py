@@ -4,7 +4,8 @@ from pwem import Domain
 from pyworkflow.viewer import DESKTOP_TKINTER
 
 from gmmplugin.protocols import GmmProtFitNeutral, GmmProtReconstruct
-from gmmplugin.viewers import GmmFitNeutralViewer, GmmReconstructViewer, plots
+from gmmplugin.engine import plots
+from gmmplugin.viewers import GmmFitNeutralViewer, GmmReconstructViewer
 from gmmplugin.viewers.viewer_fit_neutral import chimerax_script
 
 
@@ -36,7 +37,7 @@ def test_chimerax_script(tmp_path):
 
 def test_training_curve_names_the_runs_score(tmp_path):
     from gmmplugin.viewers.viewer_analyze import GmmTrainViewer
-    assert GmmTrainViewer._score_name({"config": {}}) == "FRC"        # runs before the option
+    assert GmmTrainViewer._score_name({"config": {"loss": "frc"}}) == "FRC"
     name = GmmTrainViewer._score_name({"config": {"loss": "whitened"}})
     assert name == "whitened correlation"
     fig = plots.plot_training([{"epoch": 1, "frc": 0.3}, {"epoch": 2, "frc": 0.35}],

@@ -1,17 +1,17 @@
 """Viewers for GmmProtAnalyze / GmmProtTrain: latent scatter, volume series,
 classes with FSC, Gaussian displacement quiver."""
-import json
 import os
-import subprocess
 
 import numpy as np
 import pyworkflow.protocol.params as params
-from pwem.viewers import DataView, EmProtocolViewer
+from pwem.viewers import EmProtocolViewer
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
+from ..engine import layout, plots
+from ..engine.io import read_fsc, read_map
+from ..engine.settings import SCORE_NAMES
 from ..protocols import GmmProtAnalyze, GmmProtTrain
-from . import plots
-from .viewer_fit_neutral import chimerax_program
+from .views import chimerax_or_fallback, data_or_fallback, plot_window, shown
 
 
 def vseries_script(path, files):
@@ -23,11 +23,9 @@ def vseries_script(path, files):
 
 
 def analysis_files(protocol):
-    """(info dict, analysis.npz) of a GmmProtAnalyze run."""
-    d = protocol._getExtraPath("analysis")
-    with open(os.path.join(d, "analysis.json")) as f:
-        info = json.load(f)
-    return info, np.load(os.path.join(d, "analysis.npz")), d
+    """(info dict, analysis arrays, output folder) of a GmmProtAnalyze run."""
+    return (protocol.readResult("analysis_info"), np.load(protocol._getFileName("analysis")),
+            protocol._getExtraPath())
 
 
 class GmmAnalyzeViewer(EmProtocolViewer):
@@ -56,61 +54,81 @@ class GmmAnalyzeViewer(EmProtocolViewer):
                 "displaySeries": self._showSeries, "displayClasses": self._showClasses,
                 "displayQuiver": self._showQuiver}
 
-    def _frames(self, info, kind="gmm"):
-        d = self.protocol._getExtraPath("analysis")
+    def _frames(self, info, kind="gmm_frame"):
+        """Maps of the chosen trajectory: decoded GMMs ("gmm_frame") or
+        reconstructions ("frame") that exist."""
         pc = self.pc.get()
-        files = [os.path.join(d, "pc%d_%s_%02d.mrc" % (pc, kind, f["frame"]))
+        files = [self.protocol._frameFile(kind, pc, f["frame"])
                  for f in info["frames"] if f["pc"] == pc]
         return [f for f in files if os.path.exists(f)]
 
+    def _trajectory(self, info):
+        """The frames of the trajectory chosen in the form."""
+        return [f for f in info["frames"] if f["pc"] == self.pc.get()]
+
+    @shown
     def _showLatent(self, param=None):
         info, res, _ = analysis_files(self.protocol)
-        plots.plot_latent_scatter(res["zred"], res["labels"] + 1, categorical=True).show()
-        return []
+        return [plot_window(plots.plot_latent_scatter(res["zred"], res["labels"] + 1,
+                                                      categorical=True))]
 
+    @shown
     def _showScore(self, param=None):
         info, res, _ = analysis_files(self.protocol)
-        plots.plot_latent_scatter(res["zred"], res["score"], "outlier score").show()
-        return []
+        return [plot_window(plots.plot_latent_scatter(res["zred"], res["score"],
+                                                      "outlier score"))]
 
+    def _noTrajectory(self, info):
+        return [self.infoMessage("No trajectory along principal axis %d: the analysis "
+                                 "computed %d." % (self.pc.get(), max(
+                                     (f["pc"] for f in info["frames"]), default=0)),
+                                 "No such trajectory")]
+
+    @shown
     def _showSeries(self, param=None):
-        from ..engine.io import read_map
         info, _, d = analysis_files(self.protocol)
-        files = self._frames(info, "gmm") or self._frames(info, "frame")
-        prog = chimerax_program()
-        if prog and files:
-            subprocess.Popen([prog, vseries_script(os.path.join(d, "vseries.cxc"), files)])
-            return []
-        plots.plot_volume_series([read_map(f)[0] for f in files]).show()
-        return []
+        files = self._frames(info, "gmm_frame") or self._frames(info, "frame")
+        if not files:
+            return self._noTrajectory(info)
 
+        def montage():
+            return [plot_window(plots.plot_volume_series([read_map(f)[0] for f in files],
+                                                         title="PC%d" % self.pc.get()))]
+        return chimerax_or_fallback(self, vseries_script(os.path.join(d, "vseries.cxc"),
+                                                         files), montage)
+
+    @shown
     def _showClasses(self, param=None):
         info, _, d = analysis_files(self.protocol)
-        curves = {}
+        curves, maps, labels = {}, [], []
         for c in info["classes"]:
-            fn = os.path.join(d, "class_%02d_fsc.txt" % c["class"])
+            name = layout.name("class", cls=c["class"])
+            fn = self.protocol._getFileName("map_fsc", name=name)
             if os.path.exists(fn):
-                freq, curve = np.loadtxt(fn, unpack=True)
-                curves["class %d (%d)" % (c["class"], c["size"])] = (freq, curve)
-        plots.plot_fsc(curves, title="Class half-map FSC").show()
-        return [DataView(self.protocol.Classes.getFileName())]
+                curves["class %d (%d)" % (c["class"], c["size"])] = read_fsc(fn)
+                maps.append(self.protocol._getFileName("map", name=name))
+                labels.append("class %d" % c["class"])
+        fsc = plot_window(plots.plot_fsc(curves, title="Class half-map FSC"))
 
+        def montage():
+            return [plot_window(plots.plot_volume_series([read_map(f)[0] for f in maps],
+                                                         labels, title="Class maps"))]
+        return [fsc] + data_or_fallback(self.protocol.Classes.getFileName(), montage)
+
+    @shown
     def _showQuiver(self, param=None):
         info, _, d = analysis_files(self.protocol)
         pc = self.pc.get()
-        ends = sorted(f["frame"] for f in info["frames"] if f["pc"] == pc)
+        ends = sorted(f["frame"] for f in self._trajectory(info))
         if not ends:
-            self.showInfo("No trajectory along principal axis %d: the analysis computed %d."
-                          % (pc, max((f["pc"] for f in info["frames"]), default=0)))
-            return []
-        a = os.path.join(d, "pc%d_gmm_%02d.npy" % (pc, ends[0]))
-        b = os.path.join(d, "pc%d_gmm_%02d.npy" % (pc, ends[-1]))
+            return self._noTrajectory(info)
+        a = self.protocol._getFileName("gmm_frame_params", pc=pc, frame=ends[0])
+        b = self.protocol._getFileName("gmm_frame_params", pc=pc, frame=ends[-1])
         if not (os.path.exists(a) and os.path.exists(b)):
-            self.showInfo("No decoded frames (the trained networks were not found).")
-            return []
-        plots.plot_quiver(np.load(a), np.load(b),
-                          title="PC%d: first -> last frame" % pc).show()
-        return []
+            return [self.infoMessage("No decoded frames: the analysis did not find the "
+                                     "trained networks.", "No decoded frames")]
+        return [plot_window(plots.plot_quiver(np.load(a), np.load(b),
+                                              title="PC%d: first -> last frame" % pc))]
 
 
 class GmmTrainViewer(EmProtocolViewer):
@@ -129,23 +147,21 @@ class GmmTrainViewer(EmProtocolViewer):
         return {"displayCurve": self._showCurve, "displayLatent": self._showLatent}
 
     def _info(self):
-        with open(self.protocol._getExtraPath("training.json")) as f:
-            return json.load(f)
+        return self.protocol.readResult("training")
 
     @staticmethod
     def _score_name(info):
-        """The training score's label (runs before the option used the FRC)."""
-        from ..engine.train import SCORE_NAMES
-        return SCORE_NAMES[info["config"].get("loss", "frc")]
+        """The label of the score the run trained with."""
+        return SCORE_NAMES[info["config"]["loss"]]
 
+    @shown
     def _showCurve(self, param=None):
         info = self._info()
-        plots.plot_training(info["history"], score=self._score_name(info)).show()
-        return []
+        return [plot_window(plots.plot_training(info["history"],
+                                                score=self._score_name(info)))]
 
+    @shown
     def _showLatent(self, param=None):
-        from ..engine.analyze import reduce
-        lat = np.load(self.protocol._getExtraPath("latents.npz"))
-        plots.plot_latent_scatter(reduce(lat["z"]), lat["frc"],
-                                  "final " + self._score_name(self._info())).show()
-        return []
+        lat = np.load(self.protocol._getFileName("latents"))
+        return [plot_window(plots.plot_latent_scatter(
+            lat["zred"], lat["frc"], "final " + self._score_name(self._info())))]

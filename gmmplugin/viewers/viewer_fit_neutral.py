@@ -1,16 +1,16 @@
 """Viewer for GmmProtFitNeutral: FSC (GMM map vs input), slices and
 projections side by side, and a ChimeraX overlay of the map and the centres."""
 import os
-import shutil
-import subprocess
 
-import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.viewers import EmProtocolViewer
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
+from ..convert import map_file
+from ..engine import plots
+from ..engine.io import read_fsc, read_map
 from ..protocols import GmmProtFitNeutral
-from . import plots
+from .views import chimerax_or_fallback, plot_window, shown
 
 
 def chimerax_script(path, map_file, points_file, level=None):
@@ -24,18 +24,6 @@ def chimerax_script(path, map_file, points_file, level=None):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
-
-
-def chimerax_program():
-    """ChimeraX from Scipion's chimera plugin if installed, else from PATH."""
-    try:
-        from chimera import Plugin as ChimeraPlugin
-        prog = ChimeraPlugin.getProgram()
-        if prog:
-            return prog
-    except Exception:
-        pass
-    return shutil.which("chimerax") or shutil.which("ChimeraX")
 
 
 class GmmFitNeutralViewer(EmProtocolViewer):
@@ -57,33 +45,26 @@ class GmmFitNeutralViewer(EmProtocolViewer):
                 "displayChimera": self._showChimera}
 
     def _input_map(self):
-        from ..engine.io import read_map
         p = self.protocol
         if p.inputVolume.get() is not None:
-            from ..protocols.inputs import map_file
             return read_map(map_file(p.inputVolume.get(), p._getTmpPath("view.mrc")))[0]
-        return read_map(p._getExtraPath("model_map.mrc"))[0]
+        return read_map(p._getFileName("model_map"))[0]
 
+    @shown
     def _showFsc(self, param=None):
-        freq, curve = np.loadtxt(self.protocol._getExtraPath("gmm_fsc.txt"), unpack=True)
-        plots.plot_fsc({"GMM map vs input": (freq, curve)}, title="Neutral GMM fit").show()
-        return []
+        freq, curve = read_fsc(self.protocol._getFileName("gmm_fsc"))
+        return [plot_window(plots.plot_fsc({"GMM map vs input": (freq, curve)},
+                                           title="Neutral GMM fit"))]
 
+    @shown
     def _showSlices(self, param=None):
-        from ..engine.io import read_map
-        gmm_map = read_map(self.protocol._getExtraPath("gmm_map.mrc"))[0]
-        plots.plot_map_comparison(self._input_map(), gmm_map, ("input", "GMM")).show()
-        return []
+        gmm_map = read_map(self.protocol._getFileName("gmm_map"))[0]
+        return [plot_window(plots.plot_map_comparison(self._input_map(), gmm_map,
+                                                      ("input", "GMM")))]
 
+    @shown
     def _showChimera(self, param=None):
         p = self.protocol
-        script = chimerax_script(p._getExtraPath("overlay.cxc"),
-                                 p._getExtraPath("gmm_map.mrc"),
-                                 p._getExtraPath("gmm_points.cif"))
-        prog = chimerax_program()
-        if prog is None:
-            self.showInfo("ChimeraX is not configured in Scipion (scipion-em-chimera) "
-                          "nor on the PATH. Open %s in ChimeraX by hand." % script)
-            return []
-        subprocess.Popen([prog, script])
-        return []
+        script = chimerax_script(p._getExtraPath("overlay.cxc"), p._getFileName("gmm_map"),
+                                 p._getFileName("gmm_points"))
+        return chimerax_or_fallback(self, script, lambda: self._showSlices())

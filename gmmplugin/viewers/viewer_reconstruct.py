@@ -1,11 +1,12 @@
 """Viewer for GmmProtReconstruct: FSC curve, central slices, the map."""
-import numpy as np
 import pyworkflow.protocol.params as params
-from pwem.viewers import DataView, EmProtocolViewer
+from pwem.viewers import EmProtocolViewer
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
+from ..engine import plots
+from ..engine.io import read_fsc, read_map
 from ..protocols import GmmProtReconstruct
-from . import plots
+from .views import data_or_fallback, map_slices, plot_window, shown
 
 
 class GmmReconstructViewer(EmProtocolViewer):
@@ -18,22 +19,27 @@ class GmmReconstructViewer(EmProtocolViewer):
         form.addSection(label="Visualization")
         form.addParam("displayFsc", params.LabelParam, label="Half-map FSC curve")
         form.addParam("displaySlices", params.LabelParam, label="Central slices")
-        form.addParam("displayVolume", params.LabelParam, label="Map in the data viewer")
+        form.addParam("displayVolume", params.LabelParam, label="Map in the data viewer",
+                      help="Scipion's data viewer (xmipp); without it, the central slices.")
 
     def _getVisualizeDict(self):
         return {"displayFsc": self._showFsc, "displaySlices": self._showSlices,
                 "displayVolume": self._showVolume}
 
+    def _mapFile(self):
+        return self.protocol._getFileName("map", name="map")
+
+    @shown
     def _showFsc(self, param=None):
-        freq, curve = np.loadtxt(self.protocol._getExtraPath("map_fsc.txt"), unpack=True)
-        plots.plot_fsc({"half maps": (freq, curve)}).show()
-        return []
+        freq, curve = read_fsc(self.protocol._getFileName("map_fsc", name="map"))
+        return [plot_window(plots.plot_fsc({"half maps": (freq, curve)}))]
 
+    @shown
     def _showSlices(self, param=None):
-        from ..engine.io import read_map
-        vol, _ = read_map(self.protocol._getExtraPath("map.mrc"))
-        plots.plot_central_slices({"map": vol}).show()
-        return []
+        vol, _ = read_map(self._mapFile())
+        return [plot_window(plots.plot_central_slices({"map": vol}))]
 
+    @shown
     def _showVolume(self, param=None):
-        return [DataView(self.protocol.Volume.getFileName())]
+        return data_or_fallback(self._mapFile(), lambda: [map_slices([self._mapFile()],
+                                                                     ["map"])])

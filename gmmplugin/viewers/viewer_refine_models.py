@@ -1,15 +1,12 @@
 """Viewer for GmmProtRefineModels: validation per model and a ChimeraX
 session with every model over its map (``vseries``-like stepping by frame)."""
-import os
-import subprocess
-
 import pyworkflow.protocol.params as params
 from pwem.viewers import EmProtocolViewer
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
 from ..protocols import GmmProtRefineModels
-from . import plots
-from .viewer_fit_neutral import chimerax_program
+from ..engine import plots
+from .views import chimerax_or_fallback, plot_window, shown
 
 
 def models_script(path, frames):
@@ -53,18 +50,12 @@ class GmmRefineModelsViewer(EmProtocolViewer):
                 r["frc"] = frc[r["frame"]]
         return rows
 
+    @shown
     def _showValidation(self, param=None):
-        plots.plot_model_validation(self._rows()).show()
-        return []
+        return [plot_window(plots.plot_model_validation(self._rows()))]
 
+    @shown
     def _showChimera(self, param=None):
         p = self.protocol
-        info = p._info()
-        script = models_script(p._getExtraPath("models.cxc"), info["frames"])
-        prog = chimerax_program()
-        if prog is None:
-            self.showInfo("ChimeraX is not configured in Scipion (scipion-em-chimera) "
-                          "nor on the PATH. Open %s in ChimeraX by hand." % script)
-            return []
-        subprocess.Popen([prog, os.path.abspath(script)])
-        return []
+        script = models_script(p._getExtraPath("models.cxc"), p._info()["frames"])
+        return chimerax_or_fallback(self, script)

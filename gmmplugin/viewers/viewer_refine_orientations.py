@@ -5,23 +5,22 @@ import numpy as np
 import pyworkflow.protocol.params as params
 
 from ..protocols import GmmProtRefineOrientations
-from . import plots
+from ..engine import plots
+from ..engine.geometry import rotation_angle_deg
+from ..engine.particles import Particles, rows_of
 from .viewer_reconstruct import GmmReconstructViewer
+from .views import plot_window, shown
 
 
 def pose_changes(protocol):
     """(angle change °, shift change Å, moved) per particle, from the engine's
     input and output particle files (matched by id)."""
-    from ..constants import PARTICLES_FILE
-    from ..engine.data import Particles
-    from ..engine.refine_poses import rotation_angle_deg
-    before = Particles.load(protocol._getExtraPath(PARTICLES_FILE))
-    after = Particles.load(protocol._getExtraPath("particles_refined.npz"))
-    row = {int(i): r for r, i in enumerate(before.ids)}
-    idx = np.array([row[int(i)] for i in after.ids])
+    before = Particles.load(protocol._getFileName("particles"))
+    after = Particles.load(protocol._getFileName("particles_refined"))
+    idx = rows_of(before.ids, after.ids, "the input particles")
     angle = rotation_angle_deg(before.rotations[idx], after.rotations)
     shift = np.linalg.norm(after.shifts - before.shifts[idx], axis=1)
-    stats = np.load(protocol._getExtraPath("refine_stats.npz"))
+    stats = np.load(protocol._getFileName("refine_stats"))
     moved = dict(zip(stats["ids"].tolist(), stats["moved"].tolist()))
     return angle, shift, np.array([bool(moved.get(int(i), True)) for i in after.ids])
 
@@ -44,6 +43,6 @@ class GmmRefineOrientationsViewer(GmmReconstructViewer):
     def _getVisualizeDict(self):
         return dict(super()._getVisualizeDict(), displayChanges=self._showChanges)
 
+    @shown
     def _showChanges(self, param=None):
-        plots.plot_pose_changes(*pose_changes(self.protocol)).show()
-        return []
+        return [plot_window(plots.plot_pose_changes(*pose_changes(self.protocol)))]

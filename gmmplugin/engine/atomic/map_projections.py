@@ -1,6 +1,6 @@
 """Projections of density maps, in the convention of ``projection.project``.
 
-The model is compared with a map through projections (method.md §7): a map is
+The model is compared with a map through projections (Chen 2025): a map is
 Fourier-cropped to a grid 1.5× finer than the comparison band needs (so
 trilinear interpolation costs little accuracy: FRC ≥ 0.98 to Nyquist with the analytic
 projection of the same atoms, tested), rotated with ``grid_sample``
@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..fit_neutral import fit_box_for
 from ..fourier import crop_images, crop_map, image_ft
 from ..geometry import random_rotations
+from ..sampling import crop_box_for
 
 
 def projection_directions(n, seed=0):
@@ -50,7 +50,7 @@ class MapTarget:
     def __init__(self, vol, apix, resolution, rotations):
         """Projections run on the device of ``rotations``."""
         D = vol.shape[0]
-        self.box = fit_box_for(D, apix, resolution)
+        self.box = crop_box_for(D, apix, resolution)
         self.apix = apix * D / self.box
         fine = min(D, int(1.5 * self.box))
         fine += fine % 2

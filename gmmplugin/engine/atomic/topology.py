@@ -64,18 +64,14 @@ class Topology:
     def __len__(self):
         return len(self.xyz)
 
-    @property
-    def num_residues(self):
-        return len(self.residue_anchor)
-
     def write_cif(self, xyz, path):
         """mmCIF of the model at ``xyz`` with label_seq_id set (validators such
         as tortoize need it), written atomically."""
-        from ..io import _atomic
+        from ..io import write_atomically
         st = self.with_coordinates(xyz)
         st.setup_entities()
         st.assign_label_seq_id(True)
-        _atomic(path, lambda tmp: st.make_mmcif_document().write_file(tmp), ".cif")
+        write_atomically(path, lambda tmp: st.make_mmcif_document().write_file(tmp), ".cif")
         return path
 
     def with_coordinates(self, xyz):
@@ -212,14 +208,27 @@ def build_topology(st, monomer_folder=None):
             for atom in res:
                 hydrogens[atom.serial - 1] = h_by_comp[res.name].get(atom.name, 0)
 
-    def idx(t):
-        return [int(round(a.b_iso)) for a in t.atoms]
-
     tp = Topology(structure=st, xyz=xyz, atomic_number=znum, vdw=vdw, residue=residue,
                   residue_anchor=np.array(anchors, dtype=np.float64).reshape(-1, 3),
                   residue_chain=np.array(res_chain, dtype=int),
                   restrained=restrained, water=water, missing_residues=sorted(missing))
     tp.hydrogens = hydrogens
+    _add_restraints(tp, topo, residue, restrained, res_atoms)
+    tp.rama, tp.rama_kind = _ramachandran(topo)
+    tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)
+    tp.riding = _riding_hydrogens(lib, monlib, tp.bonds, xyz)
+    return tp
+
+
+def _atom_index(restraint):
+    """Flat atom indices of a restraint's atoms (carried in b_iso of the copy)."""
+    return [int(round(a.b_iso)) for a in restraint.atoms]
+
+
+def _add_restraints(tp, topo, residue, restrained, res_atoms):
+    """The library's restraints of gemmi's topology as index and target arrays."""
+    import gemmi
+    idx = _atom_index
     tp.bonds = np.array([idx(b) for b in topo.bonds], int).reshape(-1, 2)
     tp.bond_ideal = np.array([b.restr.value for b in topo.bonds])
     tp.bond_esd = np.array([b.restr.esd for b in topo.bonds])
@@ -251,10 +260,6 @@ def build_topology(st, monomer_folder=None):
     tp.chiral_ideal = np.array([
         (1.0 if c.restr.sign == gemmi.ChiralityType.Positive else -1.0)
         * topo.ideal_chiral_abs_volume(c) for c in chirs])
-    tp.rama, tp.rama_kind = _ramachandran(topo)
-    tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)
-    tp.riding = _riding_hydrogens(lib, monlib, tp.bonds, xyz)
-    return tp
 
 
 def _riding_hydrogens(lib, monlib, bonds, xyz):

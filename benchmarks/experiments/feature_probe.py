@@ -10,11 +10,14 @@ numbers; the gradient only sees motion across the view); "lifted" also adds the
 products of the PCs with it, so a linear read-out can depend on the view.
 Prints the circular correlation (Fisher & Lee) of the predicted phase on the
 test particles — an upper bound for an encoder of these features, to set
-against the oracle of ``cyclic_oracle.py``, which reads whole images.
+against the oracle of ``benchmarks/cyclic_oracle.py``, which reads whole images.
+An abandoned experiment of the cyclic case (benchmarks/JOURNAL.md, "Similarity
+score: FRC or noise-whitened correlation").
 
 Usage::
 
-    python benchmarks/feature_probe.py WORK_FOLDER [--dataset cyclic] [--pcs 32 128]
+    python benchmarks/experiments/feature_probe.py WORK_FOLDER [--dataset cyclic]
+        [--pcs 32 128]
 """
 import argparse
 import os
@@ -24,10 +27,11 @@ import numpy as np
 from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPRegressor
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+# the benchmarks' own modules live in the parent folder
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from heterogeneity import OUT, circ_corr_fisher_lee  # noqa: E402
+import cases  # noqa: E402  (the data; puts the repository on sys.path)
+from heterogeneity import circ_corr_fisher_lee  # noqa: E402
 
 N_TRAIN = 4000
 
@@ -46,7 +50,7 @@ def main():
     ap.add_argument("--dataset", default="cyclic", choices=["cyclic", "cyclic_wide"])
     ap.add_argument("--pcs", type=int, nargs="+", default=[32, 128])
     a = ap.parse_args()
-    gt = np.load(os.path.join(OUT, a.dataset, "ground_truth.npz"))
+    gt = np.load(os.path.join(cases.dataset_folder(a.dataset), "ground_truth.npz"))
     phase = 2 * np.pi * gt["conformation"]
     x = np.asarray(np.load(os.path.join(a.work, "features.npy"), mmap_mode="r"),
                    dtype=np.float32)

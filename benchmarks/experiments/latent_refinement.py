@@ -8,7 +8,8 @@ all particles, so a smoothed guess). The decoder renders any conformation.
 Scoring each particle against decoded models measures how much an encoder
 loses (semi-amortised inference, Kim et al. 2018: the encoder proposes, the
 decoder decides). Not part of the plugin: on the benchmark data it gains little
-for a large cost (benchmarks/RESULTS.md, "Latent refinement").
+for a large cost (benchmarks/JOURNAL.md, "Cyclic: the data or the method?").
+The plugin's latent refinement is another method (engine/refine_latents.py).
 
 Per particle:
 1. Candidates: the encoder's own z, plus K latent points spread over the
@@ -29,7 +30,7 @@ benchmarks/analysis.py (``<work>/train/work``, latents from ../latents.npz).
 
 Usage::
 
-    python benchmarks/latent_refinement.py --case cyclic|cyclic_wide|mixed --work DIR
+    python benchmarks/experiments/latent_refinement.py --case cyclic|cyclic_wide|mixed --work DIR
         [--particles 200] [--candidates 64] [--iterations 10] [--significance 0]
         [--max-res 8] [--threads 1]
 """
@@ -45,19 +46,19 @@ import torch
 from scipy.stats import chi2
 
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
+# the benchmarks' own modules live in the parent folder
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import heterogeneity as het_bench  # noqa: E402
+import cases  # noqa: E402  (the data and datasets; puts the repository on sys.path)
+import heterogeneity as het_bench  # noqa: E402  (the metrics)
+from gmmplugin.engine import layout  # noqa: E402
 from gmmplugin.engine.ctf import compute_ctf  # noqa: E402
-from gmmplugin.engine.fit_neutral import fit_box_for  # noqa: E402
+from gmmplugin.engine.sampling import crop_box_for  # noqa: E402
 from gmmplugin.engine.fourier import (band_mask, crop_images, freq_grid_2d,  # noqa: E402
                                       image_ft, weighted_correlation, whitening_weights)
 from gmmplugin.engine.networks import Encoder  # noqa: E402
 from gmmplugin.engine.projection import project  # noqa: E402
 from gmmplugin.engine.refine_poses import likelihood_gain, sample_spectra  # noqa: E402
-from gmmplugin.engine.starfile import read_star  # noqa: E402
 from gmmplugin.engine.train import load_decoder  # noqa: E402
 
 LatentRefinement = namedtuple("LatentRefinement", "z gain moved jumped rate")
@@ -66,6 +67,8 @@ log-likelihood gain over the input latent (n,), moved (n,) bool (the refined z w
 kept), jumped (n,) bool (a candidate beat the encoder's z before polishing),
 particles/s."""
 
+# the checkpoint's name in a Trainer's work folder (layout "checkpoint" is work/checkpoint.pt)
+CHECKPOINT = os.path.basename(layout.FILES["checkpoint"])
 PROJECTION_CHUNK = 128   # projections per call: bounds memory at ~B·N·box complex numbers
 
 
@@ -117,7 +120,7 @@ def refine_latents(particles, decoder, z0, max_res, min_res=100.0, candidates=64
 def _refine(particles, decoder, z0, max_res, min_res, candidates, iterations, step,
             batch_size, device, min_gain, seed, log):
     n = len(z0)
-    box = fit_box_for(particles.box, particles.apix, max_res)
+    box = crop_box_for(particles.box, particles.apix, max_res)
     apix = particles.apix * particles.box / box
     ky, kx = freq_grid_2d(box, apix, device)
     rings, sel = band_mask(box, apix, min_res, max_res, device)
@@ -210,10 +213,10 @@ def _best_candidates(cand_params, A, s, ctf, data, weights, sel, box, apix):
 # -- experiment ---------------------------------------------------------------------
 def encoder_latents(work, n):
     """The encoder's latents of the first n particles of a training work folder."""
-    stored = os.path.join(os.path.dirname(work), "latents.npz")
+    stored = layout.path(os.path.dirname(work), "latents")
     if os.path.exists(stored):                     # analysis.py layout
         return np.load(stored)["z"][:n]
-    ck = torch.load(os.path.join(work, "checkpoint.pt"), map_location="cpu",
+    ck = torch.load(os.path.join(work, CHECKPOINT), map_location="cpu",
                     weights_only=False)
     cfg = ck["config"]
     feats = np.load(os.path.join(work, "features.npy"), mmap_mode="r")
@@ -240,11 +243,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     n = a.particles
-    folder = os.path.join(het_bench.OUT, het_bench.CASES[a.case][0])
-    particles = read_star(os.path.join(folder, "particles.star")).subset(np.arange(n))
-    gt = dict(np.load(os.path.join(folder, "ground_truth.npz")))
-    gt = {k: gt[k][:n] for k in ("conformation", "composition")}
-    ck_path = os.path.join(a.work, "checkpoint.pt")
+    _, _, particles, gt = cases.load_dataset(het_bench.CASES[a.case][0], n)
+    ck_path = os.path.join(a.work, CHECKPOINT)
     ck = torch.load(ck_path, map_location="cpu", weights_only=False)
     decoder = load_decoder(ck_path, np.zeros((ck["decoder"]["neutral"].shape[0], 5),
                                              np.float32))

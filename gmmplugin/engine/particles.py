@@ -19,7 +19,22 @@ import os
 
 import mrcfile
 import numpy as np
-import torch
+
+
+def id_index(ids):
+    """{object id: row} of an id array: how results find their particle, by id and
+    never by position (a subset's ids are not consecutive)."""
+    return {int(i): r for r, i in enumerate(ids)}
+
+
+def rows_of(ids, wanted, what="the particle set"):
+    """Rows of ``ids`` holding each of ``wanted`` (in that order); every wanted id
+    must be there, else a ValueError names one that is missing."""
+    index = id_index(ids)
+    missing = [int(i) for i in wanted if int(i) not in index]
+    if missing:
+        raise ValueError("%d ids are not in %s (e.g. %d)" % (len(missing), what, missing[0]))
+    return np.array([index[int(i)] for i in wanted], dtype=np.int64)
 
 
 @dataclass
@@ -126,6 +141,7 @@ class Particles:
 
     def batches(self, batch_size, rows=None, device="cpu", shuffle=False, rng=None):
         """Yield dicts of torch tensors for consecutive batches of ``rows``."""
+        import torch     # the only torch use: Particles itself is read by the plugin layer
         rows = np.arange(len(self)) if rows is None else np.asarray(rows)
         if shuffle:
             rows = (rng or np.random.default_rng()).permutation(rows)

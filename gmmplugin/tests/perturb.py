@@ -1,7 +1,8 @@
-"""Known perturbations of atomic models, for simulations, tests and benchmarks."""
+"""Known perturbations of atomic models: starting models for the refinement
+tests and benchmarks."""
 import numpy as np
 
-from ..geometry import axis_angle_matrix
+from gmmplugin.engine.geometry import axis_angle_matrix
 
 
 def rigid_move(xyz, mask, angle_deg, shift, axis=None, pivot=None):

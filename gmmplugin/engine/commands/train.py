@@ -1,0 +1,178 @@
+"""``train``: heterogeneity training, particles -> latent vectors; resumable.
+
+Writes ``latents.npz`` (ids, z, zred, per-particle score), ``training.json``,
+the checkpoint and the training curve (``layout.py`` names them).
+"""
+import os
+import time
+
+import numpy as np
+
+from .. import checks, layout
+from .common import load_gmm, load_particles, log
+
+NAME = "train"
+HELP = "heterogeneity training: particles -> latents"
+
+
+def add_args(t):
+    t.add_argument("--particles", required=True, help="particles.npz or RELION 3.1 .star")
+    t.add_argument("--gmm", required=True, help="neutral GMM (.npz)")
+    t.add_argument("--out-dir", required=True)
+    t.add_argument("--latent-dim", type=int, default=4)
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--max-res", type=float, default=8.0)
+    t.add_argument("--min-res", type=float, default=100.0)
+    t.add_argument("--vary-positions", type=int, default=1)
+    t.add_argument("--vary-amplitudes", type=int, default=1)
+    t.add_argument("--vary-widths", type=int, default=0)
+    t.add_argument("--focus-mask", default="", help="only Gaussians inside may vary")
+    t.add_argument("--symmetry", default="c1",
+                   help="Cn or Dn: symmetry-expand the particles; one asymmetric unit varies")
+    t.add_argument("--ctf-mode", default="full", choices=["full", "phase_flip"])
+    t.add_argument("--resume", action="store_true", help="continue from out-dir's checkpoint")
+    t.add_argument("--continue-from", default="", help="checkpoint of a previous run")
+    t.add_argument("--more-epochs", type=int, default=0,
+                   help="with --continue-from: train this many epochs more than the "
+                        "checkpoint has, with the checkpoint's own settings (the network "
+                        "and band options given here are then ignored)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--latent-kl", type=float, default=None,
+                   help="weight of the KL term of the variational encoder (0 = fixed "
+                        "noise; default: TrainConfig's)")
+    t.add_argument("--loss", default=None, choices=["frc", "whitened"],
+                   help="frc: mean Fourier ring correlation (the paper); whitened: "
+                        "noise-whitened correlation, each Fourier pixel weighted by the "
+                        "inverse noise power of its ring (default: TrainConfig's)")
+    t.add_argument("--refine-classes", type=int, default=0,
+                   help="after training, re-read each latent by masked 3D classification "
+                        "against reconstructions of this many classes along the latent "
+                        "space (0 = off)")
+    t.add_argument("--refine-iterations", type=int, default=4,
+                   help="classification rounds of the latent refinement")
+    t.add_argument("--refine-res", type=float, default=0.0,
+                   help="finest resolution (Å) of the latent refinement (0 = --max-res)")
+
+
+def train_config(a):
+    """The TrainConfig the arguments ask for; with --more-epochs, the continued
+    checkpoint's own settings and that many more epochs."""
+    from ..settings import TrainConfig
+    if a.more_epochs:
+        from ..train import checkpoint_state
+        if not a.continue_from:
+            raise ValueError("--more-epochs needs --continue-from")
+        checks.positive(a.more_epochs, "--more-epochs")
+        done, cfg = checkpoint_state(a.continue_from)
+        cfg.epochs = done + a.more_epochs
+        return cfg
+    return TrainConfig(latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch,
+                       learning_rate=a.lr, max_res=a.max_res, min_res=a.min_res,
+                       vary_positions=bool(a.vary_positions),
+                       vary_amplitudes=bool(a.vary_amplitudes),
+                       vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
+                       **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}),
+                       **({} if a.loss is None else {"loss": a.loss}))
+
+
+def refinement_config(a, cfg, particles):
+    """The latent-refinement settings (None when off), checked before any
+    training so that a bad value or an impossible memory need fails early."""
+    if not a.refine_classes:
+        return None
+    from ..device import total_memory_bytes
+    from ..sampling import crop_box_for
+    from ..settings import RefineLatentsConfig, memory_bytes
+    res = a.refine_res or cfg.max_res
+    checks.resolution_within_nyquist(res, particles.apix, "latent refinement resolution")
+    rcfg = RefineLatentsConfig(classes=a.refine_classes, iterations=a.refine_iterations,
+                               max_res=res, min_res=cfg.min_res, seed=cfg.seed)
+    rcfg.validate(len(particles))
+    need = memory_bytes(crop_box_for(particles.box, particles.apix, res), rcfg.classes)
+    have = total_memory_bytes(a.device_obj)
+    if have and need > 0.6 * have:
+        raise ValueError("latent refinement with %d classes at %.1f Å needs about %.1f GB, "
+                         "more than this %s can give (%.1f GB): use fewer classes or a "
+                         "coarser resolution" % (rcfg.classes, res, need / 1e9,
+                                                 a.device_obj, have / 1e9))
+    return rcfg
+
+
+def varying_gaussians(a, gmm, particles):
+    """(particles, focus mask or None, expansion arrays): with Cn/Dn symmetry the
+    particles are expanded and only one asymmetric unit's Gaussians may vary."""
+    from ..gmm import gaussians_in_mask
+    from ..symmetry import asu_mask, expand_particles, symmetry_operators
+    focus = None
+    if a.focus_mask:
+        focus = gaussians_in_mask(a.focus_mask, gmm.centers)
+        log("focus mask: %d of %d Gaussians may vary" % (focus.sum(), len(gmm)))
+    if symmetry_operators(a.symmetry).shape[0] == 1:
+        return particles, focus, {}
+    particles, source_ids, copies = expand_particles(particles, a.symmetry)
+    asu = asu_mask(gmm.centers, gmm.params[:, 3], a.symmetry)
+    focus = asu if focus is None else focus & asu
+    if not focus.any():
+        raise ValueError("no Gaussian of the focus mask lies in the asymmetric unit")
+    particles.save(layout.path(a.out_dir, "expanded"))
+    log("symmetry %s: %d expanded particles; %d of %d Gaussians (one asymmetric unit%s) "
+        "may vary" % (a.symmetry, len(particles), focus.sum(), len(gmm),
+                      " within the focus mask" if a.focus_mask else ""))
+    return particles, focus, {"source_ids": source_ids, "copies": copies}
+
+
+def _refine(particles, z, rcfg, device):
+    """Latents re-read by masked 3D classification: (z, extra arrays, record)."""
+    from ..refine_latents import refine_latents
+    t0 = time.time()
+    z_ref, confidence, history = refine_latents(particles, z, rcfg, device=device, log=log)
+    return (z_ref, {"z_encoder": z, "class_confidence": confidence},
+            dict(rcfg.__dict__, history=history, seconds=time.time() - t0))
+
+
+def main(a):
+    from ..analyze import reduce
+    from ..io import write_json, write_npz
+    from ..plots import plot_training
+    from ..symmetry import symmetry_operators
+    from ..train import Trainer
+    symmetry_operators(a.symmetry)   # a bad group name fails before any work
+    particles = load_particles(a.particles)
+    gmm = load_gmm(a.gmm)
+    cfg = train_config(a)
+    if not particles.has_ctf and cfg.ctf_mode == "full":
+        raise ValueError("the particles have no CTF; use --ctf-mode phase_flip only for "
+                         "phase-flipped data, or provide CTF parameters")
+    checks.same_extent(gmm.box, gmm.apix, particles.box, particles.apix)
+    os.makedirs(a.out_dir, exist_ok=True)
+    particles, focus, expansion = varying_gaussians(a, gmm, particles)
+    rcfg = refinement_config(a, cfg, particles)
+    trainer = Trainer(particles, gmm, cfg, layout.path(a.out_dir, "work"),
+                      device=a.device_obj, focus_mask=focus, log=log)
+    resume = a.continue_from or (trainer.checkpoint_path() if a.resume else "")
+    if resume:
+        if not os.path.exists(resume):
+            raise FileNotFoundError("no checkpoint to continue from: %s" % resume)
+        trainer.load_checkpoint(resume)
+        log("continuing from epoch %d (%s)" % (trainer.epoch, resume))
+    t0 = time.time()
+    z, final_score = trainer.run()
+    refined, refinement = {}, None
+    if rcfg is not None:
+        z, refined, refinement = _refine(particles, z, rcfg, a.device_obj)
+    write_npz(layout.path(a.out_dir, "latents"), ids=particles.ids, z=z, zred=reduce(z),
+              frc=final_score, neutral_frc=trainer.neutral_frc, **expansion, **refined)
+    hist = trainer.history
+    write_json(layout.path(a.out_dir, "training"), {
+        "config": cfg.__dict__, "history": hist, "particles": len(particles),
+        "symmetry": a.symmetry.lower(),
+        "varying_gaussians": int(len(gmm) if focus is None else focus.sum()),
+        "gaussians": len(gmm), "box": trainer.box, "apix": trainer.apix,
+        "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
+        "final_loss": hist[-1]["loss"] if hist else None,
+        "particles_per_s": float(np.mean([h["particles_per_s"] for h in hist])) if hist
+        else None, "latent_refinement": refinement})
+    plot_training(hist, layout.path(a.out_dir, "training_curve"), score=trainer.score_name)
+    print("trained %d epochs: final loss %.5f" % (trainer.epoch, hist[-1]["loss"]))

@@ -1,0 +1,82 @@
+"""The Scipion plugin class: configuration variables and the engine's environment."""
+import os
+import sys
+
+import pwem
+import pyworkflow.utils as pwutils
+
+from . import __version__
+from .constants import GMM_PYTHON
+
+ENGINE_MODULE = "gmmplugin.engine"
+
+
+class Plugin(pwem.Plugin):
+    """The engine runs in a Python interpreter with torch: by default the one
+    running Scipion (a pip install brings everything). To use another
+    environment (e.g. one with a CUDA build of torch), install this package
+    there as well (``pip install --no-deps scipion-em-gmm`` next to the engine's
+    requirements) and set GMM_PYTHON in scipion.conf to its interpreter.
+    """
+    _url = "https://github.com/gmmplugin/scipion-em-gmm"
+    _pathVars = []
+    _supportedVersions = [__version__]
+
+    def __init__(self):
+        super().__init__()
+        # pyworkflow takes a plugin's name and folder from the module defining this
+        # class; that is gmmplugin.plugin, so name the package itself
+        self._name = __package__
+        self._path = os.path.dirname(os.path.abspath(__file__))
+
+    @classmethod
+    def _defineVariables(cls):
+        cls._defineVar(GMM_PYTHON, sys.executable)
+
+    @classmethod
+    def getEnviron(cls):
+        """Scipion's environment; for a source checkout (not installed in a
+        site-packages) its root goes first on PYTHONPATH, so the engine's
+        interpreter imports this very copy. The root holds only this project."""
+        env = pwutils.Environ(os.environ)
+        root = cls.sourceRoot()
+        if root:
+            env.set("PYTHONPATH", root, env.BEGIN)
+        return env
+
+    @staticmethod
+    def sourceRoot(pkg=None):
+        """The checkout folder holding this package, or None when it is installed
+        (then the engine's interpreter finds its own installed copy)."""
+        pkg = pkg or os.path.dirname(os.path.abspath(__file__))
+        parent = os.path.dirname(pkg)
+        if os.path.basename(parent) in ("site-packages", "dist-packages"):
+            return None
+        return parent
+
+    @classmethod
+    def getPython(cls):
+        return cls.getVar(GMM_PYTHON) or sys.executable
+
+    @classmethod
+    def getEngineArgs(cls, command, device="auto", threads=None):
+        """Arguments after the interpreter: ``-m gmmplugin.engine ...``."""
+        extra = " --threads %d" % threads if threads else ""
+        return "-m %s --device %s%s %s" % (ENGINE_MODULE, device, extra, command)
+
+    @classmethod
+    def getGpuEnviron(cls, protocol):
+        """Environment restricted to the protocol's chosen GPUs, and the device
+        argument for the engine ("auto" picks the first visible GPU, or the CPU
+        when there is none; "cpu" when the user switched GPUs off)."""
+        env = cls.getEnviron()
+        uses_gpu = protocol.usesGpu() if hasattr(protocol, "usesGpu") else False
+        if uses_gpu:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in protocol.getGpuList())
+            return env, "auto"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        return env, "cpu"
+
+    @classmethod
+    def defineBinaries(cls, env):
+        pass  # pip-installed: nothing to build
