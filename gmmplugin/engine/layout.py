@@ -42,6 +42,8 @@ FILES = {
     "frame": "pc%(pc)d_frame_%(frame)02d",      # map prefix of a trajectory frame
     "gmm_frame": "pc%(pc)d_gmm_%(frame)02d.mrc",        # decoded GMM map of a frame
     "gmm_frame_params": "pc%(pc)d_gmm_%(frame)02d.npy",  # its (N, 5) Gaussians
+    # selection in the latent space
+    "selection": "selection.json",              # the polygons and classes that were used
     # atomic model refinement
     "model_latents": "model_latents.txt",       # one latent row per map (protocol input)
     "models": "models",

@@ -121,6 +121,28 @@ def plot_latent_scatter(zred, color=None, color_label="", points=None, out_png=N
     return _finish(fig, out_png)
 
 
+def plot_selection(zred, selected, polygons=(), out_png=None,
+                   title="Selection in the latent space"):
+    """The 2-D latent view with the selected particles highlighted and the
+    selection's polygons drawn."""
+    fig = _figure(figsize=(5.5, 5))
+    ax = fig.add_subplot(111)
+    selected = np.asarray(selected, bool)
+    size = max(1, min(12, 20000 // max(len(zred), 1)))
+    ax.scatter(zred[~selected, 0], zred[~selected, 1], s=size, c="0.7", lw=0,
+               label="not selected (%d)" % (~selected).sum())
+    ax.scatter(zred[selected, 0], zred[selected, 1], s=size, c="tab:red", lw=0,
+               label="selected (%d)" % selected.sum())
+    for p in polygons:
+        p = np.asarray(p)
+        ax.plot(np.r_[p[:, 0], p[:1, 0]], np.r_[p[:, 1], p[:1, 1]], "k-", lw=1)
+    ax.legend(fontsize=8, markerscale=2)
+    ax.set_xlabel("dimension 1")
+    ax.set_ylabel("dimension 2")
+    ax.set_title(title)
+    return _finish(fig, out_png)
+
+
 def plot_volume_series(maps, labels=None, out_png=None, title="Volume series"):
     """Montage: one column per frame, rows = central XY slice, Z projection."""
     k = len(maps)

@@ -161,8 +161,9 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             s.setAlignmentProj()
             for p in inp.iterItems(orderBy="id"):
                 if bool(outlier.get(p.getObjId(), False)) == keep_outliers:
-                    s.append(flex_item(p, p.getObjId(), p.getZFlex(), zred[p.getObjId()],
-                                       prog))
+                    item = flex_item(p, p.getObjId(), p.getZFlex(), zred[p.getObjId()], prog)
+                    item._gmmClass = pwobj.Integer(label.get(p.getObjId(), 0))
+                    s.append(item)
             return s
 
         outputs[PARTICLES] = subset("inliers", False)

@@ -61,6 +61,29 @@ class Walk:
                                        "mapped": bool(widget.winfo_ismapped()),
                                        "colours": len(colours) if colours else 1 << 20})
 
+    def _open_tree_path(self, path):
+        """Unfold the protocol tree along ``path`` (section texts) and return the
+        texts of the items under its end, as the user sees them."""
+        from tkinter import ttk
+        todo, trees = [self.root], []
+        while todo:
+            w = todo.pop()
+            trees += [c for c in w.winfo_children() if isinstance(c, ttk.Treeview)]
+            todo += w.winfo_children()
+        for tree in trees:
+            item = ""
+            for text in path:
+                match = [i for i in tree.get_children(item)
+                         if tree.item(i, "text").strip() == text]
+                if not match:
+                    break
+                item = match[0]
+                tree.item(item, open=True)
+            else:
+                tree.see(item)
+                return [tree.item(i, "text").strip() for i in tree.get_children(item)]
+        return []
+
     def _toplevels(self):
         found, todo = [], [self.root]
         while todo:
@@ -82,6 +105,9 @@ class Walk:
         """A generator of pauses (ms); the Tk loop resumes it after each one."""
         yield 2 * PAUSE_MS
         self.capture("project_window", self.root)
+        self.result["tree"] = self._open_tree_path(("3D", "Analysis", "Heterogeneity"))
+        yield PAUSE_MS
+        self.capture("protocol_tree", self.root)
         yield from self._forms()
         yield from self._viewers()
 
@@ -137,12 +163,14 @@ class Walk:
                     continue
                 view.show()
                 yield PAUSE_MS
-                manager = getattr(getattr(view, "getFigure", lambda: None)(), "canvas", None)
-                if manager is not None and getattr(manager.manager, "window", None):
+                figure = view.getFigure() if hasattr(view, "getFigure") else None
+                window = getattr(getattr(figure, "canvas", None), "manager", None)
+                if window is not None and getattr(window, "window", None) is not None:
                     # matplotlib's Tk windows live in an interpreter of their own
-                    self.capture("%s_%d" % (name, i), manager.manager.window)
+                    self.capture("%s_%d" % (name, i), window.window)
                 self._close_new_toplevels(before, "%s_%d" % (name, i))
-                plt.close("all")
+                if figure is not None:
+                    plt.close(figure)
         viewer.formWindow.close()
 
     def run(self):

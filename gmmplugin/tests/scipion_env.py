@@ -23,6 +23,13 @@ def setup_environment(root=None):
     for sub in ("data", "tests"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     os.environ.setdefault("SCIPION_DOMAIN", "pwem")
+    # the base protocol tree (scipion-app's, in a full install) is pwem's own,
+    # which plugins fill; found without importing pwem
+    import importlib.util
+    pwem_spec = importlib.util.find_spec("pwem")
+    if pwem_spec is not None and pwem_spec.origin:
+        os.environ.setdefault("SCIPION_PROTOCOLS", os.path.join(
+            os.path.dirname(pwem_spec.origin), "protocols.conf"))
     os.environ.setdefault("SCIPION_HOME", home)
     os.environ.setdefault("SCIPION_HOSTS", hosts)
     os.environ.setdefault("SCIPION_USER_DATA", os.path.join(root, "data"))

@@ -22,7 +22,7 @@ PLUGIN_LAYER = ["convert.py", "objects.py", "plugin.py", "constants.py", "bibtex
                 "__init__.py", "protocols", "viewers"]
 # engine modules the plugin layer may import: they load no torch
 TORCH_FREE = {"checks", "geometry", "io", "layout", "particles", "plots", "sampling",
-              "settings", "symmetry"}
+              "selection", "settings", "symmetry"}
 # Makes pwem and pyworkflow unimportable, as in an engine-only environment.
 NO_SCIPION = """
 import importlib.abc, runpy, sys

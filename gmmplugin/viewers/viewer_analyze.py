@@ -30,7 +30,7 @@ def analysis_files(protocol):
 
 class GmmAnalyzeViewer(EmProtocolViewer):
     """Latent space, volume series, classes and displacements."""
-    _label = "gmm - latent space viewer"
+    _label = "latent space viewer"
     _targets = [GmmProtAnalyze]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 
@@ -133,7 +133,7 @@ class GmmAnalyzeViewer(EmProtocolViewer):
 
 class GmmTrainViewer(EmProtocolViewer):
     """Training curve and latent space of a training run."""
-    _label = "gmm - training viewer"
+    _label = "training viewer"
     _targets = [GmmProtTrain]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 

@@ -28,7 +28,7 @@ def chimerax_script(path, map_file, points_file, level=None):
 
 class GmmFitNeutralViewer(EmProtocolViewer):
     """FSC curve, input vs GMM slices and projections, ChimeraX overlay."""
-    _label = "gmm - neutral GMM viewer"
+    _label = "neutral GMM viewer"
     _targets = [GmmProtFitNeutral]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 

@@ -11,7 +11,7 @@ from .views import data_or_fallback, map_slices, plot_window, shown
 
 class GmmReconstructViewer(EmProtocolViewer):
     """Half-map FSC, central slices and the reconstructed map."""
-    _label = "gmm - reconstruction viewer"
+    _label = "reconstruction viewer"
     _targets = [GmmProtReconstruct]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 

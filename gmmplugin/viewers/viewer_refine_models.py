@@ -26,7 +26,7 @@ def models_script(path, frames):
 
 class GmmRefineModelsViewer(EmProtocolViewer):
     """Validation plots of the refined models and a ChimeraX overlay."""
-    _label = "gmm - atomic model series viewer"
+    _label = "atomic model series viewer"
     _targets = [GmmProtRefineModels]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 

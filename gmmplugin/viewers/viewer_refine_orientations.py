@@ -27,7 +27,7 @@ def pose_changes(protocol):
 
 class GmmRefineOrientationsViewer(GmmReconstructViewer):
     """Pose changes, then the map of the refined particles."""
-    _label = "gmm - orientation refinement viewer"
+    _label = "orientation refinement viewer"
     _targets = [GmmProtRefineOrientations]
 
     def _defineParams(self, form):

@@ -1,0 +1,157 @@
+"""GmmProtSelectLatent: particles selected in the 2-D latent view (zRed)."""
+import os
+
+import numpy as np
+import pyworkflow.protocol.params as params
+from pwem.objects import SetOfParticlesFlex
+from pwem.protocols import ProtFlexBase, ProtSets
+
+from ..engine import selection
+from .protocol_base import GmmProtBase
+
+# Output name -> class (a dict: two outputs share a class, which an Enum would
+# silently turn into aliases).
+PARTICLES, COMPLEMENT = "Particles", "Complement"
+OUTPUTS = {PARTICLES: SetOfParticlesFlex, COMPLEMENT: SetOfParticlesFlex}
+
+
+def latent_view(partSet):
+    """(ids, zRed (n, 2), class of each particle or None) of a flexible set."""
+    ids, zred, classes = [], [], []
+    for p in partSet.iterItems(orderBy="id"):
+        ids.append(p.getObjId())
+        zred.append(list(p.getZRed())[:2])
+        cls = getattr(p, "_gmmClass", None)
+        classes.append(cls.get() if cls is not None and cls.get() is not None else None)
+    has_classes = bool(classes) and all(c is not None for c in classes)
+    return (np.array(ids, np.int64), np.array(zred, np.float64).reshape(-1, 2),
+            np.array(classes, np.int64) if has_classes else None)
+
+
+class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
+    """Select particles by where they sit in the latent space: inside polygons
+    drawn on the 2-D latent view (zRed), and/or in classes of 'analyze latent
+    space'. The wizard of the polygon field opens the latent plot: draw one or
+    more polygons, see the count, and click any point to see the GMM decoded
+    there. The selection used is saved with the run, so the run can be repeated
+    exactly. Output: the selected particles with their latents, and optionally
+    the others."""
+    _label = "select particles in latent space"
+    _possibleOutputs = OUTPUTS
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputParticles", params.PointerParam,
+                      pointerClass="SetOfParticlesFlex", important=True,
+                      label="Particles with latents",
+                      help="The Particles output of 'heterogeneity training' or of "
+                           "'analyze latent space' (the latter also carries classes).")
+        form.addSection(label="Selection")
+        form.addParam("polygons", params.TextParam, default="", label="Polygons (zRed)",
+                      help="Regions of the 2-D latent view: 'x,y x,y x,y; x,y x,y x,y' "
+                           "(one polygon per ';'). Use the wizard to draw them on the "
+                           "latent plot. A particle inside any polygon is selected.")
+        form.addParam("classIds", params.StringParam, default="", label="Classes",
+                      help="Class ids of 'analyze latent space' (e.g. '1 3'); their "
+                           "particles are selected too. Needs that protocol's Particles.")
+        form.addParam("selectionFile", params.FileParam, default="",
+                      expertLevel=params.LEVEL_ADVANCED, label="Selection file",
+                      help="A selection saved by an earlier run (its selection.json): "
+                           "its polygons and classes are added to those above.")
+        form.addParam("keepComplement", params.BooleanParam, default=False,
+                      label="Also output the rest?",
+                      help="A second set with the particles that were not selected.")
+
+    def _insertAllSteps(self):
+        # the selection is the step's argument: a changed selection re-runs it
+        self._insertFunctionStep(self.selectStep, self.polygons.get() or "",
+                                 self.classIds.get() or "", self.selectionFile.get() or "",
+                                 needsGPU=False)
+        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+
+    def _selection(self, polygons_text, classes_text, path):
+        polygons = selection.parse_polygons(polygons_text)
+        class_ids = selection.parse_classes(classes_text)
+        if path:
+            more_polygons, more_classes = selection.read_selection(path)
+            polygons += more_polygons
+            class_ids = sorted(set(class_ids) | set(more_classes))
+        return polygons, class_ids
+
+    def selectStep(self, polygons_text, classes_text, path):
+        polygons, class_ids = self._selection(polygons_text, classes_text, path)
+        selection.write_selection(self._getFileName("selection"), polygons, class_ids)
+
+    def _selected(self):
+        """(ids, zRed, selected mask, polygons) of the saved selection."""
+        polygons, class_ids = selection.read_selection(self._getFileName("selection"))
+        ids, zred, classes = latent_view(self.inputParticles.get())
+        return ids, zred, selection.select(zred, polygons, classes, class_ids), polygons
+
+    def createOutputStep(self):
+        inp = self.inputParticles.get()
+        ids, _, keep, _ = self._selected()
+        if not keep.any():
+            raise ValueError("The selection holds no particle; nothing to output.")
+        chosen = set(ids[keep].tolist())
+        outputs = {PARTICLES: self._subset(inp, chosen, True, "")}
+        if self.keepComplement.get() and not keep.all():
+            outputs[COMPLEMENT] = self._subset(inp, chosen, False, "complement")
+        self._defineOutputs(**outputs)
+        for out in outputs.values():
+            self._defineSourceRelation(self.inputParticles, out)
+
+    def _subset(self, inp, chosen, inside, suffix):
+        out = self._createSetOfParticlesFlex(suffix=suffix,
+                                             progName=inp.getFlexInfo().getProgName())
+        out.copyInfo(inp)
+        out.setFlexInfo(inp.getFlexInfo())
+        for p in inp.iterItems(orderBy="id"):
+            if (p.getObjId() in chosen) == inside:
+                out.append(p)
+        return out
+
+    # -- checks and reports ---------------------------------------------------------------
+    def _validate(self):
+        inp = self.inputParticles.get()
+        if inp is None or inp.getSize() == 0:
+            return ["Select a non-empty set of particles with latents."]
+        first = inp.getFirstItem()
+        if not hasattr(first, "getZRed") or len(first.getZRed()) < 2:
+            return ["The input particles carry no 2-D latent view (zRed): use the output "
+                    "of 'heterogeneity training' or 'analyze latent space'."]
+        path = self.selectionFile.get() or ""
+        if path and not os.path.exists(path):
+            return ["The selection file does not exist: %s" % path]
+        errors = self.problems(lambda: self._selection(self.polygons.get() or "",
+                                                       self.classIds.get() or "", path))
+        if errors:
+            return errors
+        polygons, class_ids = self._selection(self.polygons.get() or "",
+                                              self.classIds.get() or "", path)
+        if not polygons and not class_ids:
+            return ["Give at least one polygon (draw it with the wizard) or one class."]
+        if class_ids and getattr(first, "_gmmClass", None) is None:
+            errors.append("These particles carry no classes: select by polygon, or use "
+                          "the Particles output of 'analyze latent space'.")
+        return errors
+
+    def _summary(self):
+        if not os.path.exists(self._getFileName("selection")):
+            return ["Output not ready yet."]
+        ids, _, keep, polygons = self._selected()
+        _, class_ids = selection.read_selection(self._getFileName("selection"))
+        return ["%d of %d particles selected (%d polygon(s)%s)."
+                % (keep.sum(), len(ids), len(polygons),
+                   "; classes %s" % ", ".join(map(str, class_ids)) if class_ids else "")]
+
+    def _methods(self):
+        if not os.path.exists(self._getFileName("selection")):
+            return []
+        ids, _, keep, _ = self._selected()
+        return ["%d of %d particles were selected by their position in the GMM latent "
+                "space (gmmplugin)." % (keep.sum(), len(ids))]
+
+    def _citations(self):
+        return ["Chen2021"]
+
