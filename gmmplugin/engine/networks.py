@@ -100,7 +100,7 @@ class Decoder(nn.Module):
         super().__init__()
         if amp_mode not in ("tanh", "linear"):
             raise ValueError("amplitude mode must be 'tanh' or 'linear'")
-        self.amp_mode = amp_mode
+        self.amp_mode, self.latent_dim = amp_mode, latent_dim
         self.register_buffer("neutral", torch.as_tensor(neutral, dtype=torch.float32))
         n = self.neutral.shape[0]
         self.columns = list(columns)

@@ -32,8 +32,10 @@ def parse_polygons(text):
 
 
 def format_polygons(polygons):
-    """The text form of ``polygons`` (inverse of :func:`parse_polygons`)."""
-    return "; ".join(" ".join("%.6g,%.6g" % (x, y) for x, y in np.asarray(p))
+    """The text form of ``polygons`` (inverse of :func:`parse_polygons`): each
+    coordinate in its shortest exact form, so a vertex that is a particle's
+    position stays exactly on it."""
+    return "; ".join(" ".join("%r,%r" % (float(x), float(y)) for x, y in np.asarray(p))
                      for p in polygons)
 
 

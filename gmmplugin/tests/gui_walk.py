@@ -74,14 +74,14 @@ class Walk:
             item = ""
             for text in path:
                 match = [i for i in tree.get_children(item)
-                         if tree.item(i, "text").strip() == text]
+                         if str(tree.item(i, "text")).strip() == text]
                 if not match:
                     break
                 item = match[0]
                 tree.item(item, open=True)
             else:
                 tree.see(item)
-                return [tree.item(i, "text").strip() for i in tree.get_children(item)]
+                return [str(tree.item(i, "text")).strip() for i in tree.get_children(item)]
         return []
 
     def _toplevels(self):
@@ -105,7 +105,8 @@ class Walk:
         """A generator of pauses (ms); the Tk loop resumes it after each one."""
         yield 2 * PAUSE_MS
         self.capture("project_window", self.root)
-        self.result["tree"] = self._open_tree_path(("3D", "Analysis", "Heterogeneity"))
+        self.result["tree"] = self._open_tree_path(
+            ("Protocols SPA", "3D", "Analysis", "Heterogeneity"))
         yield PAUSE_MS
         self.capture("protocol_tree", self.root)
         yield from self._forms()
@@ -122,7 +123,33 @@ class Walk:
             form.show(center=True)
             yield PAUSE_MS
             self.capture("form_" + name, form.root)
+            if name == "GmmProtSelectLatent":
+                yield from self._selection_wizard(prot, form)
             form.close()
+
+    def _selection_wizard(self, prot, form):
+        """The polygon wizard of the selection form, on the analysis's particles:
+        a polygon drawn, the GMM decoded at a clicked point, the result applied."""
+        from gmmplugin.wizards import GmmLatentSelectionWizard
+        analysis = [r for r in self.project.getRuns()
+                    if r.getClassName() == "GmmProtAnalyze" and r.isFinished()]
+        if not analysis:
+            return
+        prot.inputParticles.set(analysis[0])
+        prot.inputParticles.setExtended("Particles")
+        window = GmmLatentSelectionWizard().show(form)
+        yield PAUSE_MS
+        centre = window.zred.mean(0)
+        spread = window.zred.std(0)
+        window._polygon_done([centre - spread, centre + [spread[0], -spread[1]],
+                              centre + spread])
+        vol = window.decode_at(*centre)
+        yield PAUSE_MS
+        self.capture("wizard_latent_selection", window.top)
+        self.result["wizard"] = {"selected": int(window.selected().sum()),
+                                 "decoded": vol is not None, "status": window.status.get()}
+        window.apply()
+        self.result["wizard"]["polygons"] = form.widgetDict["polygons"].get()
 
     def _viewers(self):
         from pwem import Domain
@@ -163,6 +190,9 @@ class Walk:
                     continue
                 view.show()
                 yield PAUSE_MS
+                if getattr(view, "window", None) is not None:      # a latent window
+                    view.window.decode_at(*view.window.zred.mean(0))
+                    yield PAUSE_MS
                 figure = view.getFigure() if hasattr(view, "getFigure") else None
                 window = getattr(getattr(figure, "canvas", None), "manager", None)
                 if window is not None and getattr(window, "window", None) is not None:

@@ -19,7 +19,7 @@ PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(PKG)
 ENGINE = os.path.join(PKG, "engine")
 PLUGIN_LAYER = ["convert.py", "objects.py", "plugin.py", "constants.py", "bibtex.py",
-                "__init__.py", "protocols", "viewers"]
+                "__init__.py", "wizards.py", "protocols", "viewers"]
 # engine modules the plugin layer may import: they load no torch
 TORCH_FREE = {"checks", "geometry", "io", "layout", "particles", "plots", "sampling",
               "selection", "settings", "symmetry"}
@@ -99,6 +99,7 @@ def test_plugin_layer_loads_no_torch_in_a_fresh_interpreter():
     code = ("import runpy, sys\n"
             "runpy.run_path(%r)['setup_environment']()\n"
             "import gmmplugin, gmmplugin.protocols, gmmplugin.viewers, gmmplugin.convert\n"
+            "import gmmplugin.wizards\n"
             "gmmplugin.Plugin\n"
             "for name in dir(gmmplugin.protocols):\n"
             "    cls = getattr(gmmplugin.protocols, name)\n"

@@ -1,4 +1,6 @@
-"""The Scipion GUI as users meet it, under a real X server (Xvfb).
+"""The Scipion GUI as users meet it, under a real X server (Xvfb), and the
+latent selection on the demo's kind of data (a subunit present in half of the
+particles).
 
 A small finished project (import → reconstruct → fit → train → analyze →
 refine orientations, and an atomic model refined into a map) is opened in
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from pwem.protocols import ProtImportPdb, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -22,7 +25,7 @@ from gmmplugin.engine.simulate import Heterogeneity, SimulationSettings, simulat
 import gmmplugin.protocols as protocols
 from gmmplugin.protocols import (GmmProtAnalyze, GmmProtFitNeutral, GmmProtReconstruct,
                                  GmmProtRefineModels, GmmProtRefineOrientations,
-                                 GmmProtTrain)
+                                 GmmProtSelectLatent, GmmProtTrain)
 from gmmplugin.tests import data_path, import_simulated_particles
 from gmmplugin.tests.test_protocol_tree import PIPELINE
 
@@ -48,7 +51,8 @@ class TestGui(BaseTest):
         out = os.path.abspath(os.path.join(cls.proj.getTmpPath(), "sim"))
         star = simulate(data_path("1hvr.pdb"), out,
                         SimulationSettings(n_particles=N, box=BOX, apix=APIX, snr=0.5, seed=3),
-                        Heterogeneity(move="B", motion="rotate", amount=40.0))
+                        Heterogeneity(remove="B", present_fraction=0.5))
+        cls.truth = np.load(os.path.join(out, "ground_truth.npz"))
         imp = import_simulated_particles(cls, star, APIX)
         cls.runs = [cls._run(GmmProtReconstruct, inputParticles=(imp, "outputParticles"))]
         cls.runs.append(cls._run(GmmProtFitNeutral, targetResolution=9.0,
@@ -59,6 +63,8 @@ class TestGui(BaseTest):
         cls.runs.append(train)
         cls.runs.append(cls._run(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=3,
                                  particlesPerFrame=100, inputParticles=(train, "Particles")))
+        cls.runs.append(cls._run(GmmProtSelectLatent, classIds="1", keepComplement=True,
+                                 inputParticles=(cls.runs[-1], "Particles")))
         cls.runs.append(cls._run(GmmProtRefineOrientations, iterations=4,
                                  inputParticles=(train, "Particles")))
         cls.runs.append(cls._refine_model())
@@ -66,8 +72,10 @@ class TestGui(BaseTest):
     @classmethod
     def _run(cls, protocol_class, **params):
         inputs = {k: v for k, v in params.items() if isinstance(v, tuple)}
-        prot = cls.newProtocol(protocol_class, numberOfThreads=1,
+        prot = cls.newProtocol(protocol_class,
                                **{k: v for k, v in params.items() if k not in inputs})
+        if hasattr(prot, "numberOfThreads"):
+            prot.numberOfThreads.set(1)
         for name, (source, output) in inputs.items():
             _connect(getattr(prot, name), source, output)
         cls.launchProtocol(prot)
@@ -121,8 +129,7 @@ class TestGui(BaseTest):
         for name in PIPELINE:
             self.assertIn("form_" + name, names)
         # the protocol tree, unfolded at 3D > Analysis > Heterogeneity, lists them in order
-        labels = [getattr(protocols, name).getClassLabel(prependPackageName=False)
-                  for name in PIPELINE]
+        labels = [getattr(protocols, name).getClassLabel() for name in PIPELINE]
         self.assertEqual([t for t in result["tree"] if t in labels], labels)
         for w in result["windows"]:
             self.assertTrue(w["mapped"], w["name"])
@@ -135,7 +142,38 @@ class TestGui(BaseTest):
         runs = [r for r in self.runs if r is not None]
         viewer_forms = [n for n in names if n.startswith("viewer_")]
         self.assertEqual(len(viewer_forms), len(runs))
+        # the polygon wizard: a drawn polygon selects particles, a click decodes the GMM
+        wizard = result["wizard"]
+        self.assertGreater(wizard["selected"], 0)
+        self.assertTrue(wizard["decoded"], wizard["status"])
+        self.assertEqual(len(wizard["polygons"].split(";")), 1)
+        self.assertIn("wizard_latent_selection", names)
         for tag in ("displayFsc", "displayLatent", "displayClasses", "displaySeries",
-                    "displayChanges"):
+                    "displayChanges", "displaySelection", "displayWindow"):
             self.assertTrue(any(tag in n for n in names if not n.startswith("viewer_")),
                             "no window for %s" % tag)
+
+    def test_selection_of_the_bound_class_by_id_and_by_polygon(self):
+        """The class holding chain B, selected by its id and by a polygon around
+        it in zRed, gives exactly its particles, with their latents."""
+        from scipy.spatial import ConvexHull
+
+        from gmmplugin.engine.selection import format_polygons
+        analysis = self.runs[3]
+        items = {p.getObjId(): (p._gmmClass.get(), list(p.getZFlex()), list(p.getZRed()))
+                 for p in analysis.Particles.iterItems()}
+        ids = np.array(sorted(items))
+        classes = np.array([items[i][0] for i in ids])
+        present = self.truth["composition"][ids - 1] == 1
+        bound = max((1, 2), key=lambda c: present[classes == c].mean())
+        self.assertGreater(present[classes == bound].mean(), 0.9)
+        wanted = ids[classes == bound].tolist()
+        hull = np.array([items[i][2] for i in wanted])
+        hull = hull[ConvexHull(hull).vertices]
+        for params in ({"classIds": str(bound)}, {"polygons": format_polygons([hull])}):
+            sel = self.newProtocol(GmmProtSelectLatent, **params)
+            _connect(sel.inputParticles, analysis, "Particles")
+            self.launchProtocol(sel)
+            got = {p.getObjId(): list(p.getZFlex()) for p in sel.Particles.iterItems()}
+            self.assertEqual(sorted(got), wanted)
+            self.assertTrue(all(got[i] == items[i][1] for i in wanted))

@@ -192,6 +192,53 @@ class TestTrainPipeline(BaseTest):
         viewer.pc.set(3)
         msg = viewer._showSeries()[0]
         self.assertIn("No trajectory along principal axis 3", msg.getMessage())
+        self._check_selection(prot)
+
+    def _check_selection(self, analysis):
+        """Selecting class 1 by its id, and by a polygon around it in zRed, gives
+        exactly its particles with their latents; the rest is the complement."""
+        from scipy.spatial import ConvexHull
+
+        from gmmplugin.engine.selection import format_polygons
+        from gmmplugin.protocols import GmmProtSelectLatent
+        inliers = {p.getObjId(): (p._gmmClass.get(), list(p.getZFlex()), list(p.getZRed()))
+                   for p in analysis.Particles.iterItems()}
+        wanted = sorted(i for i, (c, _, _) in inliers.items() if c == 1)
+        zred = np.array([inliers[i][2] for i in wanted])
+        hull = zred[ConvexHull(zred).vertices]
+
+        def selected(**params):
+            sel = self.newProtocol(GmmProtSelectLatent, **params)
+            sel.inputParticles.set(analysis)
+            sel.inputParticles.setExtended("Particles")
+            self.assertEqual(sel.validate(), [])
+            self.launchProtocol(sel)
+            return sel
+
+        for sel in (selected(classIds="1", keepComplement=True),
+                    selected(polygons=format_polygons([hull]), keepComplement=True)):
+            got = {p.getObjId(): list(p.getZFlex()) for p in sel.Particles.iterItems()}
+            self.assertEqual(sorted(got), wanted)
+            for i in wanted:
+                self.assertEqual(got[i], inliers[i][1])              # latents kept
+            rest = sorted(p.getObjId() for p in sel.Complement.iterItems())
+            self.assertEqual(sorted(rest + wanted), sorted(inliers))
+            self.assertIn("%d of %d particles selected" % (len(wanted), len(inliers)),
+                          sel.summary()[0])
+            check_every_viewer_entry(self, sel)
+        # bad selections are refused before any step
+        bad = self.newProtocol(GmmProtSelectLatent, polygons="0,0 1,1")
+        bad.inputParticles.set(analysis)
+        bad.inputParticles.setExtended("Particles")
+        self.assertTrue(any("needs at least 3" in e for e in bad.validate()))
+        bad = self.newProtocol(GmmProtSelectLatent, classIds="1")
+        bad.inputParticles.set(self.train)
+        bad.inputParticles.setExtended("Particles")
+        self.assertTrue(any("carry no classes" in e for e in bad.validate()))
+        bad = self.newProtocol(GmmProtSelectLatent)
+        bad.inputParticles.set(self.train)
+        bad.inputParticles.setExtended("Particles")
+        self.assertTrue(any("at least one polygon" in e for e in bad.validate()))
 
     def test_refine_orientations_and_relion_round_trip(self):
         from pwem.objects import SetOfParticles

@@ -4,3 +4,4 @@ from .viewer_fit_neutral import GmmFitNeutralViewer
 from .viewer_analyze import GmmAnalyzeViewer, GmmTrainViewer
 from .viewer_refine_models import GmmRefineModelsViewer
 from .viewer_refine_orientations import GmmRefineOrientationsViewer
+from .viewer_select import GmmSelectViewer
