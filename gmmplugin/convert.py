@@ -163,6 +163,16 @@ def mask_voxels(mask):
         return -1
 
 
+def model_atoms(path):
+    """Number of atoms in the first model of a PDB/mmCIF file (-1 if unreadable)."""
+    import gemmi
+    try:
+        st = gemmi.read_structure(path)
+    except (RuntimeError, ValueError, OSError):
+        return -1
+    return st[0].count_atom_sites() if len(st) else 0
+
+
 # -- engine -> Scipion --------------------------------------------------------------
 def update_transforms(partSet, outSet, rotations, shifts, ids, update=None):
     """Copy ``partSet`` into ``outSet`` with new poses, matched by object id.

@@ -12,10 +12,13 @@ from .gmm import Gmm
 
 
 def read_atoms(path):
-    """Return (xyz (n,3) Å, Z (n,), chain ids (n,), residue numbers (n,))."""
+    """Return (xyz (n,3) Å, Z (n,), chain ids (n,), residue numbers (n,)) of the
+    first model's non-hydrogen, non-water atoms, one conformer per atom (the
+    first alternative location): counting every altloc would add their mass."""
     import gemmi
     st = gemmi.read_structure(str(path))
     st.setup_entities()
+    st.remove_alternative_conformations()
     if len(st) == 0:
         raise ValueError("no model in %s" % path)
     xyz, z, chains, resnum = [], [], [], []

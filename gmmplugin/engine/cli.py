@@ -34,7 +34,12 @@ def main(argv=None):
     set_cpu_threads(args.threads)
     args.device_obj = pick_device(args.device)
     try:
-        args.func(args)
+        if getattr(args, "out_dir", None):
+            from .rundir import owned
+            with owned(args.out_dir, log=lambda m: print(m, flush=True)):
+                args.func(args)
+        else:
+            args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print("ERROR: %s" % e, file=sys.stderr, flush=True)
         return 2

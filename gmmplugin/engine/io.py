@@ -16,11 +16,18 @@ def write_atomically(path, writer, suffix):
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600: follow the user's umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_map(path, vol, apix):

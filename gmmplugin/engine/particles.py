@@ -95,6 +95,25 @@ class Particles:
         if len(np.unique(self.ids)) != n:
             raise ValueError("particle ids are not unique")
 
+    def signature(self, poses=True):
+        """A hash of what results computed from these particles depend on: the
+        images (ids, stack files with their size and modification time, frames,
+        sampling) and, with ``poses``, the poses, CTFs and phase flipping. Caches
+        carry it, so a different particle set is never served stale results."""
+        import hashlib
+        h = hashlib.sha1()
+        for path in self.stacks:
+            st = os.stat(path) if os.path.exists(path) else None
+            h.update(("%s|%s|%s;" % (os.path.abspath(path), st and st.st_size,
+                                     st and st.st_mtime_ns)).encode())
+        arrays = [self.ids, self.stack_idx, self.frame, np.array([self.apix, self.box])]
+        if poses:
+            arrays += [self.rotations, self.shifts, self.ctf,
+                       np.array([self.phase_flipped, self.has_ctf])]
+        for a in arrays:
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()
+
     def subset(self, index):
         """A new Particles with the rows ``index`` (int array or boolean mask)."""
         index = np.asarray(index)

@@ -52,14 +52,58 @@ def write_star(path, particles, extra_columns=None):
         table.writeStar(f, tableName="particles")
 
 
-def read_star(path):
-    """Read a RELION 3.1 particle .star into ``Particles`` (ids = row + 1)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    optics = {int(r.rlnOpticsGroup): r for r in Table(fileName=path, tableName="optics")}
+ANGLES = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+ORIGINS = ("rlnOriginXAngst", "rlnOriginYAngst")
+DEFOCUS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle")
+OPTICS = ("rlnImagePixelSize", "rlnImageSize", "rlnVoltage", "rlnSphericalAberration",
+          "rlnAmplitudeContrast")
+
+
+def _tables(path):
+    """(optics rows by group, particles table) of a RELION 3.1 star file."""
+    with open(path) as f:
+        text = f.read()
+    if "data_optics" not in text:
+        raise ValueError("%s has no optics table: it is a RELION 3.0 (or older) star file, "
+                         "which is not read here. Convert it with 'relion_convert_star "
+                         "--i OLD.star --o NEW.star' (RELION 3.1+), or import it into "
+                         "Scipion" % path)
+    if "data_particles" not in text:
+        raise ValueError("%s has no particles table (data_particles)" % path)
+    optics = Table(fileName=path, tableName="optics")
+    _require(optics, OPTICS, path, "optics table")
     table = Table(fileName=path, tableName="particles")
+    _require(table, ("rlnImageName",) + ANGLES, path,
+             "particles table (every command needs each particle's orientation)")
+    for group in (ORIGINS, DEFOCUS):
+        present = [c for c in group if table.hasColumn(c)]
+        if present and len(present) < len(group):
+            _require(table, group, path, "particles table")
+    return {int(r.rlnOpticsGroup): r for r in optics}, table
+
+
+def _require(table, columns, path, what):
+    missing = [c for c in columns if not table.hasColumn(c)]
+    if missing:
+        raise ValueError("%s: the %s lacks %s" % (path, what, ", ".join(missing)))
+
+
+def read_star(path):
+    """Read a RELION 3.1 particle .star into ``Particles`` (ids = row + 1).
+
+    Refuses what would give a plausible-looking wrong result: missing angle
+    columns, a partial set of origin or defocus columns, non-positive defocus,
+    and RELION 3.0 files (no optics table). Without any defocus column the
+    particles have no CTF (``has_ctf`` False), which commands needing one refuse.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError("star file not found: %s" % path)
+    folder = os.path.dirname(os.path.abspath(path))
+    optics, table = _tables(path)
     n = table.size()
     if n == 0:
         raise ValueError("no particles in %s" % path)
+    has_ctf = table.hasColumn("rlnDefocusU")
     stacks, stack_idx, frame = {}, np.zeros(n, np.int32), np.zeros(n, np.int64)
     angles, shifts, ctf = np.zeros((n, 3)), np.zeros((n, 2)), np.zeros((n, 7))
     apix = box = None
@@ -75,14 +119,15 @@ def read_star(path):
         full = os.path.normpath(os.path.join(folder, name))
         stack_idx[i] = stacks.setdefault(full, len(stacks))
         frame[i] = int(idx) - 1
-        angles[i] = (r.get("rlnAngleRot", 0.0), r.get("rlnAngleTilt", 0.0),
-                     r.get("rlnAnglePsi", 0.0))
-        shifts[i] = (r.get("rlnOriginXAngst", 0.0), r.get("rlnOriginYAngst", 0.0))
-        ctf[i] = (r.get("rlnDefocusU", 0.0), r.get("rlnDefocusV", 0.0),
-                  r.get("rlnDefocusAngle", 0.0), float(og.rlnVoltage),
-                  float(og.rlnSphericalAberration), float(og.rlnAmplitudeContrast),
-                  r.get("rlnPhaseShift", 0.0))
-    has_ctf = table.hasColumn("rlnDefocusU")
+        angles[i] = [float(r.get(c)) for c in ANGLES]
+        shifts[i] = [float(r.get(c, 0.0)) for c in ORIGINS]
+        ctf[i] = ([float(r.get(c, 0.0)) for c in DEFOCUS]
+                  + [float(og.rlnVoltage), float(og.rlnSphericalAberration),
+                     float(og.rlnAmplitudeContrast), float(r.get("rlnPhaseShift", 0.0))])
+    if has_ctf and np.any(ctf[:, :2] <= 0):
+        bad = int(np.flatnonzero((ctf[:, :2] <= 0).any(1))[0])
+        raise ValueError("%s: particle %d has a non-positive defocus (%g, %g Å); RELION's "
+                         "defocus is positive for underfocus" % (path, bad + 1, *ctf[bad, :2]))
     p = Particles(ids=np.arange(1, n + 1, dtype=np.int64), stacks=list(stacks),
                   stack_idx=stack_idx, frame=frame,
                   rotations=euler_to_matrix(*angles.T), shifts=shifts, ctf=ctf,

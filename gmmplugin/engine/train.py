@@ -33,9 +33,11 @@ Stages, each resumable from files in ``work_dir``:
 4. Latents: ids, z (no noise), the final per-particle score.
 """
 from dataclasses import asdict
+import hashlib
 import json
 import os
 import time
+import uuid
 
 import numpy as np
 import torch
@@ -84,6 +86,8 @@ class Trainer:
                                     + list(self.decoder.parameters()), lr=cfg.learning_rate)
         self.epoch, self.history = 0, []
         self._pca_done = False
+        self.run_id = uuid.uuid4().hex     # this run's networks, latents and record
+        self.rng = np.random.default_rng(cfg.seed)       # particle order, epoch by epoch
 
     # -- stage 1: cropped image cache ------------------------------------------------
     @property
@@ -96,8 +100,12 @@ class Trainer:
     def prepare_images(self, batch=256):
         path = self._images_path()
         n, d = len(self.p), self.box
-        if os.path.exists(path + ".done"):
+        key = {"box": d, "images": self.p.signature(poses=False)}
+        if _cached(path, key):
             return self._set_weights(np.load(path, mmap_mode="r"))
+        if os.path.exists(path + ".done"):
+            self.log("images: cached for another particle set; reading them again")
+            os.remove(path + ".done")
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d, d))
         for start in range(0, n, batch):
             rows = np.arange(start, min(start + batch, n))
@@ -105,7 +113,7 @@ class Trainer:
                                     d).cpu().numpy()
         out.flush()
         del out
-        open(path + ".done", "w").close()
+        _mark_cached(path, key)
         return self._set_weights(np.load(path, mmap_mode="r"))
 
     def _set_weights(self, images, sample=512):
@@ -144,15 +152,16 @@ class Trainer:
         c = self.cfg
         return {"box": self.box, "min_res": c.min_res, "max_res": c.max_res,
                 "ctf_mode": c.ctf_mode, "loss": c.loss, "columns": list(self.columns),
-                "gmm": float(np.abs(self.gmm.params).sum()), "n_gmm": len(self.gmm),
-                "particles": len(self.p), "first_id": int(self.p.ids[0])}
+                "gmm": hashlib.sha1(np.ascontiguousarray(self.gmm.params, dtype=np.float64)
+                                    ).hexdigest(),
+                "particles": self.p.signature()}
 
     def prepare_features(self, images):
         path = work_path(self.dir, "features")
         n, N, k = len(self.p), len(self.gmm), len(self.columns)
         key = self._feature_key()
-        if os.path.exists(path + ".done") and json.load(open(path + ".json")).get("key") != key:
-            self.log("features: cached for other settings; recomputing")
+        if os.path.exists(path + ".done") and not _cached(path, key):
+            self.log("features: cached for other settings or particles; recomputing")
             os.remove(path + ".done")
         if os.path.exists(path + ".done"):
             self.feature_scale = json.load(open(path + ".json"))["scale"]
@@ -181,8 +190,7 @@ class Trainer:
         del feats, raw
         os.remove(path + ".raw.npy")
         np.save(work_path(self.dir, "neutral_score"), neutral_frc)
-        json.dump({"scale": scale, "key": key}, open(path + ".json", "w"))
-        open(path + ".done", "w").close()
+        _mark_cached(path, key, scale=scale)
         self.feature_scale, self.neutral_frc = scale, neutral_frc
         self.log("features: %d particles x %d Gaussians x %d parameters in %.1f s "
                  "(mean neutral %s %.4f)" % (n, N, k, time.time() - t0, self.score_name,
@@ -198,21 +206,42 @@ class Trainer:
         torch.save({"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
                     "optimizer": self.opt.state_dict(), "epoch": self.epoch,
                     "history": self.history, "config": asdict(self.cfg),
+                    "run_id": self.run_id, "particles": self.p.signature(),
+                    # random states, so that a resumed run ends where an
+                    # uninterrupted one would
+                    "order_rng": self.rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": (torch.cuda.get_rng_state_all()
+                                 if torch.cuda.is_available() else None),
                     "columns": self.columns, "box": self.box, "apix": self.apix,
                     "focus": self.focus}, tmp)
         os.replace(tmp, self.checkpoint_path())
 
-    def load_checkpoint(self, path=None):
+    def load_checkpoint(self, path=None, same_run=False):
+        """Networks, optimiser and history of a checkpoint. ``same_run``: it is this
+        folder's own interrupted run, which must go on with the same particles
+        (and keeps its run id); otherwise its networks start a new run."""
         path = path or self.checkpoint_path()
         try:
             ck = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as e:
             raise ValueError("cannot read the checkpoint %s: %s" % (path, e))
         self._check_compatible(ck, path)
+        if same_run:
+            if ck.get("particles") != self.p.signature():
+                raise ValueError("the checkpoint in %s was trained on another particle set "
+                                 "(or other poses or CTFs): use a new output folder, or "
+                                 "--continue-from to go on from those networks with these "
+                                 "particles" % os.path.dirname(path))
+            self.run_id = ck["run_id"]
         self.encoder.load_state_dict(ck["encoder"])
         self.decoder.load_state_dict(ck["decoder"])
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.history = ck["epoch"], ck["history"]
+        self.rng.bit_generator.state = ck["order_rng"]
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if ck["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
         return ck
 
     def _check_compatible(self, ck, path):
@@ -269,7 +298,6 @@ class Trainer:
 
     def train(self, images, feats, epochs=None):
         cfg, n = self.cfg, len(self.p)
-        rng = np.random.default_rng(cfg.seed + self.epoch)
         target = epochs or cfg.epochs
         t_start = time.time()
         start_epoch = self.epoch
@@ -281,7 +309,7 @@ class Trainer:
         step = self.epoch * steps_per_epoch
         while self.epoch < target:
             t0 = time.time()
-            order = rng.permutation(n)
+            order = self.rng.permutation(n)
             tot_loss = tot_frc = 0.0
             for start in range(0, n, cfg.batch_size):
                 rows = order[start:start + cfg.batch_size]
@@ -341,6 +369,21 @@ class Trainer:
         return z, final_frc
 
 
+def _cached(path, key):
+    """A finished cache at ``path`` made from what ``key`` describes."""
+    if not (os.path.exists(path + ".done") and os.path.exists(path + ".json")):
+        return False
+    with open(path + ".json") as f:
+        return json.load(f).get("key") == key
+
+
+def _mark_cached(path, key, **extra):
+    """Record what the cache at ``path`` was made from, then mark it finished."""
+    with open(path + ".json", "w") as f:
+        json.dump(dict(extra, key=key), f)
+    open(path + ".done", "w").close()
+
+
 def checkpoint_state(checkpoint):
     """(epochs trained, TrainConfig) of a checkpoint: what "train N more epochs
     with the same settings" starts from."""
@@ -353,9 +396,22 @@ def checkpoint_state(checkpoint):
     return int(ck["epoch"]), TrainConfig(**ck["config"])
 
 
-def load_decoder(checkpoint, gmm_params, device="cpu"):
-    """The trained decoder of a checkpoint, ready to decode latent points."""
+def load_decoder(checkpoint, gmm_params, device="cpu", latents=None):
+    """The trained decoder of a checkpoint, ready to decode latent points. With
+    ``latents`` (a training's latents file, opened), they must come from the same
+    run and epoch as the checkpoint: latents of one run decoded by another run's
+    networks would give plausible-looking but wrong maps."""
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError("checkpoint not found: %s" % checkpoint)
     ck = torch.load(checkpoint, map_location=device, weights_only=False)
+    if latents is not None and "run_id" in latents.files:
+        if (str(latents["run_id"]) != ck.get("run_id")
+                or int(latents["epoch"]) != ck["epoch"]):
+            raise ValueError("the latents (run %s, epoch %d) and the checkpoint %s (run %s, "
+                             "epoch %d) come from different runs or epochs: use the "
+                             "latents this checkpoint wrote"
+                             % (str(latents["run_id"])[:8], int(latents["epoch"]),
+                                checkpoint, str(ck.get("run_id"))[:8], ck["epoch"]))
     cfg = ck["config"]
     n_ck = ck["decoder"]["neutral"].shape[0]
     if n_ck != len(gmm_params):

@@ -75,19 +75,18 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         self._defineEngineParams(form)
 
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.analyzeStep, needsGPU=True)
-        self._insertFunctionStep(self.createOutputStep)
+        self._insertSteps(self.convertInputStep, (self.analyzeStep, True),
+                          self.createOutputStep)
 
     def _flex(self, name):
         return gmm_flex_attr(self.inputParticles.get(), name)
 
-    def convertInputStep(self):
+    def convertInputStep(self, inputs):
         inp = self.inputParticles.get()
         self.convertParticles(inp)
         write_latents(inp, self._getFileName("latents_in"), self._flex("latentsPath"))
 
-    def analyzeStep(self):
+    def analyzeStep(self, inputs):
         args = ["--particles %s" % self._getFileName("particles"),
                 "--latents %s" % self._getFileName("latents_in"),
                 "--out-dir %s" % self._getExtraPath(),
@@ -106,7 +105,7 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     def _info(self):
         return self.readResult("analysis_info")
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         inp = self.inputParticles.get()
         info = self._info()
         res = np.load(self._getFileName("analysis"))
@@ -188,12 +187,14 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         first = inp.getFirstItem()
         if not hasattr(first, "getZFlex") or len(first.getZFlex()) == 0:
             errors.append("The input particles carry no latent vectors (zFlex).")
-        if self.numClasses.get() < 0:
-            errors.append("The number of classes must be 0 (automatic) or positive.")
+        errors += self.problems(
+            lambda: checks.positive(self.numClasses.get(),
+                                    "the number of classes (0 = automatic)", allow_zero=True),
+            lambda: checks.positive(self.outlierThreshold.get(),
+                                    "the outlier score threshold (0 = no outliers)",
+                                    allow_zero=True))
         if not 0 <= self.outlierFraction.get() < 0.5:
             errors.append("The outlier fraction must be in [0, 0.5).")
-        if self.outlierThreshold.get() < 0:
-            errors.append("The outlier score threshold must be >= 0 (0 = no outliers).")
         if self.numFrames.get() < 2 or self.numPCs.get() < 1:
             errors.append("Use at least 1 principal axis and 2 frames.")
         if self.particlesPerFrame.get() < 2:

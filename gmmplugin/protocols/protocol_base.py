@@ -60,6 +60,30 @@ class GmmProtBase(EMProtocol):
             return json.load(f)
 
     # -- steps ---------------------------------------------------------------------------
+    def _inputSignature(self):
+        """Which objects the run's inputs are (id, file, size). Every step takes it
+        as its first argument: Scipion's Continue re-runs a step whose arguments
+        changed, so a run pointed at other inputs converts and computes again
+        instead of reusing what it made from the old ones."""
+        parts = []
+        for name, pointer in sorted(self.iterInputAttributes(), key=lambda kv: kv[0]):
+            obj = pointer.get()
+            if obj is None:
+                parts.append("%s=none" % name)
+                continue
+            size = obj.getSize() if hasattr(obj, "getSize") else 1
+            path = obj.getFileName() if hasattr(obj, "getFileName") else ""
+            parts.append("%s=%s:%s:%s" % (name, obj.getObjId(), path, size))
+        return "|".join(parts)
+
+    def _insertSteps(self, *steps):
+        """Insert ``steps`` (functions, or (function, needs GPU)) in order, each
+        with the inputs' signature as its argument."""
+        signature = self._inputSignature()
+        for step in steps:
+            func, gpu = step if isinstance(step, tuple) else (step, False)
+            self._insertFunctionStep(func, signature, needsGPU=gpu)
+
     def convertParticles(self, partSet):
         """Write the engine's particle file for ``partSet`` (the ``particles`` file)."""
         return particles_to_engine(partSet, self._getFileName("particles"),

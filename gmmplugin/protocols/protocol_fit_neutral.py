@@ -56,10 +56,9 @@ class GmmProtFitNeutral(GmmProtBase, ProtAnalysis3D):
         self._defineEngineParams(form)
 
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.fitStep, needsGPU=True)
-        self._insertFunctionStep(self.createOutputStep)
+        self._insertSteps((self.fitStep, True), self.createOutputStep)
 
-    def fitStep(self):
+    def fitStep(self, inputs):
         args = "--resolution %g --n %d --out-dir %s" % (
             self.targetResolution.get(), self.numGaussians.get(), self._getExtraPath())
         vol = self.inputVolume.get()
@@ -72,7 +71,7 @@ class GmmProtFitNeutral(GmmProtBase, ProtAnalysis3D):
             args += " --mask %s" % map_file(self.inputMask.get(), self._getTmpPath("mask.mrc"))
         self.runEngine("fit", args)
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         info = self._info()
         gmm = GmmModel(filename=self._getFileName("gmm"), samplingRate=info["apix"],
                        boxSize=info["box"], resolution=info["resolution"],

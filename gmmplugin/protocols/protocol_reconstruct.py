@@ -50,14 +50,13 @@ class GmmProtReconstruct(GmmProtBase, ProtReconstruct3D):
 
     # -- steps -------------------------------------------------------------------
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.reconstructStep, needsGPU=True)
-        self._insertFunctionStep(self.createOutputStep)
+        self._insertSteps(self.convertInputStep, (self.reconstructStep, True),
+                          self.createOutputStep)
 
-    def convertInputStep(self):
+    def convertInputStep(self, inputs):
         self.convertParticles(self.inputParticles.get())
 
-    def reconstructStep(self):
+    def reconstructStep(self, inputs):
         args = ("--particles %s --out-dir %s --name map --wiener %g --pad %d --batch %d"
                 % (self._getFileName("particles"), self._getExtraPath(),
                    self.wiener.get(), self.padding.get(), self.batchSize.get()))
@@ -65,7 +64,7 @@ class GmmProtReconstruct(GmmProtBase, ProtReconstruct3D):
             args += " --box %d" % self.boxSize.get()
         self.runEngine("reconstruct", args)
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         vol, fsc = self.volumeAndFsc()
         self._defineOutputs(**{VOLUME: vol, FSC_CURVE: fsc})
         self._defineSourceRelation(self.inputParticles, vol)

@@ -7,7 +7,7 @@ from pwem.objects import AtomStruct, AtomStructFlex, SetOfAtomStructFlex
 from pwem.protocols import ProtAnalysis3D
 
 from ..constants import FLEX_PROGRAM
-from ..convert import map_file
+from ..convert import map_file, model_atoms
 from ..engine import checks
 from .protocol_base import GmmProtBase
 STAGE_CHOICES = ["patches", "patches + residues", "patches + residues + atoms"]
@@ -77,8 +77,7 @@ class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
 
     # -- steps -----------------------------------------------------------------
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.refineStep, needsGPU=True)
-        self._insertFunctionStep(self.createOutputStep)
+        self._insertSteps((self.refineStep, True), self.createOutputStep)
 
     def _volumes(self):
         if self.inputVolume.get() is not None:
@@ -90,7 +89,7 @@ class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
              for v in vols]
         return None if any(v is None for v in z) else z
 
-    def refineStep(self):
+    def refineStep(self, inputs):
         vols = self._volumes()
         maps = [map_file(v, self._getTmpPath("map_%03d.mrc" % i)) for i, v in enumerate(vols)]
         stages = ",".join(STAGE_NAMES[:self.stages.get() + 1])
@@ -109,7 +108,7 @@ class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
             args += " --latents %s" % path
         self.runEngine("refine-models", args)
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         info, rows = self._info(), self._validation()
         by_frame = {r["frame"]: r for r in rows}
         vols = self._volumes()
@@ -162,6 +161,8 @@ class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
         model = self.inputAtomStruct.get()
         if model is None or not os.path.exists(model.getFileName()):
             errors.append("The starting atomic model file is missing.")
+        elif model_atoms(model.getFileName()) == 0:
+            errors.append("The starting atomic model has no atoms.")
         vols = [single] if single is not None else list(series)
         if not vols:
             return errors + ["The volume series is empty."]
@@ -208,6 +209,9 @@ class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
                 out.append("Worst over models: %s." % ", ".join(parts))
         if info.get("rigid_residues"):
             out.append("Kept rigid (no dictionary): %s." % ", ".join(info["rigid_residues"]))
+        if info.get("rigid_polymers"):
+            out.append("Kept rigid (nucleic acids, not restrained): %s."
+                       % ", ".join(info["rigid_polymers"]))
         return out
 
     def _methods(self):

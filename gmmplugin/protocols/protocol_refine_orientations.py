@@ -91,20 +91,17 @@ class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
 
     # -- steps ---------------------------------------------------------------------------
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.refineStep, needsGPU=True)
-        if self.retrain.get():
-            self._insertFunctionStep(self.retrainStep, needsGPU=True)
-        self._insertFunctionStep(self.reconstructStep, needsGPU=True)
-        self._insertFunctionStep(self.createOutputStep)
+        self._insertSteps(self.convertInputStep, (self.refineStep, True),
+                          *([(self.retrainStep, True)] if self.retrain.get() else []),
+                          (self.reconstructStep, True), self.createOutputStep)
 
-    def convertInputStep(self):
+    def convertInputStep(self, inputs):
         inp = self.inputParticles.get()
         self.convertParticles(inp)
         if isinstance(inp, SetOfParticlesFlex):
             write_latents(inp, self._getFileName("latents_in"))
 
-    def refineStep(self):
+    def refineStep(self, inputs):
         args = ["--particles %s" % self._getFileName("particles"),
                 "--gmm %s" % self._gmm_path(), "--out-dir %s" % self._getExtraPath(),
                 "--max-res %g" % self.maxResolution.get(),
@@ -120,7 +117,7 @@ class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                                                     self._getTmpPath("focus.mrc")))
         self.runEngine("refine-poses", " ".join(args))
 
-    def retrainStep(self):
+    def retrainStep(self, inputs):
         """More epochs of the input's networks, with their own settings, on the
         refined poses (the engine reads the settings from the checkpoint)."""
         args = ["--particles %s" % self._getFileName("particles_refined"),
@@ -132,11 +129,11 @@ class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     def _retrainDir(self):
         return self._getExtraPath("retrain")
 
-    def reconstructStep(self):
+    def reconstructStep(self, inputs):
         self.runEngine("reconstruct", "--particles %s --out-dir %s --name map" % (
             self._getFileName("particles_refined"), self._getExtraPath()))
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         inp = self.inputParticles.get()
         refined = Particles.load(self._getFileName("particles_refined"))
         lat_path = layout.path(self._retrainDir(), "latents")

@@ -66,8 +66,8 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         # the selection is the step's argument: a changed selection re-runs it
         self._insertFunctionStep(self.selectStep, self.polygons.get() or "",
                                  self.classIds.get() or "", self.selectionFile.get() or "",
-                                 needsGPU=False)
-        self._insertFunctionStep(self.createOutputStep, needsGPU=False)
+                                 self._inputSignature(), needsGPU=False)
+        self._insertSteps(self.createOutputStep)
 
     def _selection(self, polygons_text, classes_text, path):
         polygons = selection.parse_polygons(polygons_text)
@@ -78,7 +78,7 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
             class_ids = sorted(set(class_ids) | set(more_classes))
         return polygons, class_ids
 
-    def selectStep(self, polygons_text, classes_text, path):
+    def selectStep(self, polygons_text, classes_text, path, inputs):
         polygons, class_ids = self._selection(polygons_text, classes_text, path)
         selection.write_selection(self._getFileName("selection"), polygons, class_ids)
 
@@ -88,7 +88,7 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         ids, zred, classes = latent_view(self.inputParticles.get())
         return ids, zred, selection.select(zred, polygons, classes, class_ids), polygons
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         inp = self.inputParticles.get()
         ids, _, keep, _ = self._selected()
         if not keep.any():

@@ -7,7 +7,7 @@ from pwem.objects import SetOfParticlesFlex
 from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
 from ..constants import FLEX_PROGRAM
-from ..convert import append_flex_particles, map_file, validate_particles
+from ..convert import append_flex_particles, map_file, mask_voxels, validate_particles
 from ..engine import checks
 from ..engine.particles import Particles
 from ..engine.settings import FEW_PER_CLASS, RefineLatentsConfig, TrainConfig
@@ -162,11 +162,10 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
 
     # -- steps ---------------------------------------------------------------------------
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.convertInputStep)
-        self._insertFunctionStep(self.trainStep, needsGPU=True)
-        self._insertFunctionStep(self.createOutputStep)
+        self._insertSteps(self.convertInputStep, (self.trainStep, True),
+                          self.createOutputStep)
 
-    def convertInputStep(self):
+    def convertInputStep(self, inputs):
         self.convertParticles(self.inputParticles.get())
 
     def _continueCheckpoint(self):
@@ -197,7 +196,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                                                     self._getTmpPath("focus.mrc")))
         return args
 
-    def trainStep(self):
+    def trainStep(self, inputs):
         args = self._engineArgs()
         ck = self._continueCheckpoint()
         if ck:
@@ -206,7 +205,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             args.append("--resume")   # this run was interrupted: pick up where it stopped
         self.runEngine("train", " ".join(args))
 
-    def createOutputStep(self):
+    def createOutputStep(self, inputs):
         inp = self.inputParticles.get()
         lat = np.load(self._getFileName("latents"))
         out = self._createSetOfParticlesFlex(progName=FLEX_PROGRAM)
@@ -264,6 +263,8 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 or self.varyWidths.get()):
             errors.append("Let at least positions, amplitudes or widths vary.")
         mask = self.focusMask.get()
+        if mask is not None and mask_voxels(mask) == 0:
+            errors.append("The focus mask is empty (no voxel above 0.5).")
         if mask is not None and gmm is not None and gmm.getBoxSize():
             errors += self.problems(lambda: checks.same_extent(
                 mask.getDim()[0], mask.getSamplingRate(), gmm.getBoxSize(),

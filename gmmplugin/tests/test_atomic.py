@@ -279,3 +279,78 @@ def test_peptide_flip_rescue_restores_a_flipped_peptide(tcr):
 def geometry_dihedral(p):
     from gmmplugin.engine.atomic.validate import _dihedral
     return _dihedral(p)
+
+
+def _with_dna(path):
+    """5a7u plus a two-nucleotide DNA chain D (ideal DA geometry of the monomer
+    library, O3'-P linked, 30 Å away from the protein)."""
+    import gemmi
+    doc = gemmi.cif.read(monlib.monomer_path("DA"))
+    rows = doc["comp_DA"].find("_chem_comp_atom.", ["atom_id", "type_symbol", "x", "y", "z"])
+    atoms = [(gemmi.cif.as_string(r[0]), r[1], np.array([float(r[i]) for i in (2, 3, 4)]))
+             for r in rows if r[1] != "H" and gemmi.cif.as_string(r[0]) != "OP3"]
+    pos = {name: x for name, _, x in atoms}
+    st = gemmi.read_structure(data_path("5a7u.pdb"))
+    st.remove_hydrogens()
+    offset = np.array([a.pos.tolist() for a in st[0][0][0]]).mean(0) + [30.0, 0, 0]
+    chain = gemmi.Chain("D")
+    for k, d in enumerate((np.zeros(3), pos["O3'"] + [1.6, 0, 0] - pos["P"])):
+        res = gemmi.Residue()
+        res.name, res.seqid = "DA", gemmi.SeqId(k + 1, " ")
+        for name, el, x in atoms:
+            a = gemmi.Atom()
+            a.name, a.element, a.occ, a.b_iso = name, gemmi.Element(el), 1.0, 30.0
+            a.pos = gemmi.Position(*(x + d + offset))
+            res.add_atom(a)
+        chain.add_residue(res)
+    st[0].add_chain(chain)
+    st.setup_entities()
+    st.write_pdb(path)
+    return path
+
+
+def test_nucleic_acid_chains_are_kept_rigid_not_a_crash(tmp_path, capsys):
+    model = _with_dna(str(tmp_path / "with_dna.pdb"))
+    top = build_topology(read_model(model))
+    assert top.rigid_polymers == ["DA"]
+    dna = np.array([top.structure[0][top.residue_chain[r]].name == "D"
+                    for r in top.residue])
+    assert dna.sum() == 42 and not top.restrained[dna].any()
+    assert top.restrained[~dna].mean() > 0.95        # the protein (not its zinc ion)
+    vol, apix, box, centre, _ = map_from_atoms(top.xyz, top.atomic_number, 5.0, apix=1.25)
+    path = str(tmp_path / "map.mrc")
+    write_map(path, vol, apix)
+    import mrcfile
+    with mrcfile.open(path, "r+") as m:
+        o = centre - (box // 2) * apix
+        m.header.origin = (o[0], o[1], o[2])
+    out = str(tmp_path / "out")
+    assert cli.main(["refine-models", "--model", model, "--maps", path, "--resolution", "5",
+                     "--steps", "5,5,5", "--patches", "4", "--directions", "8",
+                     "--no-validation", "--out-dir", out]) == 0
+    assert "DA: kept rigid" in capsys.readouterr().out
+    info = json.load(open(os.path.join(out, "refine_models.json")))
+    assert info["rigid_polymers"] == ["DA"]
+
+
+def test_force_field_names_get_the_same_restraints(tmp_path, zinc_finger):
+    """A model written with CHARMM names (HSD, ILE CD, OT1/OT2) is read with the
+    library's names: the same restraints as the standard model, and a log line."""
+    import gemmi
+    st = gemmi.read_structure(data_path("5a7u.pdb"))
+    for res in st[0][0]:
+        if res.name == "HIS":
+            res.name = "HSD"
+        for atom in res:
+            if res.name == "ILE" and atom.name == "CD1":
+                atom.name = "CD"
+    path = str(tmp_path / "charmm.pdb")
+    st.write_pdb(path)
+    said = []
+    top = build_topology(read_model(path, said.append))
+    assert "HSD->HIS" in said[0] and "ILE CD->CD1" in said[0]
+    assert top.missing_residues == []
+    assert len(top.bonds) == len(zinc_finger.bonds)
+    assert len(top.angles) == len(zinc_finger.angles)
+    assert top.restrained.sum() == zinc_finger.restrained.sum()
+    assert np.array_equal(top.xyz, zinc_finger.xyz)

@@ -76,10 +76,19 @@ class TestConventions(BaseTest):
             self.assertLess(bad, good - 0.3, label)
 
     def test_snr_01_reaches_four_pixels(self):
-        _, curve = self._reconstruct_with_protocol("noisy")
+        prot, curve = self._reconstruct_with_protocol("noisy")
         shells = np.arange(1, BOX // 4 + 1)                  # up to 4 × pixel size
         print("SNR 0.1 FSC vs truth:", np.round(curve[shells], 3))
         self.assertGreaterEqual(curve[shells].min(), 0.5)
+        # Continue after pointing the finished run at other particles: it converts
+        # and reconstructs again (their map is the clean one), never reuses the old
+        before = open(prot._getFileName("particles"), "rb").read()
+        prot.inputParticles.set(self.sims["clean"][0])
+        prot.inputParticles.setExtended("outputParticles")
+        self.launchProtocol(prot)
+        self.assertNotEqual(open(prot._getFileName("particles"), "rb").read(), before)
+        again = fsc(mrcfile.read(prot.Volume.getFileName()), self.sims["clean"][2])
+        self.assertGreater(again[shells].min(), curve[shells].min())
 
     def test_converter_round_trip_by_id(self):
         parts = self.sims["clean"][0].outputParticles

@@ -121,6 +121,12 @@ class TestTrainPipeline(BaseTest):
                       continue_errors(numEpochs=9, refineClasses=4, refineResolution=5.0))
         self.assertIn("at least 1 round",
                       continue_errors(numEpochs=9, refineClasses=4, refineIterations=0))
+        # settings that would train nothing are refused before the conversion step
+        self.assertIn("Epochs and batch size must be positive", continue_errors(numEpochs=0))
+        self.assertIn("Epochs and batch size must be positive",
+                      continue_errors(numEpochs=9, batchSize=0))
+        self.assertIn("learning rate must be positive",
+                      continue_errors(numEpochs=9, learningRate=0.0))
         few = self.newProtocol(GmmProtTrain, refineClasses=6)
         few.inputParticles.set(self.imp)
         few.inputParticles.setExtended("outputParticles")

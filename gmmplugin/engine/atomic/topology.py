@@ -34,6 +34,7 @@ class Topology:
     restrained: np.ndarray       # (n,) bool: atom is in the library topology
     water: np.ndarray            # (n,) bool
     hydrogens: np.ndarray = None  # (n,) hydrogens the library bonds to each atom
+    rigid_polymers: list = None   # residue names of non-protein polymers (kept rigid)
     riding: dict = None           # riding hydrogens: parent, ref_a, ref_b, coef, polar
     bonds: np.ndarray = None     # (nb, 2) int
     bond_ideal: np.ndarray = None
@@ -83,16 +84,27 @@ class Topology:
         return st
 
 
+def non_protein_polymer(res):
+    """A residue of a nucleic-acid (or other non-peptide) polymer: the monomer
+    library has no links between them, so they are kept rigid, never linked."""
+    import gemmi
+    info = gemmi.find_tabulated_residue(res.name)
+    return (res.entity_type == gemmi.EntityType.Polymer
+            and not (info is not None and info.is_amino_acid()))
+
+
 def library_copy(st, monlib, polymer_only=False):
-    """Copy of ``st`` without waters, residues the library lacks and atoms
-    their dictionary lacks (gemmi's topology needs every atom described);
-    ``polymer_only`` also drops ligands and ions (kept rigid in refinement)."""
+    """Copy of ``st`` without waters, residues the library lacks, non-protein
+    polymer residues, and atoms their dictionary lacks (gemmi's topology needs
+    every atom described); ``polymer_only`` also drops ligands and ions (kept
+    rigid in refinement)."""
     import gemmi
     lib = st.clone()
     for chain in lib[0]:
         for j in reversed(range(len(chain))):
             res = chain[j]
             if (res.is_water() or res.name not in monlib.monomers
+                    or non_protein_polymer(res)
                     or (polymer_only and res.entity_type != gemmi.EntityType.Polymer)):
                 del chain[j]
                 continue
@@ -143,8 +155,44 @@ def _atoms(st):
                 yield atom
 
 
-def read_model(path):
-    """gemmi Structure of model 1, hydrogens and alternative conformations removed."""
+# Force-field names (CHARMM, AMBER, GROMACS) of standard residues and atoms, as
+# molecular-dynamics packages write them, and the monomer library's names: a
+# residue the library does not know is kept rigid and unrestrained, so unmapped
+# names would leave its bonds and peptide links unchecked.
+RESIDUE_ALIASES = {"HSD": "HIS", "HSE": "HIS", "HSP": "HIS", "HID": "HIS", "HIE": "HIS",
+                   "HIP": "HIS", "HISD": "HIS", "HISE": "HIS", "HISH": "HIS", "HIS1": "HIS",
+                   "HIS2": "HIS", "CYX": "CYS", "CYM": "CYS", "CYS2": "CYS", "ASH": "ASP",
+                   "ASPH": "ASP", "GLH": "GLU", "GLUH": "GLU", "LYN": "LYS", "LSN": "LYS",
+                   "LYP": "LYS"}
+ATOM_ALIASES = {"ILE": {"CD": "CD1"}, "*": {"OT1": "O", "OT2": "OXT", "O1": "O",
+                                             "O2": "OXT", "OC1": "O", "OC2": "OXT"}}
+
+
+def standardise_names(st):
+    """Rename force-field residue and atom names to the monomer library's, in
+    place. Returns sorted 'OLD->NEW' strings of what was renamed."""
+    done = set()
+    for chain in st[0]:
+        for res in chain:
+            new = RESIDUE_ALIASES.get(res.name.upper())
+            if new:
+                done.add("%s->%s" % (res.name, new))
+                res.name = new
+            names = {a.name for a in res}
+            for table in (ATOM_ALIASES.get(res.name, {}), ATOM_ALIASES["*"]):
+                for atom in res:
+                    target = table.get(atom.name)
+                    if target and target not in names:
+                        done.add("%s %s->%s" % (res.name, atom.name, target))
+                        names.discard(atom.name)
+                        atom.name = target
+                        names.add(target)
+    return sorted(done)
+
+
+def read_model(path, log=None):
+    """gemmi Structure of model 1, hydrogens and alternative conformations removed,
+    force-field names mapped to the monomer library's (``log`` gets the list)."""
     import gemmi
     try:
         st = gemmi.read_structure(str(path))
@@ -154,12 +202,15 @@ def read_model(path):
         raise ValueError("no model in %s" % path)
     while len(st) > 1:
         del st[1]
-    st.setup_entities()
     st.remove_hydrogens()
     st.remove_alternative_conformations()
     st.remove_empty_chains()
     if st[0].count_atom_sites() == 0:
         raise ValueError("no non-hydrogen atoms in %s" % path)
+    renamed = standardise_names(st)          # before the entities: HSD is no polymer name
+    if renamed and log is not None:
+        log("renamed to the monomer library's names: %s" % ", ".join(renamed))
+    st.setup_entities()
     return st
 
 
@@ -213,6 +264,7 @@ def build_topology(st, monomer_folder=None):
                   residue_chain=np.array(res_chain, dtype=int),
                   restrained=restrained, water=water, missing_residues=sorted(missing))
     tp.hydrogens = hydrogens
+    tp.rigid_polymers = sorted({r.name for ch in st[0] for r in ch if non_protein_polymer(r)})
     _add_restraints(tp, topo, residue, restrained, res_atoms)
     tp.rama, tp.rama_kind = _ramachandran(topo)
     tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)

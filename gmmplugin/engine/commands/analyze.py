@@ -5,7 +5,7 @@ import os
 import numpy as np
 
 from .. import layout
-from .common import load_latents, load_particles, log
+from .common import load_latents, load_particles, log, require_ctf
 
 NAME = "analyze"
 HELP = "classes, trajectories and outliers of latents"
@@ -70,7 +70,8 @@ def _decoder(a):
     if not (a.checkpoint and a.gmm):
         return None
     from .common import load_gmm
-    return load_decoder(a.checkpoint, load_gmm(a.gmm).params, a.device_obj)
+    return load_decoder(a.checkpoint, load_gmm(a.gmm).params, a.device_obj,
+                        latents=np.load(a.latents))
 
 
 def _decode_frame(a, decoder, point, pc, frame, box, apix):
@@ -110,6 +111,7 @@ def main(a):
     from ..io import write_json, write_npz
     from ..particles import rows_of
     particles = load_particles(a.particles)
+    require_ctf(particles)
     ids, z, lat = load_latents(a.latents)
     rows = rows_of(particles.ids, ids, "the particles (latent ids)")
     if len(z) < 4:

@@ -14,6 +14,13 @@ def load_particles(path):
     return read_star(path) if path.endswith(".star") else Particles.load(path)
 
 
+def require_ctf(particles):
+    """The command corrects for each particle's CTF, so it needs CTF parameters."""
+    if not particles.has_ctf:
+        raise ValueError("the particles have no CTF parameters (no defocus columns): "
+                         "estimate the CTF and give the particles with it")
+
+
 def rows_from_ids_file(particles, ids_file):
     """Rows of the particles whose ids are listed in ``ids_file`` (None: all)."""
     from ..particles import rows_of

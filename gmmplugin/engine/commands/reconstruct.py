@@ -2,7 +2,7 @@
 into a map, two half maps and their FSC."""
 import time
 
-from .common import load_particles, progress, rows_from_ids_file
+from .common import load_particles, progress, require_ctf, rows_from_ids_file
 
 NAME = "reconstruct"
 HELP = "direct Fourier inversion with CTF correction"
@@ -23,6 +23,7 @@ def add_args(r):
 def main(a):
     from ..reconstruct import reconstruct, save_reconstruction
     particles = load_particles(a.particles)
+    require_ctf(particles)
     rows = rows_from_ids_file(particles, a.ids)
     if a.box and (a.box > particles.box or a.box % 2):
         raise ValueError("--box must be even and <= the particle box (%d)" % particles.box)

@@ -119,9 +119,12 @@ def main(a):
     maps, apix, origins = read_maps(a.maps, a.apix)
     latents = _read_latents(a.latents, len(maps))
     cfg = refine_config(a)
-    top = build_topology(read_model(a.model))
+    top = build_topology(read_model(a.model, log))
     if top.missing_residues:
         log("no dictionary for %s: kept rigid" % ", ".join(top.missing_residues))
+    if top.rigid_polymers:
+        log("nucleic-acid (non-protein polymer) residues %s: kept rigid, not restrained"
+            % ", ".join(top.rigid_polymers))
     centre = origins[0] + (maps[0].shape[0] // 2) * apix
     t0 = time.time()
     refiner = SeriesRefiner(top, maps, apix, centre, latents, cfg, a.device_obj, log)
@@ -134,6 +137,7 @@ def main(a):
         "frames": frames, "seconds": total, "seconds_refinement": rep.seconds,
         "seconds_per_model": total / len(maps), "geometry_weight": rep.geometry_weight,
         "resolution": a.resolution, "stages": list(cfg.stages), "patches": a.patches,
-        "rigid_residues": top.missing_residues, "history": rep.history})
+        "rigid_residues": top.missing_residues, "rigid_polymers": top.rigid_polymers,
+        "history": rep.history})
     print("refined %d model(s) in %.0f s: mean FRC %.3f" % (len(maps), total,
                                                           float(np.mean(rep.frc))))

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from .. import checks, layout
-from .common import load_gmm, load_latents, load_particles, log
+from .common import load_gmm, load_latents, load_particles, log, require_ctf
 
 NAME = "refine-poses"
 HELP = "refine poses against each particle's GMM"
@@ -52,10 +52,10 @@ def gmm_source(a, particles, gmm):
     from ..train import load_decoder
     if not a.latents:
         raise ValueError("--checkpoint needs --latents (the particles' latent vectors)")
-    ids, z, _ = load_latents(a.latents)
+    ids, z, lat = load_latents(a.latents)
     z = torch.tensor(z[rows_of(ids, particles.ids, "the latents (particle ids)")],
                      dtype=torch.float32)
-    decoder = load_decoder(a.checkpoint, gmm.params, a.device_obj)
+    decoder = load_decoder(a.checkpoint, gmm.params, a.device_obj, latents=lat)
 
     def params_fn(rows):
         with torch.no_grad():
@@ -69,6 +69,7 @@ def main(a):
     from ..io import write_json, write_npz
     from ..refine_poses import refine_poses
     particles = load_particles(a.particles)
+    require_ctf(particles)
     gmm = load_gmm(a.gmm)
     checks.same_extent(gmm.box, gmm.apix, particles.box, particles.apix)
     check_settings(a, particles)

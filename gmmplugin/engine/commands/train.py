@@ -136,6 +136,7 @@ def main(a):
     from ..analyze import reduce
     from ..io import write_json, write_npz
     from ..plots import plot_training
+    from ..rundir import remove_stale
     from ..symmetry import symmetry_operators
     from ..train import Trainer
     symmetry_operators(a.symmetry)   # a bad group name fails before any work
@@ -155,15 +156,18 @@ def main(a):
     if resume:
         if not os.path.exists(resume):
             raise FileNotFoundError("no checkpoint to continue from: %s" % resume)
-        trainer.load_checkpoint(resume)
+        trainer.load_checkpoint(resume, same_run=not a.continue_from)
         log("continuing from epoch %d (%s)" % (trainer.epoch, resume))
+    remove_stale([layout.path(a.out_dir, k) for k in ("latents", "training",
+                                                       "training_curve")], log)
     t0 = time.time()
     z, final_score = trainer.run()
     refined, refinement = {}, None
     if rcfg is not None:
         z, refined, refinement = _refine(particles, z, rcfg, a.device_obj)
     write_npz(layout.path(a.out_dir, "latents"), ids=particles.ids, z=z, zred=reduce(z),
-              frc=final_score, neutral_frc=trainer.neutral_frc, **expansion, **refined)
+              frc=final_score, neutral_frc=trainer.neutral_frc, run_id=trainer.run_id,
+              epoch=trainer.epoch, **expansion, **refined)
     hist = trainer.history
     write_json(layout.path(a.out_dir, "training"), {
         "config": cfg.__dict__, "history": hist, "particles": len(particles),
