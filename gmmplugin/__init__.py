@@ -8,7 +8,7 @@ Importing this package loads nothing from Scipion: ``Plugin`` (a pwem class) is
 imported when Scipion first asks for it, so ``python -m gmmplugin.engine`` runs
 in an interpreter that has torch but no Scipion.
 """
-__version__ = "0.1.0"
+from .constants import VERSION as __version__
 _references = ["Chen2021", "Chen2025", "Zhong2021"]
 
 

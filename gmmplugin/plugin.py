@@ -5,8 +5,7 @@ import sys
 import pwem
 import pyworkflow.utils as pwutils
 
-from . import __version__
-from .constants import GMM_PYTHON
+from .constants import GMM_PYTHON, VERSION
 
 ENGINE_MODULE = "gmmplugin.engine"
 
@@ -20,7 +19,7 @@ class Plugin(pwem.Plugin):
     """
     _url = "https://github.com/gmmplugin/scipion-em-gmm"
     _pathVars = []
-    _supportedVersions = [__version__]
+    _supportedVersions = [VERSION]
 
     def __init__(self):
         super().__init__()

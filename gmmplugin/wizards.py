@@ -3,16 +3,8 @@ from pwem.wizards import EmWizard
 
 from .convert import gmm_flex_attr
 from .protocols import GmmProtSelectLatent
-
-
-def latent_arrays(partSet):
-    """(zRed (n, 2), z (n, L), classes (n,) or None) of a flexible set, by id."""
-    import numpy as np
-    from .protocols.protocol_select import latent_view
-    _, zred, classes = latent_view(partSet)
-    z = np.array([list(p.getZFlex()) for p in partSet.iterItems(orderBy="id")],
-                 dtype=np.float64)
-    return zred, z, classes
+from .viewers.latent_selection import (Decoding, LatentSelectionWindow, StartOnFirstUse,
+                                       latent_arrays)
 
 
 class GmmLatentSelectionWizard(EmWizard):
@@ -21,7 +13,6 @@ class GmmLatentSelectionWizard(EmWizard):
     _targets = [(GmmProtSelectLatent, ["polygons"])]
 
     def show(self, form, *params):
-        from .viewers.latent_selection import Decoding, LatentSelectionWindow
         prot = form.protocol
         inp = prot.inputParticles.get()
         if inp is None or inp.getSize() == 0:
@@ -31,7 +22,7 @@ class GmmLatentSelectionWizard(EmWizard):
         checkpoint, gmm = gmm_flex_attr(inp, "modelPath"), gmm_flex_attr(inp, "gmmPath")
         decoding = None
         if checkpoint and gmm:
-            decoding = _Lazy(lambda: Decoding(checkpoint, gmm,
+            decoding = StartOnFirstUse(lambda: Decoding(checkpoint, gmm,
                                               form.protocol.getProject().getTmpPath(
                                                   "gmm_decoded")))
         return LatentSelectionWindow(form.root, zred, z, classes, _typed(form, "polygons"),
@@ -44,19 +35,3 @@ def _typed(form, name):
     var = form.widgetDict.get(name)
     value = var.get() if var is not None else getattr(form.protocol, name).get()
     return value or ""
-
-
-class _Lazy:
-    """Starts the decoding engine process at the first request (the first click)."""
-
-    def __init__(self, start):
-        self.start, self.decoding = start, None
-
-    def __call__(self, z):
-        if self.decoding is None:
-            self.decoding = self.start()
-        return self.decoding(z)
-
-    def close(self):
-        if self.decoding is not None:
-            self.decoding.close()

@@ -1,9 +1,18 @@
 """Latent-space analysis: reduction, classes, trajectories, outliers.
 
 Decisions (ours, documented for users):
-* Classes: k-means on the latent vectors (centred, one overall scale). ``k = 0`` chooses k
-  in 2..8 by the best silhouette score on up to 5,000 particles; k = 1 when no
-  k reaches a silhouette of 0.25 (no discrete states).
+* Classes: by default a Gaussian mixture with full covariances on the latent
+  vectors (centred, one overall scale), fitted from several random starts (a
+  k-means start would cut an elongated population across its length and stay
+  there); ``k = 0`` chooses k in 1..8 by the Bayesian information criterion
+  on up to 5,000 particles, then merges components that are one population:
+  two classes merge when the particle density along the line between their
+  centres has no valley (its lowest point in the middle is more than half the
+  lower of the two peaks), as when a state spread evenly along a motion took
+  several Gaussians. Discrete states that also move are elongated populations
+  in the latent space: a full-covariance component follows each one, where
+  k-means splits them along the motion. k-means (k by silhouette, k = 1 when
+  no k reaches 0.25) remains an option.
 * Trajectories: along the first PCs of the latents, ``n_frames`` points
   evenly spanning the 2nd–98th percentile of the PC score (the populated
   range, about ±2σ for a Gaussian cloud); the other PC scores at their mean.
@@ -55,13 +64,36 @@ def _standardise(z):
     return zc / (sd if sd > 0 else 1.0)
 
 
-def choose_k(z, k_max=8, seed=0, min_silhouette=0.25):
-    """Number of classes by silhouette (see module docstring)."""
+CLUSTERINGS = ("gmm", "kmeans")
+GMM_STARTS = 8          # random starts of each Gaussian-mixture fit
+FIT_SAMPLE = 50000      # particles a Gaussian mixture is fitted on (all are assigned)
+
+
+def _gaussian_mixture(zs, k, seed):
+    from sklearn.mixture import GaussianMixture
+    return GaussianMixture(k, covariance_type="full", n_init=GMM_STARTS,
+                           init_params="random_from_data", reg_covar=1e-4,
+                           random_state=seed).fit(zs)
+
+
+def _sample(zs, size, seed):
+    rng = np.random.default_rng(seed)
+    return zs[rng.choice(len(zs), min(len(zs), size), replace=False)]
+
+
+def choose_k(z, k_max=8, seed=0, min_silhouette=0.25, method="gmm"):
+    """Number of classes (see module docstring): by BIC for the Gaussian mixture,
+    by silhouette for k-means."""
+    if method not in CLUSTERINGS:
+        raise ValueError("clustering must be one of %s" % ", ".join(CLUSTERINGS))
+    zs = _standardise(z)
+    sample = _sample(zs, 5000, seed)
+    if method == "gmm":
+        bic = [_gaussian_mixture(sample, k, seed).bic(sample)
+               for k in range(1, min(k_max, len(sample) - 1) + 1)]
+        return int(np.argmin(bic)) + 1
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
-    rng = np.random.default_rng(seed)
-    zs = _standardise(z)
-    sample = zs[rng.choice(len(zs), min(len(zs), 5000), replace=False)]
     best_k, best_s = 1, min_silhouette
     for k in range(2, min(k_max, len(sample) - 1) + 1):
         labels = KMeans(k, n_init=4, random_state=seed).fit_predict(sample)
@@ -71,14 +103,55 @@ def choose_k(z, k_max=8, seed=0, min_silhouette=0.25):
     return best_k
 
 
-def classify(z, k, seed=0):
-    """(labels (n,), centres in latent units (k, L)); classes ordered by size."""
-    from sklearn.cluster import KMeans
+VALLEY = 0.5            # density dip below which two classes stay apart (see above)
+
+
+def valley_depth(a, b, bins=24):
+    """Lowest density between the centres of two point clouds (the middle 60 %
+    of the line joining them), relative to the lower of their two peaks: near 1
+    for two pieces of one population, near 0 for two separate populations."""
+    mu_a, d = a.mean(0), b.mean(0) - a.mean(0)
+    t = np.concatenate([(a - mu_a) @ d, (b - mu_a) @ d]) / max(float(d @ d), 1e-12)
+    h, edges = np.histogram(t, bins=bins, range=(-0.25, 1.25))
+    h = np.convolve(h, np.ones(3) / 3, mode="same")
+    c = 0.5 * (edges[1:] + edges[:-1])
+    peaks = min(h[c <= 0.5].max(), h[c > 0.5].max())
+    return float(h[(c > 0.2) & (c < 0.8)].min() / max(peaks, 1e-9))
+
+
+def merge_without_valley(zs, labels, threshold=VALLEY):
+    """Merge, pair by pair (the shallowest valley first), classes between which
+    the density has no valley."""
+    labels = labels.copy()
+    while True:
+        ks = np.unique(labels)
+        pairs = [(valley_depth(zs[labels == i], zs[labels == j]), i, j)
+                 for n, i in enumerate(ks) for j in ks[n + 1:]]
+        if not pairs or max(pairs)[0] <= threshold:
+            return labels
+        _, i, j = max(pairs)
+        labels[labels == j] = i
+
+
+def classify(z, k, seed=0, method="gmm", merge=False):
+    """(labels (n,), centres in latent units (k, L)); classes ordered by size.
+    ``merge``: then merge classes with no density valley between them (for an
+    automatic k; a k the user gave is kept)."""
+    if method not in CLUSTERINGS:
+        raise ValueError("clustering must be one of %s" % ", ".join(CLUSTERINGS))
     if k <= 1:
         return np.zeros(len(z), dtype=np.int64), z.mean(0, keepdims=True)
     zs = _standardise(z)
-    km = KMeans(k, n_init=10, random_state=seed).fit(zs)
-    labels = km.labels_
+    if method == "gmm":
+        labels = _gaussian_mixture(_sample(zs, FIT_SAMPLE, seed), k, seed).predict(zs)
+        if merge:
+            labels = merge_without_valley(zs, labels)
+        present = np.unique(labels)
+        labels = np.searchsorted(present, labels)     # an empty component is no class
+        k = len(present)
+    else:
+        from sklearn.cluster import KMeans
+        labels = KMeans(k, n_init=10, random_state=seed).fit(zs).labels_
     order = np.argsort(-np.bincount(labels, minlength=k))
     remap = np.empty(k, dtype=np.int64)
     remap[order] = np.arange(k)

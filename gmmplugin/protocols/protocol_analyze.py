@@ -13,6 +13,8 @@ from ..engine import checks, layout
 from .protocol_base import GmmProtBase
 
 REDUCTIONS = ["PCA", "UMAP"]
+CLUSTERINGS = ["gmm", "kmeans"]          # the engine's names of the form's choices
+CLUSTERING_LABELS = {"gmm": "a Gaussian mixture with full covariances", "kmeans": "k-means"}
 
 
 # Output name -> class (a dict: two outputs may share a class, which an Enum
@@ -27,7 +29,7 @@ OUTPUTS = {CLASSES: SetOfClasses3D,
 
 
 class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
-    """Turn a GMM latent space into maps: k-means classes reconstructed in 3D,
+    """Turn a GMM latent space into maps: classes reconstructed in 3D,
     trajectories along the principal axes (decoded GMM maps and reconstructions
     of the particles nearest each frame), and a subset of outlier particles."""
     _label = "analyze latent space"
@@ -41,9 +43,22 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       help="The Particles output of 'heterogeneity training' (or a "
                            "subset of it).")
         form.addSection(label="Classes")
+        form.addParam("clustering", params.EnumParam,
+                      choices=["Gaussian mixture (full covariance)", "k-means"], default=0,
+                      label="Clustering",
+                      help="Gaussian mixture: each class is a Gaussian with its own shape, "
+                           "so a population that is both a discrete state and moving "
+                           "(elongated in the latent space) stays one class. k-means: "
+                           "round classes of similar size, which cut such populations "
+                           "along their motion; use it to split a continuous motion "
+                           "into steps.")
         form.addParam("numClasses", params.IntParam, default=0, label="Number of classes",
-                      help="k-means on the latent vectors. 0 = automatic: k in 2..8 with "
-                           "the best silhouette score, or 1 if no k reaches 0.25.")
+                      help="0 = automatic: for the Gaussian mixture, k in 1..8 with the "
+                           "lowest Bayesian information criterion, then classes with no "
+                           "density valley between them are merged (a state spread along "
+                           "a motion stays one class); for k-means, k in 2..8 with the "
+                           "best silhouette score, or 1 if no k reaches 0.25. A number "
+                           "given here is used as it is.")
         form.addParam("reduction", params.EnumParam, choices=REDUCTIONS, default=0,
                       label="2D reduction", help="For display and zRed.")
         form.addSection(label="Trajectories")
@@ -91,6 +106,7 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--latents %s" % self._getFileName("latents_in"),
                 "--out-dir %s" % self._getExtraPath(),
                 "--num-classes %d" % self.numClasses.get(),
+                "--clustering %s" % CLUSTERINGS[self.clustering.get()],
                 "--reduction %s" % REDUCTIONS[self.reduction.get()].lower(),
                 "--num-pcs %d" % self.numPCs.get(), "--num-frames %d" % self.numFrames.get(),
                 "--per-frame %d" % self.particlesPerFrame.get(),
@@ -209,8 +225,9 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         info = self._info()
         if info is None:
             return ["Output not ready yet."]
-        lines = ["%d classes (%s): %s." % (
-            info["num_classes"], "automatic" if info["k_chosen_automatically"] else "given",
+        lines = ["%d classes (%s, %s): %s." % (
+            info["num_classes"], CLUSTERING_LABELS[info["clustering"]],
+            "automatic" if info["k_chosen_automatically"] else "given",
             ", ".join("%d particles at %.1f Å" % (c["size"], c["resolution"] or 0)
                       for c in info["classes"]))]
         lines.append("%d trajectory frames; %d outliers." % (len(info["frames"]),
@@ -221,10 +238,12 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         info = self._info()
         if info is None:
             return []
-        return ["The GMM latent space was clustered by k-means into %d classes, each "
+        return ["The GMM latent space was clustered by %s into %d classes%s, each "
                 "reconstructed by direct Fourier inversion with CTF correction; volume series "
                 "were computed along the first principal axes of the latents (gmmplugin)."
-                % info["num_classes"]]
+                % (CLUSTERING_LABELS[info["clustering"]], info["num_classes"],
+                   " (number by the Bayesian information criterion)"
+                   if info["k_chosen_automatically"] and info["clustering"] == "gmm" else "")]
 
     def _citations(self):
         return ["Chen2021"]

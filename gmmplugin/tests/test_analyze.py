@@ -15,13 +15,51 @@ def _two_states(n=1000, seed=0):
 
 def test_classes_and_automatic_k():
     z, state = _two_states()
-    assert choose_k(z) == 2
-    labels, centres = classify(z, 2)
-    assert adjusted_rand_score(state, labels) > 0.98
-    assert np.bincount(labels)[0] >= np.bincount(labels)[1]   # ordered by size
-    assert abs(abs(centres[0, 0] - centres[1, 0]) - 2.0) < 0.1
     one = np.random.default_rng(1).normal(size=(1000, 4))
-    assert choose_k(one) == 1                                  # no discrete states
+    for method in ("gmm", "kmeans"):
+        assert choose_k(z, method=method) == 2
+        labels, centres = classify(z, 2, method=method)
+        assert adjusted_rand_score(state, labels) > 0.98
+        assert np.bincount(labels)[0] >= np.bincount(labels)[1]   # ordered by size
+        assert abs(abs(centres[0, 0] - centres[1, 0]) - 2.0) < 0.1
+        assert choose_k(one, method=method) == 1                  # no discrete states
+
+
+def _states_that_also_move(n=3000, seed=0):
+    """Two compositions, each moving continuously along the same long axis."""
+    rng = np.random.default_rng(seed)
+    state = rng.integers(0, 2, n)
+    z = np.column_stack([rng.normal(0, 1.5, n), 1.2 * state + rng.normal(0, 0.25, n),
+                         rng.normal(0, 0.3, n), rng.normal(0, 0.3, n)])
+    return z, state
+
+
+def test_a_state_spread_along_a_motion_is_one_class():
+    """A free state and a bound state spread evenly along a swing (the demo's
+    kind): BIC splits the swing into several Gaussians, which merge back because
+    the density between them has no valley; a k given by the user is kept."""
+    rng = np.random.default_rng(4)
+    state = rng.integers(0, 2, 3000)
+    z = rng.normal(0, 0.25, (3000, 4))
+    z[state == 1, 0] += rng.uniform(-2, 2, (state == 1).sum())
+    z[state == 1, 1] += 2.0
+    k = choose_k(z, method="gmm")
+    assert k > 2                                              # the swing takes several
+    labels, _ = classify(z, k, method="gmm", merge=True)
+    assert labels.max() + 1 == 2 and adjusted_rand_score(state, labels) > 0.95
+    kept, _ = classify(z, 3, method="gmm")
+    assert kept.max() + 1 == 3
+
+
+def test_gaussian_mixture_keeps_elongated_states_whole():
+    """k-means cuts the elongated populations along the motion; the Gaussian
+    mixture (and its BIC) finds the two compositions."""
+    z, state = _states_that_also_move()
+    kmeans, _ = classify(z, 2, method="kmeans")
+    assert adjusted_rand_score(state, kmeans) < 0.1
+    assert choose_k(z, method="gmm") == 2
+    labels, _ = classify(z, 2, method="gmm")
+    assert adjusted_rand_score(state, labels) > 0.9
 
 
 def test_trajectory_frames_follow_the_main_axis():

@@ -166,3 +166,26 @@ def test_cached_features_are_recomputed_for_other_settings(small_sim, tmp_path):
     logs.clear()
     c = features(9.0, loss="whitened")          # another score: recomputed
     assert any("recomputing" in m for m in logs) and not np.allclose(b, c)
+
+
+def test_analyze_with_automatic_classes_merges_one_spread_state(small_sim, tmp_path):
+    """The command line's automatic classes: a spread-out state that BIC splits
+    is merged back, and every class that is left is reconstructed."""
+    import json
+    p = read_star(small_sim[1])
+    rng = np.random.default_rng(5)
+    state = (np.arange(len(p)) % 2).astype(int)
+    z = rng.normal(0, 0.25, (len(p), 3))
+    z[state == 1, 0] += rng.uniform(-2, 2, (state == 1).sum())
+    z[state == 1, 1] += 2.0
+    np.savez(tmp_path / "lat.npz", ids=p.ids, z=z)
+    out = tmp_path / "ana"
+    assert cli.main(["--device", "cpu", "analyze", "--particles", small_sim[1], "--latents",
+                     str(tmp_path / "lat.npz"), "--out-dir", str(out), "--num-pcs", "1",
+                     "--num-frames", "2", "--per-frame", "20", "--pad", "1"]) == 0
+    info = json.load(open(out / "analysis.json"))
+    assert info["clustering"] == "gmm" and info["num_classes"] == 2
+    labels = np.load(out / "analysis.npz")["labels"]
+    assert min(np.mean(labels == state), np.mean(labels != state)) < 0.05
+    for c in info["classes"]:
+        assert (out / ("class_%02d.mrc" % c["class"])).exists()

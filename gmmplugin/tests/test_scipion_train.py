@@ -149,7 +149,8 @@ class TestTrainPipeline(BaseTest):
         from gmmplugin.engine import plots
         from gmmplugin.viewers.viewer_analyze import analysis_files, vseries_script
         prot = self.newProtocol(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=4,
-                                particlesPerFrame=150, outlierFraction=0.05)
+                                particlesPerFrame=150, outlierFraction=0.05,
+                                clustering=1)          # k-means: convex classes (a hull)
         prot.inputParticles.set(self.train)
         prot.inputParticles.setExtended("Particles")
         self.launchProtocol(prot)

@@ -165,3 +165,29 @@ class LatentSelectionWindow:
         if self.decoding is not None and hasattr(self.decoding, "close"):
             self.decoding.close()
         self.top.destroy()
+
+
+def latent_arrays(partSet):
+    """(zRed (n, 2), z (n, L), classes (n,) or None) of a flexible set, by id."""
+    from ..protocols.protocol_select import latent_view
+    _, zred, classes = latent_view(partSet)
+    z = np.array([list(p.getZFlex()) for p in partSet.iterItems(orderBy="id")],
+                 dtype=np.float64)
+    return zred, z, classes
+
+
+class StartOnFirstUse:
+    """Starts the decoding engine process at the first request (the first click),
+    not when the window opens."""
+
+    def __init__(self, start):
+        self.start, self.decoding = start, None
+
+    def __call__(self, z):
+        if self.decoding is None:
+            self.decoding = self.start()
+        return self.decoding(z)
+
+    def close(self):
+        if self.decoding is not None:
+            self.decoding.close()

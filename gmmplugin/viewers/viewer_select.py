@@ -46,8 +46,8 @@ class GmmSelectViewer(EmProtocolViewer):
     @shown
     def _showWindow(self, param=None):
         from ..engine.selection import format_polygons
-        from ..wizards import _Lazy, latent_arrays
-        from .latent_selection import Decoding, LatentSelectionWindow
+        from .latent_selection import (Decoding, LatentSelectionWindow, StartOnFirstUse,
+                                       latent_arrays)
         inp = self.protocol.inputParticles.get()
         zred, z, classes = latent_arrays(inp)
         _, _, _, polygons = self.protocol._selected()
@@ -55,7 +55,7 @@ class GmmSelectViewer(EmProtocolViewer):
         decoding = None
         if checkpoint and gmm:
             folder = self.protocol._getExtraPath("decoded")
-            decoding = _Lazy(lambda: Decoding(checkpoint, gmm, folder))
+            decoding = StartOnFirstUse(lambda: Decoding(checkpoint, gmm, folder))
         return [_WindowView(lambda master: LatentSelectionWindow(
             master, zred, z, classes, format_polygons(polygons), decoding,
             title="Latent space of %s" % self.protocol.getObjLabel()),

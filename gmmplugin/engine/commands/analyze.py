@@ -18,6 +18,10 @@ def add_args(n):
     n.add_argument("--gmm", default="", help="neutral GMM (to decode frames)")
     n.add_argument("--out-dir", required=True)
     n.add_argument("--num-classes", type=int, default=0, help="0 = automatic")
+    n.add_argument("--clustering", default="gmm", choices=["gmm", "kmeans"],
+                   help="gmm: Gaussian mixture with full covariances (follows elongated "
+                        "populations; automatic k by BIC); kmeans: k-means (automatic k "
+                        "by silhouette)")
     n.add_argument("--reduction", default="pca", choices=["pca", "umap"])
     n.add_argument("--num-pcs", type=int, default=2)
     n.add_argument("--num-frames", type=int, default=7)
@@ -51,12 +55,14 @@ class _Maps:
 
 
 def _classes(a, z, recon):
-    """(labels, class records) of k-means classes, each reconstructed."""
+    """(labels, class records) of the latent classes, each reconstructed."""
     from ..analyze import choose_k, classify
-    k = a.num_classes if a.num_classes > 0 else choose_k(z, seed=a.seed)
-    labels, centres = classify(z, k, seed=a.seed)
+    k = (a.num_classes if a.num_classes > 0
+         else choose_k(z, seed=a.seed, method=a.clustering))
+    labels, centres = classify(z, k, seed=a.seed, method=a.clustering,
+                               merge=a.num_classes <= 0)
     records = []
-    for c in range(k):
+    for c in range(len(centres)):          # merging can leave fewer classes than k
         sel = np.nonzero(labels == c)[0]
         res = recon(sel, layout.name("class", cls=c + 1))
         records.append({"class": c + 1, "size": int(len(sel)), "resolution": res,
@@ -124,8 +130,10 @@ def main(a):
     outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold)
     zred = reduce(z, a.reduction, seed=a.seed)
     labels, classes = _classes(a, z, recon)
-    log("%d classes (%s); %d outliers" % (len(classes), "given" if a.num_classes > 0 else
-                                          "chosen by silhouette", outlier.sum()))
+    log("%d classes (%s, %s); %d outliers"
+        % (len(classes), a.clustering, "given" if a.num_classes > 0 else
+           "chosen by BIC and merging" if a.clustering == "gmm" else "chosen by silhouette",
+           outlier.sum()))
     for c in classes:
         log("class %d: %d particles, FSC 0.143 at %s Å" % (c["class"], c["size"],
                                                          c["resolution"]))
@@ -136,5 +144,6 @@ def main(a):
                                       for t in trajs for members in t.members]))
     write_json(layout.path(a.out_dir, "analysis_info"), {
         "num_classes": len(classes), "k_chosen_automatically": a.num_classes <= 0,
+        "clustering": a.clustering,
         "classes": classes, "frames": frames, "outliers": int(outlier.sum()),
         "apix": apix, "box": box, "reduction": a.reduction, "decoded": decoded})
