@@ -8,8 +8,9 @@ from .viewers.latent_selection import (Decoding, LatentSelectionWindow, StartOnF
 
 
 class GmmLatentSelectionWizard(EmWizard):
-    """Draw the selection's polygons on the latent plot (and look at the GMM
-    decoded at any point); the result goes into the Polygons field."""
+    """Draw the selection's polygons on the latent plot, pick whole classes (and
+    look at the GMM decoded at any point); the result goes into the Polygons and
+    Classes fields."""
     _targets = [(GmmProtSelectLatent, ["polygons"])]
 
     def show(self, form, *params):
@@ -25,9 +26,12 @@ class GmmLatentSelectionWizard(EmWizard):
             decoding = StartOnFirstUse(lambda: Decoding(checkpoint, gmm,
                                               form.protocol.getProject().getTmpPath(
                                                   "gmm_decoded")))
+        def apply(polygons, class_ids):
+            form.setVar("polygons", polygons)
+            form.setVar("classIds", class_ids)
         return LatentSelectionWindow(form.root, zred, z, classes, _typed(form, "polygons"),
-                                     decoding,
-                                     on_apply=lambda text: form.setVar("polygons", text))
+                                     decoding, on_apply=apply,
+                                     class_ids=_typed(form, "classIds"))
 
 
 def _typed(form, name):

@@ -59,7 +59,7 @@ from gmmplugin.engine.fourier import (band_mask, crop_images, freq_grid_2d,  # n
 from gmmplugin.engine.networks import Encoder  # noqa: E402
 from gmmplugin.engine.projection import project  # noqa: E402
 from gmmplugin.engine.refine_poses import likelihood_gain, sample_spectra  # noqa: E402
-from gmmplugin.engine.train import load_decoder  # noqa: E402
+from gmmplugin.engine.checkpoint import load_decoder  # noqa: E402
 
 LatentRefinement = namedtuple("LatentRefinement", "z gain moved jumped rate")
 LatentRefinement.__doc__ = """z (n, L) refined latents (the input's where not moved),

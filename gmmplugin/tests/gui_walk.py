@@ -143,13 +143,17 @@ class Walk:
         spread = window.zred.std(0)
         window._polygon_done([centre - spread, centre + [spread[0], -spread[1]],
                               centre + spread])
+        in_polygon = int(window.selected().sum())
+        window.toggle_class_at(*window.zred[0])            # a shift-click on a particle
         vol = window.decode_at(*centre)
         yield PAUSE_MS
         self.capture("wizard_latent_selection", window.top)
-        self.result["wizard"] = {"selected": int(window.selected().sum()),
+        self.result["wizard"] = {"in_polygon": in_polygon,
+                                 "selected": int(window.selected().sum()),
                                  "decoded": vol is not None, "status": window.status.get()}
         window.apply()
         self.result["wizard"]["polygons"] = form.widgetDict["polygons"].get()
+        self.result["wizard"]["classes"] = form.widgetDict["classIds"].get()
 
     def _viewers(self):
         from pwem import Domain

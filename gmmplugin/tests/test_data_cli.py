@@ -129,7 +129,7 @@ def test_continuing_from_an_incompatible_checkpoint_is_a_clear_error(small_sim, 
     rows, data, ctf, rot, sh = whitened._batch(blank, np.arange(2))
     with pytest.raises(RuntimeError, match="prepare_images"):
         whitened._score(whitened.neutral, data, ctf, rot, sh)
-    from gmmplugin.engine.train import load_decoder
+    from gmmplugin.engine.checkpoint import load_decoder
     with pytest.raises(ValueError, match="30 Gaussians, not 20"):
         load_decoder(ck, params[:20])
     # the CLI refuses a GMM fitted in another frame before any work

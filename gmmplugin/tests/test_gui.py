@@ -144,7 +144,9 @@ class TestGui(BaseTest):
         self.assertEqual(len(viewer_forms), len(runs))
         # the polygon wizard: a drawn polygon selects particles, a click decodes the GMM
         wizard = result["wizard"]
-        self.assertGreater(wizard["selected"], 0)
+        self.assertGreater(wizard["in_polygon"], 0)
+        self.assertGreater(wizard["selected"], wizard["in_polygon"])   # + a whole class
+        self.assertIn(wizard["classes"], ("1", "2"))
         self.assertTrue(wizard["decoded"], wizard["status"])
         self.assertEqual(len(wizard["polygons"].split(";")), 1)
         self.assertIn("wizard_latent_selection", names)

@@ -17,7 +17,8 @@ from gmmplugin.engine.rundir import LOCK
 from gmmplugin.engine.settings import TrainConfig
 from gmmplugin.engine.simulate import SimulationSettings, simulate
 from gmmplugin.engine.starfile import read_star
-from gmmplugin.engine.train import Trainer, load_decoder
+from gmmplugin.engine.checkpoint import load_decoder
+from gmmplugin.engine.train import Trainer
 from gmmplugin.tests import data_path
 
 

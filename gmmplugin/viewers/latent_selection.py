@@ -52,17 +52,19 @@ class LatentSelectionWindow:
     """A Tk window over ``master`` with the latent plot and the selection tools.
 
     ``zred`` (n, 2), ``z`` (n, L) latents, ``classes`` (n,) or None; ``decoding``
-    (a callable z -> map, or None); ``on_apply(text)`` receives the polygons in
-    the protocol's text form."""
+    (a callable z -> map, or None); ``on_apply(polygons, classes)`` receives the
+    selection in the protocol's text forms."""
 
     def __init__(self, master, zred, z, classes=None, polygons="", decoding=None,
-                 on_apply=None, title="Select particles in the latent space"):
+                 on_apply=None, title="Select particles in the latent space", class_ids=""):
         from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
         from matplotlib.figure import Figure
         from matplotlib.widgets import PolygonSelector
         self.zred, self.z, self.classes = np.asarray(zred), np.asarray(z), classes
         self.decoding, self.on_apply = decoding, on_apply
         self.polygons = selection.parse_polygons(polygons)
+        self.class_ids = set(selection.parse_classes(class_ids)) if classes is not None \
+            else set()
         self.top = tk.Toplevel(master)
         self.top.title(title)
         self.figure = Figure(figsize=(10, 5), dpi=90)
@@ -84,11 +86,13 @@ class LatentSelectionWindow:
         for text, command in (("Use this selection", self.apply), ("Clear", self.clear),
                               ("Close", self.close)):
             tk.Button(bar, text=text, command=command).pack(side=tk.RIGHT, padx=4, pady=4)
-        tk.Label(bar, text="Draw: click the vertices, close on the first one. "
-                           "Right-click: the GMM at that point.").pack(side=tk.LEFT)
+        tk.Label(bar, text="Draw: click the vertices, close on the first one. Shift-click: "
+                           "a particle's whole class. Right-click: the GMM at that "
+                           "point.").pack(side=tk.LEFT)
 
     def selected(self):
-        return selection.inside_polygons(self.zred, self.polygons)
+        return selection.select(self.zred, self.polygons, self.classes,
+                                sorted(self.class_ids))
 
     def _draw(self):
         ax, keep = self.ax, self.selected()
@@ -107,8 +111,10 @@ class LatentSelectionWindow:
             ax.set_xlim(*limits[0])
             ax.set_ylim(*limits[1])
         ax.set_title("latent space (zRed)")
-        self.status.set("%d of %d particles selected, %d polygon(s)"
-                        % (keep.sum(), len(keep), len(self.polygons)))
+        self.status.set("%d of %d particles selected, %d polygon(s)%s"
+                        % (keep.sum(), len(keep), len(self.polygons),
+                           ", classes %s" % " ".join(map(str, sorted(self.class_ids)))
+                           if self.class_ids else ""))
         self.canvas.draw_idle()
 
     def _polygon_done(self, vertices):
@@ -118,9 +124,22 @@ class LatentSelectionWindow:
         self._draw()
 
     def _clicked(self, event):
-        if event.inaxes is not self.ax or event.button != 3:
+        if event.inaxes is not self.ax:
             return
-        self.decode_at(event.xdata, event.ydata)
+        if event.button == 3:
+            self.decode_at(event.xdata, event.ydata)
+        elif event.button == 1 and event.key == "shift":
+            self.toggle_class_at(event.xdata, event.ydata)
+
+    def toggle_class_at(self, x, y):
+        """Add (or remove) the class of the particle nearest to (x, y)."""
+        if self.classes is None:
+            self.status.set("These particles carry no classes.")
+            return
+        cls = int(self.classes[np.argmin(np.linalg.norm(self.zred - [x, y], axis=1))])
+        self.class_ids.symmetric_difference_update({cls})
+        self.selector.clear()
+        self._draw()
 
     def decode_at(self, x, y):
         """Show the GMM decoded at the 2-D point (x, y) of the latent view."""
@@ -153,12 +172,13 @@ class LatentSelectionWindow:
         self.canvas.draw_idle()
 
     def clear(self):
-        self.polygons = []
+        self.polygons, self.class_ids = [], set()
         self._draw()
 
     def apply(self):
         if self.on_apply is not None:
-            self.on_apply(selection.format_polygons(self.polygons))
+            self.on_apply(selection.format_polygons(self.polygons),
+                          " ".join(map(str, sorted(self.class_ids))))
         self.close()
 
     def close(self):

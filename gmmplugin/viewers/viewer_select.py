@@ -45,12 +45,13 @@ class GmmSelectViewer(EmProtocolViewer):
 
     @shown
     def _showWindow(self, param=None):
-        from ..engine.selection import format_polygons
+        from ..engine.selection import format_polygons, read_selection
         from .latent_selection import (Decoding, LatentSelectionWindow, StartOnFirstUse,
                                        latent_arrays)
         inp = self.protocol.inputParticles.get()
         zred, z, classes = latent_arrays(inp)
         _, _, _, polygons = self.protocol._selected()
+        _, class_ids = read_selection(self.protocol._getFileName("selection"))
         checkpoint, gmm = gmm_flex_attr(inp, "modelPath"), gmm_flex_attr(inp, "gmmPath")
         decoding = None
         if checkpoint and gmm:
@@ -58,5 +59,6 @@ class GmmSelectViewer(EmProtocolViewer):
             decoding = StartOnFirstUse(lambda: Decoding(checkpoint, gmm, folder))
         return [_WindowView(lambda master: LatentSelectionWindow(
             master, zred, z, classes, format_polygons(polygons), decoding,
-            title="Latent space of %s" % self.protocol.getObjLabel()),
+            title="Latent space of %s" % self.protocol.getObjLabel(),
+            class_ids=" ".join(map(str, class_ids)) if classes is not None else ""),
             self.getTkRoot() or self.formWindow)]

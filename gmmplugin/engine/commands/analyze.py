@@ -72,7 +72,7 @@ def _classes(a, z, recon):
 
 def _decoder(a):
     """The trained decoder, or None when no networks were given."""
-    from ..train import load_decoder
+    from ..checkpoint import load_decoder
     if not (a.checkpoint and a.gmm):
         return None
     from .common import load_gmm

@@ -31,7 +31,7 @@ class Decoder:
     """The trained decoder and the grid its maps are rendered on."""
 
     def __init__(self, a):
-        from ..train import load_decoder
+        from ..checkpoint import load_decoder
         gmm = load_gmm(a.gmm)
         self.box = a.box or gmm.box
         if not self.box:

@@ -49,7 +49,7 @@ def gmm_source(a, particles, gmm):
     if not a.checkpoint:
         neutral = torch.as_tensor(gmm.params, dtype=torch.float32)
         return (lambda rows: neutral), "neutral"
-    from ..train import load_decoder
+    from ..checkpoint import load_decoder
     if not a.latents:
         raise ValueError("--checkpoint needs --latents (the particles' latent vectors)")
     ids, z, lat = load_latents(a.latents)

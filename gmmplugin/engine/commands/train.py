@@ -61,7 +61,7 @@ def train_config(a):
     checkpoint's own settings and that many more epochs."""
     from ..settings import TrainConfig
     if a.more_epochs:
-        from ..train import checkpoint_state
+        from ..checkpoint import checkpoint_state
         if not a.continue_from:
             raise ValueError("--more-epochs needs --continue-from")
         checks.positive(a.more_epochs, "--more-epochs")
