@@ -1,4 +1,4 @@
-"""Scipion viewers of gmmplugin; plotting lives in ``plots.py``."""
+"""Scipion viewers of gmmplugin; the figures are drawn by ``engine/plots.py``."""
 from .viewer_reconstruct import GmmReconstructViewer
 from .viewer_fit_neutral import GmmFitNeutralViewer
 from .viewer_analyze import GmmAnalyzeViewer, GmmTrainViewer
