@@ -209,6 +209,9 @@ class GmmProtRefineModels(GmmProtBase, ProtAnalysis3D):
                 out.append("Worst over models: %s." % ", ".join(parts))
         if info.get("rigid_residues"):
             out.append("Kept rigid (no dictionary): %s." % ", ".join(info["rigid_residues"]))
+        if info.get("unrestrained"):
+            out.append("Not restrained by the library (moved with their residue): %s."
+                       % ", ".join(info["unrestrained"]))
         if info.get("rigid_polymers"):
             out.append("Kept rigid (nucleic acids, not restrained): %s."
                        % ", ".join(info["rigid_polymers"]))

@@ -281,7 +281,7 @@ def geometry_dihedral(p):
     return _dihedral(p)
 
 
-def _with_dna(path):
+def _with_dna(path, distance=30.0):
     """5a7u plus a two-nucleotide DNA chain D (ideal DA geometry of the monomer
     library, O3'-P linked, 30 Å away from the protein)."""
     import gemmi
@@ -292,7 +292,7 @@ def _with_dna(path):
     pos = {name: x for name, _, x in atoms}
     st = gemmi.read_structure(data_path("5a7u.pdb"))
     st.remove_hydrogens()
-    offset = np.array([a.pos.tolist() for a in st[0][0][0]]).mean(0) + [30.0, 0, 0]
+    offset = np.array([a.pos.tolist() for a in st[0][0][0]]).mean(0) + [distance, 0, 0]
     chain = gemmi.Chain("D")
     for k, d in enumerate((np.zeros(3), pos["O3'"] + [1.6, 0, 0] - pos["P"])):
         res = gemmi.Residue()
@@ -328,9 +328,73 @@ def test_nucleic_acid_chains_are_kept_rigid_not_a_crash(tmp_path, capsys):
     assert cli.main(["refine-models", "--model", model, "--maps", path, "--resolution", "5",
                      "--steps", "5,5,5", "--patches", "4", "--directions", "8",
                      "--no-validation", "--out-dir", out]) == 0
-    assert "DA: kept rigid" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "DA: kept rigid" in said and "1 polymer link(s)" in said
     info = json.load(open(os.path.join(out, "refine_models.json")))
-    assert info["rigid_polymers"] == ["DA"]
+    assert info["rigid_polymers"] == ["DA"] and "DA x2" in info["unrestrained"]
+    assert top.sequence_links == 1                     # the O3'-P link, by distance
+    import gemmi
+    dna = gemmi.read_structure(info["frames"][0]["model"])[0]["D"]
+    assert abs(dna[0]["O3'"][0].pos.dist(dna[1]["P"][0].pos) - 1.607) < 0.1
+
+
+def test_validation_measures_every_link_whatever_the_dictionary(tmp_path):
+    """A stretched peptide link is reported from the coordinates, also next to a
+    residue the library does not describe, and that residue is named."""
+    import gemmi
+    from gmmplugin.engine.atomic.links import link_deviations
+    st = read_model(data_path("5a7u.pdb"))
+    assert link_deviations(st)[0] == 0
+    residues = list(st[0][0])
+    half = len(residues) // 2
+    for res in residues[half:]:
+        for atom in res:
+            atom.pos = gemmi.Position(atom.pos.x + 0.8, atom.pos.y, atom.pos.z)
+    residues[half].name = "XXX"                       # no dictionary for it
+    n, worst = link_deviations(st)
+    assert n >= 1 and worst > 0.1
+    m = geometry_metrics(st)
+    assert m["links_over_4sigma"] >= 1 and "XXX x1" in m["not_in_library"]
+
+
+def test_force_field_names_refine_to_the_same_models(tmp_path):
+    """The same model with CHARMM names, refined into maps of its own motion,
+    gives the same coordinates as with the library's names."""
+    import gemmi
+    from gmmplugin.tests.perturb import swing
+    top = build_topology(read_model(data_path("5a7u.pdb")))
+    half = np.arange(len(top.xyz)) >= len(top.xyz) // 2
+    paths = []
+    for f, angle in enumerate((0.0, 8.0)):
+        vol, apix, box, centre, _ = map_from_atoms(swing(top.xyz, half, angle),
+                                                   top.atomic_number, 5.0, apix=1.25)
+        paths.append(str(tmp_path / ("map_%d.mrc" % f)))
+        write_map(paths[-1], vol, apix)
+    import mrcfile
+    for path in paths:
+        with mrcfile.open(path, "r+") as m:
+            o = centre - (box // 2) * apix
+            m.header.origin = (o[0], o[1], o[2])
+    st = gemmi.read_structure(data_path("5a7u.pdb"))
+    for res in st[0][0]:
+        res.name = "HSE" if res.name == "HIS" else res.name
+        for atom in res:
+            if res.name == "ILE" and atom.name == "CD1":
+                atom.name = "CD"
+    charmm = str(tmp_path / "charmm.pdb")
+    st.write_pdb(charmm)
+    coords = []
+    for name, model in (("std", data_path("5a7u.pdb")), ("charmm", charmm)):
+        out = str(tmp_path / name)
+        assert cli.main(["--device", "cpu", "--threads", "1", "refine-models", "--model",
+                         model, "--maps"] + paths + ["--resolution", "5", "--steps", "8,8,8",
+                                                     "--patches", "4", "--directions", "8",
+                                                     "--no-validation", "--out-dir", out]) == 0
+        info = json.load(open(os.path.join(out, "refine_models.json")))
+        coords.append([np.array([a.pos.tolist() for r in gemmi.read_structure(f["model"])[0][0]
+                                 for a in r]) for f in info["frames"]])
+    for a, b in zip(*coords):
+        assert np.allclose(a, b, atol=1e-4)
 
 
 def test_force_field_names_get_the_same_restraints(tmp_path, zinc_finger):
@@ -354,3 +418,13 @@ def test_force_field_names_get_the_same_restraints(tmp_path, zinc_finger):
     assert len(top.angles) == len(zinc_finger.angles)
     assert top.restrained.sum() == zinc_finger.restrained.sum()
     assert np.array_equal(top.xyz, zinc_finger.xyz)
+
+
+@pytest.mark.skipif(not shutil.which("king-probe"), reason="king-probe not installed")
+def test_clashes_with_residues_the_library_lacks_are_counted(tmp_path):
+    """The clashscore probes the whole model: nucleotides put onto the protein
+    (no dictionary for their links) raise it."""
+    from gmmplugin.engine.atomic.validate import clashscore
+    apart = clashscore(read_model(_with_dna(str(tmp_path / "apart.pdb"))))
+    onto = clashscore(read_model(_with_dna(str(tmp_path / "onto.pdb"), distance=2.0)))
+    assert onto > apart + 5

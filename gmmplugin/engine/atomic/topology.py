@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .links import add_sequence_links
 from .monlib import load_monlib
 from .names import standardise_names
 from .rotamers import chi_quadruples
@@ -36,6 +37,7 @@ class Topology:
     water: np.ndarray            # (n,) bool
     hydrogens: np.ndarray = None  # (n,) hydrogens the library bonds to each atom
     rigid_polymers: list = None   # residue names of non-protein polymers (kept rigid)
+    sequence_links: int = 0       # polymer links restrained beyond the library's
     riding: dict = None           # riding hydrogens: parent, ref_a, ref_b, coef, polar
     bonds: np.ndarray = None     # (nb, 2) int
     bond_ideal: np.ndarray = None
@@ -232,6 +234,7 @@ def build_topology(st, monomer_folder=None):
     tp.hydrogens = hydrogens
     tp.rigid_polymers = sorted({r.name for ch in st[0] for r in ch if non_protein_polymer(r)})
     _add_restraints(tp, topo, residue, restrained, res_atoms)
+    add_sequence_links(tp, st)
     tp.rama, tp.rama_kind = _ramachandran(topo)
     tp.excluded, tp.one_four = _bonded_pairs(n, tp.bonds)
     tp.riding = _riding_hydrogens(lib, monlib, tp.bonds, xyz)

@@ -1,7 +1,10 @@
 """Model validation, independent of the refinement's own smooth terms.
 
 - bond / angle RMSZ against the CCP4 monomer library (gemmi topology of the
-  model as written, not the refiner's arrays);
+  model as written, not the refiner's arrays), and what the library does not
+  describe (so not checked by it);
+- every polymer link (C–N, O3'–P between sequence neighbours) measured on the
+  coordinates alone, whatever the residues' dictionaries;
 - Ramachandran favoured / outlier fractions from the raw Lovell tables
   (pyrama's thresholds), and peptide ω more than 30° from planar;
 - ``tortoize`` (Ramachandran and side-chain torsion z-scores) and
@@ -18,11 +21,40 @@ import tempfile
 
 import numpy as np
 
+from .links import link_deviations
 from .monlib import load_monlib
 from .ramachandran import is_outlier, preference
 from .topology import build_topology, library_copy, read_model
 
 FAVOURED = 0.02
+
+
+def unrestrained_summary(top):
+    """What the library's restraints do not cover (waters aside): residues
+    without a dictionary or of nucleic acids ("NAME xN"), and single atoms of
+    restrained residues ("RES ATOM xN"), e.g. a C-terminal OXT."""
+    counts = {}
+    for k, (res, inside) in enumerate(_residue_atoms(top)):
+        if res.is_water() or all(inside):
+            continue
+        key = res.name if not any(inside) else None
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+        else:
+            for atom, ok in zip(res, inside):
+                if not ok:
+                    name = "%s %s" % (res.name, atom.name)
+                    counts[name] = counts.get(name, 0) + 1
+    return ["%s x%d" % (name, n) for name, n in sorted(counts.items())]
+
+
+def _residue_atoms(top):
+    """(residue, restrained flag of each of its atoms) in the model's order."""
+    flat = 0
+    for chain in top.structure[0]:
+        for res in chain:
+            yield res, [bool(top.restrained[flat + j]) for j in range(len(res))]
+            flat += len(res)
 
 
 def _dihedral(p):
@@ -53,6 +85,8 @@ def geometry_metrics(st):
         pref = preference(top.rama_kind, phi, psi)
         out["rama_favoured_pct"] = float(100 * np.mean(pref >= FAVOURED))
         out["rama_outliers_pct"] = float(100 * np.mean(is_outlier(top.rama_kind, phi, psi)))
+    out["links_over_4sigma"], out["link_max_dev_A"] = link_deviations(st)
+    out["not_in_library"] = ", ".join(unrestrained_summary(top)) or "-"
     om = top.torsions[top.torsion_is_omega]
     if len(om):
         w = np.degrees(_dihedral(x[om]))
@@ -72,7 +106,8 @@ def clashscore(st):
     lib = library_copy(st, monlib)
     gemmi.prepare_topology(lib, monlib, h_change=gemmi.HydrogenChange.ReAddButWater,
                            warnings=None, ignore_unknown_links=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    _add_back_undescribed(lib, st)      # probe the whole model, not only what the
+    with tempfile.TemporaryDirectory() as tmp:    # library describes
         path = os.path.join(tmp, "model_h.pdb")
         lib.write_pdb(path)
         res = subprocess.run([probe, "-u", "-q", "-mc", "-het", "-once", "-NOVDWOUT",
@@ -85,6 +120,27 @@ def clashscore(st):
             pairs.add(tuple(sorted((f[3], f[4]))))   # a pair once, whichever is "src"
     n = lib[0].count_atom_sites()
     return 1000.0 * len(pairs) / max(1, n)
+
+
+def _add_back_undescribed(lib, st):
+    """Add to ``lib`` (the library's copy, with hydrogens) the residues and atoms
+    of ``st`` it left out (no dictionary, nucleic acids), as heavy atoms."""
+    have = {(ch.name, str(r.seqid)): r for ch in lib[0] for r in ch}
+    for chain in st[0]:
+        if chain.is_water() if hasattr(chain, "is_water") else False:
+            continue
+        target = lib[0].find_last_chain(chain.name) or lib[0].add_chain(chain.name)
+        for res in chain:
+            if res.is_water():
+                continue
+            mine = have.get((chain.name, str(res.seqid)))
+            if mine is None:
+                target.add_residue(res)
+                continue
+            names = {a.name for a in mine}
+            for atom in res:
+                if atom.name not in names:
+                    mine.add_atom(atom)
 
 
 def tortoize(path):

@@ -113,6 +113,7 @@ def save_decoder(path, refiner):
 def main(a):
     from ..atomic.refine import SeriesRefiner
     from ..atomic.topology import build_topology, read_model
+    from ..atomic.validate import unrestrained_summary
     from ..io import write_json
     if not os.path.exists(a.model):
         raise FileNotFoundError("model not found: %s" % a.model)
@@ -125,6 +126,13 @@ def main(a):
     if top.rigid_polymers:
         log("nucleic-acid (non-protein polymer) residues %s: kept rigid, not restrained"
             % ", ".join(top.rigid_polymers))
+    unrestrained = unrestrained_summary(top)
+    if unrestrained:
+        log("not restrained by the library (moved with their residue): %s"
+            % ", ".join(unrestrained))
+    if top.sequence_links:
+        log("%d polymer link(s) the library does not describe restrained by distance"
+            % top.sequence_links)
     centre = origins[0] + (maps[0].shape[0] // 2) * apix
     t0 = time.time()
     refiner = SeriesRefiner(top, maps, apix, centre, latents, cfg, a.device_obj, log)
@@ -138,6 +146,7 @@ def main(a):
         "seconds_per_model": total / len(maps), "geometry_weight": rep.geometry_weight,
         "resolution": a.resolution, "stages": list(cfg.stages), "patches": a.patches,
         "rigid_residues": top.missing_residues, "rigid_polymers": top.rigid_polymers,
+        "unrestrained": unrestrained, "sequence_links": top.sequence_links,
         "history": rep.history})
     print("refined %d model(s) in %.0f s: mean FRC %.3f" % (len(maps), total,
                                                           float(np.mean(rep.frc))))
