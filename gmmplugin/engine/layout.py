@@ -44,6 +44,7 @@ FILES = {
     "gmm_frame_params": "pc%(pc)d_gmm_%(frame)02d.npy",  # its (N, 5) Gaussians
     # selection in the latent space
     "selection": "selection.json",              # the polygons and classes that were used
+    "selection_info": "selection_info.json",    # how many particles they selected
     # atomic model refinement
     "model_latents": "model_latents.txt",       # one latent row per map (protocol input)
     "models": "models",

@@ -7,6 +7,7 @@ from pwem.objects import SetOfParticlesFlex
 from pwem.protocols import ProtFlexBase, ProtSets
 
 from ..engine import selection
+from ..engine.io import write_json
 from .protocol_base import GmmProtBase
 
 # Output name -> class (a dict: two outputs share a class, which an Enum would
@@ -94,6 +95,10 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         if not keep.any():
             raise ValueError("The selection holds no particle; nothing to output.")
         chosen = set(ids[keep].tolist())
+        polygons, class_ids = selection.read_selection(self._getFileName("selection"))
+        write_json(self._getFileName("selection_info"),
+                   {"selected": int(keep.sum()), "particles": int(len(ids)),
+                    "polygons": len(polygons), "classes": class_ids})
         outputs = {PARTICLES: self._subset(inp, chosen, True, "")}
         if self.keepComplement.get() and not keep.all():
             outputs[COMPLEMENT] = self._subset(inp, chosen, False, "complement")
@@ -137,20 +142,20 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         return errors
 
     def _summary(self):
-        if not os.path.exists(self._getFileName("selection")):
+        info = self.readResult("selection_info")
+        if info is None:
             return ["Output not ready yet."]
-        ids, _, keep, polygons = self._selected()
-        _, class_ids = selection.read_selection(self._getFileName("selection"))
         return ["%d of %d particles selected (%d polygon(s)%s)."
-                % (keep.sum(), len(ids), len(polygons),
-                   "; classes %s" % ", ".join(map(str, class_ids)) if class_ids else "")]
+                % (info["selected"], info["particles"], info["polygons"],
+                   "; classes %s" % ", ".join(map(str, info["classes"]))
+                   if info["classes"] else "")]
 
     def _methods(self):
-        if not os.path.exists(self._getFileName("selection")):
+        info = self.readResult("selection_info")
+        if info is None:
             return []
-        ids, _, keep, _ = self._selected()
         return ["%d of %d particles were selected by their position in the GMM latent "
-                "space (gmmplugin)." % (keep.sum(), len(ids))]
+                "space (gmmplugin)." % (info["selected"], info["particles"])]
 
     def _citations(self):
         return ["Chen2021"]
