@@ -38,6 +38,8 @@ FILES = {
     # latent analysis
     "analysis": "analysis.npz",
     "analysis_info": "analysis.json",
+    "landscape": "landscape.npz",               # population landscape of zRed
+    "landscape_png": "landscape.png",
     "class": "class_%(cls)02d",                 # map prefix of class cls (1-based)
     "frame": "pc%(pc)d_frame_%(frame)02d",      # map prefix of a trajectory frame
     "gmm_frame": "pc%(pc)d_gmm_%(frame)02d.mrc",        # decoded GMM map of a frame

@@ -143,6 +143,30 @@ def plot_selection(zred, selected, polygons=(), out_png=None,
     return _finish(fig, out_png)
 
 
+def plot_landscape(energy, xedges, yedges, minima=(), populations=(), n_particles=None,
+                   out_png=None, title="Population landscape of the latent space"):
+    """−ln p over the 2-D latent view (lowest = most populated), with the basins'
+    minima and the fraction of particles in each. A picture of how the
+    particles are distributed, not a thermodynamic measurement."""
+    fig = _figure(figsize=(6.2, 5.2))
+    ax = fig.add_subplot(111)
+    extent = [xedges[0], xedges[-1], yedges[0], yedges[-1]]
+    im = ax.imshow(np.asarray(energy).T, origin="lower", extent=extent, aspect="auto",
+                   cmap="viridis_r")
+    fig.colorbar(im, ax=ax, label="-ln(p / p_max)")
+    for (x, y), frac in zip(np.asarray(minima).reshape(-1, 2), populations):
+        ax.plot(x, y, "r+", ms=12, mew=2)
+        ax.annotate("%.0f %%" % (100 * frac), (x, y), xytext=(6, 6),
+                    textcoords="offset points", color="red", fontsize=9)
+    ax.set_xlabel("dimension 1")
+    ax.set_ylabel("dimension 2")
+    ax.set_title(title, fontsize=10)
+    note = "particle counts%s; not a free energy" % (
+        " (%d particles)" % n_particles if n_particles else "")
+    fig.text(0.01, 0.01, note, fontsize=7, color="0.4")
+    return _finish(fig, out_png)
+
+
 def plot_volume_series(maps, labels=None, out_png=None, title="Volume series"):
     """Montage: one column per frame, rows = central XY slice, Z projection."""
     k = len(maps)

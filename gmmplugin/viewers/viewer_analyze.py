@@ -40,6 +40,11 @@ class GmmAnalyzeViewer(EmProtocolViewer):
                       label="Latent space coloured by class, with trajectories")
         form.addParam("displayScore", params.LabelParam,
                       label="Latent space coloured by outlier score")
+        form.addParam("displayLandscape", params.LabelParam,
+                      label="Population landscape (-ln of the particle density)",
+                      help="Where the particles are, with the basins' minima and the "
+                           "fraction of particles in each; a picture of the population, "
+                           "not a free energy.")
         form.addParam("pc", params.IntParam, default=1, label="Trajectory (principal axis)",
                       help="Which principal axis of the latent space to show (1 = the "
                            "largest variation).")
@@ -52,7 +57,7 @@ class GmmAnalyzeViewer(EmProtocolViewer):
     def _getVisualizeDict(self):
         return {"displayLatent": self._showLatent, "displayScore": self._showScore,
                 "displaySeries": self._showSeries, "displayClasses": self._showClasses,
-                "displayQuiver": self._showQuiver}
+                "displayQuiver": self._showQuiver, "displayLandscape": self._showLandscape}
 
     def _frames(self, info, kind="gmm_frame"):
         """Maps of the chosen trajectory: decoded GMMs ("gmm_frame") or
@@ -77,6 +82,13 @@ class GmmAnalyzeViewer(EmProtocolViewer):
         info, res, _ = analysis_files(self.protocol)
         return [plot_window(plots.plot_latent_scatter(res["zred"], res["score"],
                                                       "outlier score"))]
+
+    @shown
+    def _showLandscape(self, param=None):
+        land = np.load(self.protocol._getFileName("landscape"))
+        return [plot_window(plots.plot_landscape(
+            land["energy"], land["xedges"], land["yedges"], land["minima"],
+            land["populations"], int(land["counts"].sum())))]
 
     def _noTrajectory(self, info):
         return [self.infoMessage("No trajectory along principal axis %d: the analysis "

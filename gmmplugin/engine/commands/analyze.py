@@ -112,6 +112,22 @@ def _trajectories(a, z, recon, box, apix):
     return trajs, frames, decoder is not None
 
 
+def _landscape(a, zred):
+    """The population landscape of the 2-D view: its arrays, basins and picture."""
+    from ..io import write_npz
+    from ..landscape import population_landscape
+    from ..plots import plot_landscape
+    land = population_landscape(zred)
+    write_npz(layout.path(a.out_dir, "landscape"), energy=land.energy, counts=land.counts,
+              xedges=land.xedges, yedges=land.yedges, minima=land.minima,
+              populations=land.populations, basin=land.basin)
+    plot_landscape(land.energy, land.xedges, land.yedges, land.minima, land.populations,
+                   len(zred), out_png=layout.path(a.out_dir, "landscape_png"))
+    log("landscape: %d basin(s) holding %s of the particles" % (
+        len(land.populations), ", ".join("%.0f %%" % (100 * p) for p in land.populations)))
+    return land
+
+
 def main(a):
     from ..analyze import find_outliers, reduce
     from ..io import write_json, write_npz
@@ -138,6 +154,7 @@ def main(a):
         log("class %d: %d particles, FSC 0.143 at %s Å" % (c["class"], c["size"],
                                                          c["resolution"]))
     trajs, frames, decoded = _trajectories(a, z, recon, box, apix)
+    land = _landscape(a, zred)
     write_npz(layout.path(a.out_dir, "analysis"), ids=ids, labels=labels,
               zred=zred, outlier=outlier, score=score, z=z,
               frame_members=np.array([[int(ids[m]) for m in members]
@@ -146,4 +163,6 @@ def main(a):
         "num_classes": len(classes), "k_chosen_automatically": a.num_classes <= 0,
         "clustering": a.clustering,
         "classes": classes, "frames": frames, "outliers": int(outlier.sum()),
-        "apix": apix, "box": box, "reduction": a.reduction, "decoded": decoded})
+        "apix": apix, "box": box, "reduction": a.reduction, "decoded": decoded,
+        "landscape": {"minima": land.minima.tolist(),
+                      "populations": land.populations.tolist()}})
