@@ -24,8 +24,12 @@ class Decoding:
     """A running ``decode --serve`` engine process for one trained run."""
 
     def __init__(self, checkpoint, gmm, out_dir):
+        import tempfile
         from .. import Plugin
         os.makedirs(out_dir, exist_ok=True)
+        # a folder of its own: the engine holds its output folder while it runs,
+        # and several windows may be open on one run
+        out_dir = tempfile.mkdtemp(prefix="window_", dir=out_dir)
         args = [Plugin.getPython()] + Plugin.getEngineArgs(
             "decode --serve --checkpoint %s --gmm %s --out-dir %s"
             % (checkpoint, gmm, out_dir), "cpu", 1).split()
