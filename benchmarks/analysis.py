@@ -67,7 +67,7 @@ STEPS = ("fit", "train", "analyze")     # sub-folders of a case's work folder
 
 def run(argv, threads):
     argv = ["--device", "cpu", "--threads", str(threads)] + [str(x) for x in argv]
-    print("$ gmmplugin.engine.cli " + " ".join(argv), flush=True)
+    print("$ python -m gmmplugin.engine " + " ".join(argv), flush=True)
     t0 = time.time()
     if cli.main(argv) != 0:
         raise RuntimeError("engine command failed: %s" % " ".join(argv))

@@ -12,7 +12,7 @@ with its defaults: ``train_vae --zdim 4`` (encoder and decoder 3×1024, batch
 16, lr 1e-4, mixed precision where available, data sign inverted as for RELION particles), poses and CTF parsed
 from the same .star by ``cryodrgn parse_pose_star`` / ``parse_ctf_star``.
 Its particles/s come from its own per-epoch log on ``--drgn-particles``
-particles (one epoch). Ours: ``python -m gmmplugin.engine.cli train`` with the
+particles (one epoch). Ours: ``python -m gmmplugin.engine train`` with the
 plugin defaults on all particles of the dataset, particles/s from training.json.
 Quality: Spearman |ρ| of latent PC1 vs the true angle for each run (cryoDRGN's
 after the epochs it was given; its default 20-epoch training on 5,000
@@ -107,7 +107,7 @@ def main():
     ours = os.path.join(OUT, "ours")
     gmm = os.path.join(OUT, "fit")
     py = sys.executable
-    cli = [py, "-m", "gmmplugin.engine.cli", "--threads", str(a.threads)]
+    cli = [py, "-m", "gmmplugin.engine", "--threads", str(a.threads)]
     ours_env = dict(env, PYTHONPATH=cases.ROOT)
     run(cli + ["reconstruct", "--particles", star, "--out-dir", gmm], ours_env)
     run(cli + ["fit", "--map", layout.path(gmm, "map", name="map"), "--resolution", "8",
