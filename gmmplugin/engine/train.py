@@ -87,6 +87,7 @@ class Trainer:
         self.epoch, self.history = 0, []
         self._pca_done = False
         self.run_id = uuid.uuid4().hex     # this run's networks, latents and record
+        self.signature = particles.signature()           # what the caches are made from
         self.rng = np.random.default_rng(cfg.seed)       # particle order, epoch by epoch
 
     # -- stage 1: cropped image cache ------------------------------------------------
@@ -154,7 +155,7 @@ class Trainer:
                 "ctf_mode": c.ctf_mode, "loss": c.loss, "columns": list(self.columns),
                 "gmm": hashlib.sha1(np.ascontiguousarray(self.gmm.params, dtype=np.float64)
                                     ).hexdigest(),
-                "particles": self.p.signature()}
+                "particles": self.signature}
 
     def prepare_features(self, images):
         path = work_path(self.dir, "features")
@@ -206,7 +207,7 @@ class Trainer:
         torch.save({"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
                     "optimizer": self.opt.state_dict(), "epoch": self.epoch,
                     "history": self.history, "config": asdict(self.cfg),
-                    "run_id": self.run_id, "particles": self.p.signature(),
+                    "run_id": self.run_id, "particles": self.signature,
                     # random states, so that a resumed run ends where an
                     # uninterrupted one would
                     "order_rng": self.rng.bit_generator.state,
@@ -228,7 +229,7 @@ class Trainer:
             raise ValueError("cannot read the checkpoint %s: %s" % (path, e))
         self._check_compatible(ck, path)
         if same_run:
-            if ck.get("particles") != self.p.signature():
+            if ck.get("particles") != self.signature:
                 raise ValueError("the checkpoint in %s was trained on another particle set "
                                  "(or other poses or CTFs): use a new output folder, or "
                                  "--continue-from to go on from those networks with these "

@@ -41,6 +41,31 @@ def zinc_finger():
     return build_topology(read_model(data_path("5a7u.pdb")))
 
 
+def _map_in_model_frame(path, xyz, znum, resolution=5.0, apix=1.25):
+    """A map of the atoms at ``resolution``, its MRC origin set so that the model's
+    coordinates are in its frame (as a model viewer overlays them)."""
+    import mrcfile
+    vol, apix, box, centre, _ = map_from_atoms(xyz, znum, resolution, apix=apix)
+    write_map(path, vol, apix)
+    with mrcfile.open(path, "r+") as m:
+        o = centre - (box // 2) * apix
+        m.header.origin = (o[0], o[1], o[2])
+    return path
+
+
+def _charmm_named(path, his="HSD"):
+    """5a7u written with CHARMM names: HIS as ``his``, ILE CD1 as CD."""
+    import gemmi
+    st = gemmi.read_structure(data_path("5a7u.pdb"))
+    for res in st[0][0]:
+        res.name = his if res.name == "HIS" else res.name
+        for atom in res:
+            if res.name == "ILE" and atom.name == "CD1":
+                atom.name = "CD"
+    st.write_pdb(path)
+    return path
+
+
 def test_debian_defects_repaired():
     import gemmi
     for name in ("HIS", "TRP"):
@@ -207,13 +232,7 @@ def test_single_model_refinement_recovers_truth(zinc_finger):
 
 def test_cli_refine_models_and_errors(tmp_path, zinc_finger):
     top = zinc_finger
-    vol, apix, box, centre, _ = map_from_atoms(top.xyz, top.atomic_number, 5.0, apix=1.25)
-    path = str(tmp_path / "map.mrc")
-    write_map(path, vol, apix)
-    import mrcfile
-    with mrcfile.open(path, "r+") as m:          # the model's frame: header origin
-        o = centre - (box // 2) * apix
-        m.header.origin = (o[0], o[1], o[2])
+    path = _map_in_model_frame(str(tmp_path / "map.mrc"), top.xyz, top.atomic_number)
     out = str(tmp_path / "out")
     rc = cli.main(["refine-models", "--model", data_path("5a7u.pdb"), "--maps", path, path,
                    "--resolution", "5", "--steps", "10,10,10", "--patches", "4",
@@ -317,13 +336,7 @@ def test_nucleic_acid_chains_are_kept_rigid_not_a_crash(tmp_path, capsys):
                     for r in top.residue])
     assert dna.sum() == 42 and not top.restrained[dna].any()
     assert top.restrained[~dna].mean() > 0.95        # the protein (not its zinc ion)
-    vol, apix, box, centre, _ = map_from_atoms(top.xyz, top.atomic_number, 5.0, apix=1.25)
-    path = str(tmp_path / "map.mrc")
-    write_map(path, vol, apix)
-    import mrcfile
-    with mrcfile.open(path, "r+") as m:
-        o = centre - (box // 2) * apix
-        m.header.origin = (o[0], o[1], o[2])
+    path = _map_in_model_frame(str(tmp_path / "map.mrc"), top.xyz, top.atomic_number)
     out = str(tmp_path / "out")
     assert cli.main(["refine-models", "--model", model, "--maps", path, "--resolution", "5",
                      "--steps", "5,5,5", "--patches", "4", "--directions", "8",
@@ -364,25 +377,10 @@ def test_force_field_names_refine_to_the_same_models(tmp_path):
     from gmmplugin.tests.perturb import swing
     top = build_topology(read_model(data_path("5a7u.pdb")))
     half = np.arange(len(top.xyz)) >= len(top.xyz) // 2
-    paths = []
-    for f, angle in enumerate((0.0, 8.0)):
-        vol, apix, box, centre, _ = map_from_atoms(swing(top.xyz, half, angle),
-                                                   top.atomic_number, 5.0, apix=1.25)
-        paths.append(str(tmp_path / ("map_%d.mrc" % f)))
-        write_map(paths[-1], vol, apix)
-    import mrcfile
-    for path in paths:
-        with mrcfile.open(path, "r+") as m:
-            o = centre - (box // 2) * apix
-            m.header.origin = (o[0], o[1], o[2])
-    st = gemmi.read_structure(data_path("5a7u.pdb"))
-    for res in st[0][0]:
-        res.name = "HSE" if res.name == "HIS" else res.name
-        for atom in res:
-            if res.name == "ILE" and atom.name == "CD1":
-                atom.name = "CD"
-    charmm = str(tmp_path / "charmm.pdb")
-    st.write_pdb(charmm)
+    paths = [_map_in_model_frame(str(tmp_path / ("map_%d.mrc" % f)),
+                                 swing(top.xyz, half, angle), top.atomic_number)
+             for f, angle in enumerate((0.0, 8.0))]
+    charmm = _charmm_named(str(tmp_path / "charmm.pdb"), his="HSE")
     coords = []
     for name, model in (("std", data_path("5a7u.pdb")), ("charmm", charmm)):
         out = str(tmp_path / name)
@@ -400,16 +398,7 @@ def test_force_field_names_refine_to_the_same_models(tmp_path):
 def test_force_field_names_get_the_same_restraints(tmp_path, zinc_finger):
     """A model written with CHARMM names (HSD, ILE CD, OT1/OT2) is read with the
     library's names: the same restraints as the standard model, and a log line."""
-    import gemmi
-    st = gemmi.read_structure(data_path("5a7u.pdb"))
-    for res in st[0][0]:
-        if res.name == "HIS":
-            res.name = "HSD"
-        for atom in res:
-            if res.name == "ILE" and atom.name == "CD1":
-                atom.name = "CD"
-    path = str(tmp_path / "charmm.pdb")
-    st.write_pdb(path)
+    path = _charmm_named(str(tmp_path / "charmm.pdb"))
     said = []
     top = build_topology(read_model(path, said.append))
     assert "HSD->HIS" in said[0] and "ILE CD->CD1" in said[0]
