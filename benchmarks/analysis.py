@@ -52,6 +52,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import cases  # the data and datasets; puts the repository on sys.path
 from gmmplugin.engine import cli, layout  # noqa: E402
+from gmmplugin.engine.analyze import frame_members  # noqa: E402
 from gmmplugin.engine.particles import Particles  # noqa: E402
 from gmmplugin.engine.fourier import fsc  # noqa: E402
 from gmmplugin.engine.gmm import render_volume_fourier  # noqa: E402
@@ -196,8 +197,8 @@ def case_continuous(a):
     res = np.load(step_file(work, "analyze", "analysis"))
     info = json.load(open(step_file(work, "analyze", "analysis_info")))
     t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
-    frames = [f for f in info["frames"] if f["pc"] == 1]
-    members = res["frame_members"][:len(frames)]
+    frames = [f for f in info["frames"] if f["series"] == "pc1"]
+    members = frame_members(res)[:len(frames)]
     t_frame = np.array([np.mean([t_of[int(i)] for i in m]) for m in members])
     rho = float(spearmanr(np.arange(len(frames)), t_frame).correlation)
     model = truth_model("continuous")
@@ -206,7 +207,7 @@ def case_continuous(a):
     truth = [lowpass(render(model.params_at(g)), TRAIN_RES, apix) for g in grid]
     best, ccs = [], []
     for f in range(len(frames)):
-        vol = lowpass(mrcfile.read(step_file(work, "analyze", "gmm_frame", pc=1,
+        vol = lowpass(mrcfile.read(step_file(work, "analyze", "gmm_frame", series="pc1",
                                              frame=f + 1)).astype(np.float64),
                       TRAIN_RES, apix)
         cc = [corr(vol, m) for m in truth]

@@ -211,14 +211,24 @@ def append_flex_particles(partSet, outSet, lat, expanded=None):
     training's ``lat`` (ids, z, zred), matched by id. With symmetry expansion
     (``expanded`` particles, ``lat`` with source_ids and copies) each particle
     gives one item per copy: the expanded pose, a new id, and the source
-    particle id and copy index (_gmmSourceId, _gmmSymCopy) to trace it back."""
-    from pyworkflow.object import Integer
+    particle id and copy index (_gmmSourceId, _gmmSymCopy) to trace it back.
+    Each item also carries its latent confidence and spread (_gmmConfidence,
+    _gmmLatentSd) when the training wrote them."""
+    from pyworkflow.object import Float, Integer
+
+    def with_confidence(item, r):
+        if "confidence" in lat.files:
+            item._gmmConfidence = Float(float(lat["confidence"][r]))
+            item._gmmLatentSd = Float(float(lat["latent_sd"][r]))
+        return item
+
     if expanded is None:
         row = id_index(lat["ids"])
         for p in partSet.iterItems(orderBy="id"):
             r = row.get(p.getObjId())
             if r is not None:
-                outSet.append(flex_item(p, p.getObjId(), lat["z"][r], lat["zred"][r]))
+                outSet.append(with_confidence(
+                    flex_item(p, p.getObjId(), lat["z"][r], lat["zred"][r]), r))
         return outSet
     rows = {}
     for r, src in enumerate(lat["source_ids"]):
@@ -233,14 +243,15 @@ def append_flex_particles(partSet, outSet, lat, expanded=None):
                                                       expanded.shifts[e], apix))
             f._gmmSourceId = Integer(p.getObjId())
             f._gmmSymCopy = Integer(int(lat["copies"][r]))
-            outSet.append(f)
+            outSet.append(with_confidence(f, r))
     return outSet
 
 
 def write_latents(partSet, path, scores_from=None):
     """The latents (zFlex) of a flexible set as the engine's latents file (ids, z),
     ordered by id; with ``scores_from`` (a training's latents file) each
-    particle's final score is carried over when every particle has one."""
+    particle's final score, latent confidence and spread are carried over when
+    every particle has one."""
     from .engine.io import write_npz
     ids, z = [], []
     for p in partSet.iterItems(orderBy="id"):
@@ -249,9 +260,10 @@ def write_latents(partSet, path, scores_from=None):
     data = {"ids": np.array(ids, dtype=np.int64), "z": np.array(z, dtype=np.float32)}
     if scores_from and os.path.exists(str(scores_from)):
         with np.load(str(scores_from)) as lat:
-            if "frc" in lat.files:
-                frc = dict(zip(lat["ids"].tolist(), lat["frc"].tolist()))
-                if all(int(i) in frc for i in ids):
-                    data["frc"] = np.array([frc[int(i)] for i in ids], dtype=np.float32)
+            for key in ("frc", "confidence", "latent_sd"):
+                if key in lat.files:
+                    value = dict(zip(lat["ids"].tolist(), lat[key].tolist()))
+                    if all(int(i) in value for i in ids):
+                        data[key] = np.array([value[int(i)] for i in ids], dtype=np.float32)
     write_npz(path, **data)
     return path

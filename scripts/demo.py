@@ -142,7 +142,7 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
         maps = []
         for kind in ("gmm_frame", "frame"):
             for f in range(1, 8):
-                fn = ana._frameFile(kind, pc, f)
+                fn = ana._frameFile(kind, "pc%d" % pc, f)
                 if os.path.exists(fn):
                     shutil.copy(fn, os.path.join(out, "volume_series"))
                     if kind == "gmm_frame":
@@ -160,7 +160,8 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
     rho_all = spearmanr(PCA(1).fit_transform(z)[:, 0], conf).correlation
     rho_present = spearmanr(PCA(1).fit_transform(z[present])[:, 0],
                             conf[present]).correlation
-    frames = [m for m in res["frame_members"][:7]]
+    from gmmplugin.engine.analyze import frame_members
+    frames = frame_members(res)[:7]
     means = [conf[np.searchsorted(ids, m)].mean() for m in frames]
     lines = [
         "gmmplugin demo report (%.0f s in all)" % (time.time() - t0),

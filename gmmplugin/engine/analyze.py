@@ -55,6 +55,21 @@ def reduce(z, method="pca", seed=0):
     return PCA(n_components=2, random_state=seed).fit_transform(z)
 
 
+def locate_in_view(z, zred, points, neighbours=10):
+    """Positions (M, 2) of latent ``points`` (M, L) in the 2-D view ``zred`` of
+    the particles ``z``: through the affine map from z to zred when there is
+    one (PCA, or 2-D latents), else as the mean view of their nearest particles
+    (UMAP has no such map)."""
+    z, zred, points = (np.asarray(v, dtype=np.float64) for v in (z, zred, points))
+    design = np.column_stack([z, np.ones(len(z))])
+    coef, *_ = np.linalg.lstsq(design, zred, rcond=None)
+    if np.abs(design @ coef - zred).max() <= 1e-6 * (np.abs(zred).max() + 1e-12) + 1e-6:
+        return np.column_stack([points, np.ones(len(points))]) @ coef
+    d = np.linalg.norm(z[None] - points[:, None], axis=2)
+    near = np.argsort(d, axis=1)[:, :neighbours]
+    return zred[near].mean(1)
+
+
 def _standardise(z):
     """Centre and scale by one overall factor. Not per dimension: a latent
     dimension the training switched off (tiny variance) would otherwise be
@@ -212,3 +227,10 @@ def find_outliers(z, frc=None, fraction=0.0, threshold=OUTLIER_THRESHOLD):
     if threshold is not None and threshold > 0:
         return score > threshold, score
     return np.zeros(len(z), dtype=bool), score
+
+
+def frame_members(analysis):
+    """Particle ids of each frame of every volume series, in the order of the
+    frames in analysis.json, from an opened analysis.npz."""
+    flat, starts = analysis["frame_members"], analysis["frame_starts"]
+    return [flat[a:b] for a, b in zip(starts[:-1], starts[1:])]

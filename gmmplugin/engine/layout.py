@@ -41,9 +41,11 @@ FILES = {
     "landscape": "landscape.npz",               # population landscape of zRed
     "landscape_png": "landscape.png",
     "class": "class_%(cls)02d",                 # map prefix of class cls (1-based)
-    "frame": "pc%(pc)d_frame_%(frame)02d",      # map prefix of a trajectory frame
-    "gmm_frame": "pc%(pc)d_gmm_%(frame)02d.mrc",        # decoded GMM map of a frame
-    "gmm_frame_params": "pc%(pc)d_gmm_%(frame)02d.npy",  # its (N, 5) Gaussians
+    # volume series: "pc1", "pc2" … (principal axes), "class1" … (each class's
+    # principal curve), "path" (the path between the user's anchors)
+    "frame": "%(series)s_frame_%(frame)02d",    # map prefix of a frame's reconstruction
+    "gmm_frame": "%(series)s_gmm_%(frame)02d.mrc",        # decoded GMM map of a frame
+    "gmm_frame_params": "%(series)s_gmm_%(frame)02d.npy",  # its (N, 5) Gaussians
     # selection in the latent space
     "selection": "selection.json",              # the polygons and classes that were used
     "selection_info": "selection_info.json",    # how many particles they selected

@@ -94,10 +94,22 @@ def plot_training(history, out_png=None, score="FRC"):
     return _finish(fig, out_png)
 
 
+def _draw_curves(ax, curves, colour="k"):
+    """Volume series drawn on a 2-D latent view: ``curves`` maps a label to its
+    frames' (F, 2) positions, joined in order, the first frame marked."""
+    for label, pts in (curves or {}).items():
+        pts = np.asarray(pts).reshape(-1, 2)
+        ax.plot(pts[:, 0], pts[:, 1], ".-", color=colour, ms=7, lw=1.2)
+        ax.plot(pts[:1, 0], pts[:1, 1], "o", mfc="none", mec=colour, ms=9)
+        ax.annotate(label, pts[-1], xytext=(4, 4), textcoords="offset points",
+                    fontsize=8, color=colour)
+
+
 def plot_latent_scatter(zred, color=None, color_label="", points=None, out_png=None,
                         title="Latent space", categorical=False):
     """2D latent embedding, coloured by class or by a value (loss, score);
-    ``points`` (M, 2): trajectory frames drawn on top, joined in order."""
+    ``points``: trajectory frames drawn on top, joined in order, either one
+    (M, 2) array or a dict label -> (M, 2) (several volume series)."""
     fig = _figure(figsize=(5.5, 5))
     ax = fig.add_subplot(111)
     n = len(zred)
@@ -113,7 +125,9 @@ def plot_latent_scatter(zred, color=None, color_label="", points=None, out_png=N
             ax.legend(fontsize=8, markerscale=2)
         else:
             fig.colorbar(sc, ax=ax, label=color_label)
-    if points is not None:
+    if isinstance(points, dict):
+        _draw_curves(ax, points)
+    elif points is not None:
         ax.plot(points[:, 0], points[:, 1], "k.-", ms=9)
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
@@ -144,10 +158,12 @@ def plot_selection(zred, selected, polygons=(), out_png=None,
 
 
 def plot_landscape(energy, xedges, yedges, minima=(), populations=(), n_particles=None,
-                   out_png=None, title="Population landscape of the latent space"):
+                   out_png=None, title="Population landscape of the latent space",
+                   curves=None, centres=None):
     """−ln p over the 2-D latent view (lowest = most populated), with the basins'
-    minima and the fraction of particles in each. A picture of how the
-    particles are distributed, not a thermodynamic measurement."""
+    minima and the fraction of particles in each, the volume series ``curves``
+    (label -> (F, 2)) and the class ``centres`` (label -> (x, y)). A picture of
+    how the particles are distributed, not a thermodynamic measurement."""
     fig = _figure(figsize=(6.2, 5.2))
     ax = fig.add_subplot(111)
     extent = [xedges[0], xedges[-1], yedges[0], yedges[-1]]
@@ -158,6 +174,11 @@ def plot_landscape(energy, xedges, yedges, minima=(), populations=(), n_particle
         ax.plot(x, y, "r+", ms=12, mew=2)
         ax.annotate("%.0f %%" % (100 * frac), (x, y), xytext=(6, 6),
                     textcoords="offset points", color="red", fontsize=9)
+    _draw_curves(ax, curves, colour="white")
+    for label, (x, y) in (centres or {}).items():
+        ax.plot(x, y, "s", mfc="none", mec="orange", ms=8, mew=1.5)
+        ax.annotate(label, (x, y), xytext=(5, -10), textcoords="offset points",
+                    color="orange", fontsize=8)
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
     ax.set_title(title, fontsize=10)

@@ -56,8 +56,11 @@ class FourierInserter:
         self.den = torch.zeros_like(self.num_re)
         self._shells = None                            # shell index, for shell_mean
 
-    def insert(self, images, rotations, shifts, ctf_params, which=0, phase_flipped=False):
-        """Insert a batch. images (B, D, D); rotations (B,3,3); shifts (B,2) Å."""
+    def insert(self, images, rotations, shifts, ctf_params, which=0, phase_flipped=False,
+               weights=None):
+        """Insert a batch. images (B, D, D); rotations (B,3,3); shifts (B,2) Å;
+        ``weights`` (B,): each particle's weight (e.g. its latent confidence),
+        applied to its slice and to its CTF² alike (a weighted average)."""
         B, D, P = images.shape[0], self.box, self.P
         padded = torch.zeros(B, P, P, dtype=torch.float32, device=self.device)
         lo = P // 2 - D // 2
@@ -70,7 +73,11 @@ class FourierInserter:
         c = compute_ctf(self.ky, self.kx, ctf_params.to(self.device)).to(torch.float32)
         if phase_flipped:
             c = c.abs()
-        val_re, val_im, wgt = ft.real * c, ft.imag * c, c * c        # (B, M)
+        if weights is not None:
+            c_w = c * torch.as_tensor(weights, dtype=torch.float32, device=self.device)[:, None]
+        else:
+            c_w = c
+        val_re, val_im, wgt = ft.real * c_w, ft.imag * c_w, c_w * c   # (B, M)
         A = rotations.to(self.device, torch.float32)
         q = (self.ix[None, :, None] * A[:, None, 0, :]
              + self.iy[None, :, None] * A[:, None, 1, :])              # (B, M, 3) xyz
@@ -127,13 +134,19 @@ def split_halves(n, seed=0):
 
 
 def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
-                wiener=0.05, pad=2, seed=0, progress=None):
+                wiener=0.05, pad=2, seed=0, progress=None, weights=None):
     """Reconstruct ``rows`` of ``particles`` as two half maps and their sum.
 
     ``box``: Fourier-crop images to this box first (pixel size grows
-    accordingly) to trade resolution for speed. Returns a Reconstruction.
+    accordingly) to trade resolution for speed. ``weights``: one per row, the
+    weight of each particle in the average. Returns a Reconstruction.
     """
     rows = np.arange(len(particles)) if rows is None else np.asarray(rows)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.shape != rows.shape or (weights < 0).any() or not weights.any():
+            raise ValueError("reconstruction weights: one non-negative weight per particle, "
+                             "not all zero")
     if len(rows) < 2:
         raise ValueError("at least 2 particles are needed for a reconstruction, got %d"
                          % len(rows))
@@ -145,8 +158,9 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
     for batch in particles.batches(batch_size, rows, device=device):
         imgs = crop_images(batch["images"], box)
         h = halves[done:done + len(batch["rows"])]
+        w = None if weights is None else weights[done:done + len(batch["rows"])]
         ins.insert(imgs, batch["rotations"], batch["shifts"], batch["ctf"],
-                   which=h, phase_flipped=particles.phase_flipped)
+                   which=h, phase_flipped=particles.phase_flipped, weights=w)
         done += len(batch["rows"])
         if progress:
             progress(done, len(rows))

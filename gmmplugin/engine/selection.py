@@ -75,10 +75,28 @@ def select(zred, polygons=(), classes=None, class_ids=()):
     return keep
 
 
-def write_selection(path, polygons=(), class_ids=()):
+def confident(confidence, min_confidence):
+    """Boolean (n,): particles whose latent confidence reaches ``min_confidence``
+    (all when it is 0)."""
+    if not 0 <= min_confidence < 1:
+        raise ValueError("the minimum latent confidence must be in [0, 1), not %g"
+                         % min_confidence)
+    if min_confidence == 0:
+        return np.ones(len(confidence), dtype=bool)
+    return np.asarray(confidence) >= min_confidence
+
+
+def write_selection(path, polygons=(), class_ids=(), min_confidence=0.0):
     from .io import write_json
     write_json(path, {"polygons": [np.asarray(p).tolist() for p in polygons],
-                      "classes": [int(c) for c in class_ids]})
+                      "classes": [int(c) for c in class_ids],
+                      "min_confidence": float(min_confidence)})
+
+
+def read_min_confidence(path):
+    """The minimum latent confidence a selection file asks for (0 = none)."""
+    with open(path) as f:
+        return float(json.load(f).get("min_confidence", 0.0))
 
 
 def read_selection(path):

@@ -9,7 +9,7 @@ from pwem.protocols import ProtAnalysis3D, ProtFlexBase
 
 from ..constants import FLEX_PROGRAM
 from ..convert import flex_item, gmm_flex_attr, validate_particles, write_latents
-from ..engine import checks, layout
+from ..engine import checks, layout, paths
 from .protocol_base import GmmProtBase
 
 REDUCTIONS = ["PCA", "UMAP"]
@@ -19,19 +19,34 @@ CLUSTERING_LABELS = {"gmm": "a Gaussian mixture with full covariances", "kmeans"
 
 # Output name -> class (a dict: two outputs may share a class, which an Enum
 # would silently turn into aliases).
-CLASSES, VOLUMES, GMM_VOLUMES, PARTICLES, OUTLIERS = (
-    "Classes", "Volumes", "GmmVolumes", "Particles", "Outliers")
+CLASSES, VOLUMES, GMM_VOLUMES, PATH_VOLUMES, PATH_GMM_VOLUMES, PARTICLES, OUTLIERS = (
+    "Classes", "Volumes", "GmmVolumes", "PathVolumes", "PathGmmVolumes", "Particles",
+    "Outliers")
 OUTPUTS = {CLASSES: SetOfClasses3D,
-           VOLUMES: SetOfVolumesFlex,        # reconstructions along the trajectories
+           VOLUMES: SetOfVolumesFlex,        # reconstructions of every series' frames
            GMM_VOLUMES: SetOfVolumesFlex,    # decoded GMM maps of the same frames
+           PATH_VOLUMES: SetOfVolumesFlex,   # the path between the anchors, reconstructed
+           PATH_GMM_VOLUMES: SetOfVolumesFlex,   # and decoded
            PARTICLES: SetOfParticlesFlex,    # inliers
            OUTLIERS: SetOfParticlesFlex}
+PATH = "path"                                # the engine's name of the anchors' series
+
+
+def series_label(series):
+    """'pc1' -> 'PC1', 'class2' -> 'class 2', 'path' -> 'path'."""
+    if series.startswith("pc"):
+        return series.upper()
+    if series.startswith("class"):
+        return "class " + series[len("class"):]
+    return series
 
 
 class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
-    """Turn a GMM latent space into maps: classes reconstructed in 3D,
-    trajectories along the principal axes (decoded GMM maps and reconstructions
-    of the particles nearest each frame), and a subset of outlier particles."""
+    """Turn a GMM latent space into maps: classes reconstructed in 3D; volume
+    series (decoded GMM maps and reconstructions of the particles nearest each
+    frame) along the principal axes, along each class's principal curve and
+    along a path through the populated latent space between anchors you name;
+    the population landscape; and a subset of outlier particles."""
     _label = "analyze latent space"
     _possibleOutputs = OUTPUTS
 
@@ -63,12 +78,38 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       label="2D reduction", help="For display and zRed.")
         form.addSection(label="Trajectories")
         form.addParam("numPCs", params.IntParam, default=2, label="Principal axes",
-                      help="Volume series along the first PCs of the latents.")
-        form.addParam("numFrames", params.IntParam, default=7, label="Frames per axis",
-                      help="Frames span the populated range (2nd–98th percentile).")
+                      help="Volume series along the first PCs of the latents (straight "
+                           "lines: a motion is rarely a principal axis, see the class "
+                           "curves and the path below). 0 = none.")
+        form.addParam("classCurves", params.BooleanParam, default=True,
+                      label="Series along each class's curve?",
+                      help="A volume series along the principal curve of each class (a "
+                           "curve through the middle of the class's particles, end to "
+                           "end): the motion within each state, even when it is curved "
+                           "or not along a principal axis of the whole set.")
+        form.addParam("pathAnchors", params.StringParam, default="",
+                      label="Path anchors",
+                      help="A volume series along a path between states, through the "
+                           "populated latent space (shortest path on the particles' "
+                           "nearest-neighbour graph, smoothed): anchors in order, "
+                           "separated by ';': 'class:1; class:2' (a class's central "
+                           "particle), 'particle:1234' (a particle id) or "
+                           "'point:0.5,-1.2' (the particle nearest a latent point, all "
+                           "latent coordinates). Empty = no path. Output: PathVolumes "
+                           "and PathGmmVolumes.")
+        form.addParam("numFrames", params.IntParam, default=7, label="Frames per series",
+                      help="Frames of each volume series. Along a principal axis they "
+                           "span the populated range (2nd–98th percentile).")
         form.addParam("particlesPerFrame", params.IntParam, default=500,
                       label="Particles per frame",
                       help="The particles nearest each frame point are reconstructed.")
+        form.addParam("weightByConfidence", params.BooleanParam, default=False,
+                      label="Weigh particles by latent confidence?",
+                      help="Class and frame maps average their particles weighted by "
+                           "how well each particle's image determines its latent "
+                           "(written by 'heterogeneity training'): particles whose "
+                           "place in the latent space is uncertain blur a frame less. "
+                           "Needs particles that carry the confidence.")
         form.addSection(label="Outliers")
         form.addParam("outlierThreshold", params.FloatParam, default=3.5,
                       label="Outlier score threshold",
@@ -110,9 +151,13 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--reduction %s" % REDUCTIONS[self.reduction.get()].lower(),
                 "--num-pcs %d" % self.numPCs.get(), "--num-frames %d" % self.numFrames.get(),
                 "--per-frame %d" % self.particlesPerFrame.get(),
+                "--class-curves %d" % int(bool(self.classCurves.get())),
+                "--weights %s" % ("confidence" if self.weightByConfidence.get() else "none"),
                 "--outlier-fraction %g" % self.outlierFraction.get(),
                 "--outlier-threshold %g" % self.outlierThreshold.get(),
                 "--box %d" % self.reconstructionBox.get()]
+        if (self.pathAnchors.get() or "").strip():
+            args.append('--path "%s"' % self.pathAnchors.get().strip())
         ck, gmm = self._flex("modelPath"), self._flex("gmmPath")
         if ck and gmm and os.path.exists(str(ck)) and os.path.exists(str(gmm)):
             args += ["--checkpoint %s" % ck, "--gmm %s" % gmm]
@@ -149,24 +194,34 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
 
         classes.classifyItems(updateItemCallback=update_item, updateClassCallback=update_class)
 
-        def volume_series(kind, suffix):
+        def volume_series(kind, suffix, only=None):
             vols = self._createSetOfVolumesFlex(suffix=suffix, progName=FLEX_PROGRAM)
             vols.setSamplingRate(apix)
             for fr in info["frames"]:
-                fn = self._frameFile(kind, fr["pc"], fr["frame"])
+                if only is not None and fr["series"] != only:
+                    continue
+                fn = self._frameFile(kind, fr["series"], fr["frame"])
                 if not os.path.exists(fn):
                     continue
                 v = VolumeFlex(progName=FLEX_PROGRAM)
                 v.setLocation(fn)
                 v.setSamplingRate(apix)
                 v.setZFlex(fr["latent"])
-                v.setObjLabel("PC%d frame %d" % (fr["pc"], fr["frame"]))
+                v.setObjLabel("%s frame %d" % (series_label(fr["series"]), fr["frame"]))
+                v._gmmSeries = pwobj.String(fr["series"])
+                v._gmmParticles = pwobj.Integer(fr["particles"])
+                if "occupancy" in fr:
+                    v._gmmOccupancy = pwobj.Integer(fr["occupancy"])
                 vols.append(v)
             return vols
 
         outputs = {CLASSES: classes, VOLUMES: volume_series("frame", "frames")}
         if info["decoded"]:
             outputs[GMM_VOLUMES] = volume_series("gmm_frame", "gmmframes")
+        if PATH in info.get("series", []):
+            outputs[PATH_VOLUMES] = volume_series("frame", "path", PATH)
+            if info["decoded"]:
+                outputs[PATH_GMM_VOLUMES] = volume_series("gmm_frame", "pathgmm", PATH)
 
         def subset(suffix, keep_outliers):
             prog = inp.getFlexInfo().getProgName() or FLEX_PROGRAM   # keep the latents' owner
@@ -178,6 +233,9 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 if bool(outlier.get(p.getObjId(), False)) == keep_outliers:
                     item = flex_item(p, p.getObjId(), p.getZFlex(), zred[p.getObjId()], prog)
                     item._gmmClass = pwobj.Integer(label.get(p.getObjId(), 0))
+                    for name in ("_gmmConfidence", "_gmmLatentSd"):
+                        if getattr(p, name, None) is not None:
+                            setattr(item, name, pwobj.Float(getattr(p, name).get()))
                     s.append(item)
             return s
 
@@ -188,12 +246,13 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         for out in outputs.values():
             self._defineSourceRelation(self.inputParticles, out)
 
-    def _frameFile(self, kind, pc, frame):
-        """The map of a trajectory frame: its reconstruction ("frame") or its
-        decoded GMM ("gmm_frame")."""
+    def _frameFile(self, kind, series, frame):
+        """The map of a frame of a volume series ("pc1", "class2", "path"): its
+        reconstruction ("frame") or its decoded GMM ("gmm_frame")."""
         if kind == "gmm_frame":
-            return self._getFileName("gmm_frame", pc=pc, frame=frame)
-        return self._getFileName("map", name=layout.name("frame", pc=pc, frame=frame))
+            return self._getFileName("gmm_frame", series=series, frame=frame)
+        return self._getFileName("map", name=layout.name("frame", series=series,
+                                                          frame=frame))
 
     def _validate(self):
         inp = self.inputParticles.get()
@@ -211,8 +270,15 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                                     allow_zero=True))
         if not 0 <= self.outlierFraction.get() < 0.5:
             errors.append("The outlier fraction must be in [0, 0.5).")
-        if self.numFrames.get() < 2 or self.numPCs.get() < 1:
-            errors.append("Use at least 1 principal axis and 2 frames.")
+        if self.numFrames.get() < 2 or self.numPCs.get() < 0:
+            errors.append("Use at least 2 frames per series and 0 or more principal axes.")
+        anchors = (self.pathAnchors.get() or "").strip()
+        if anchors:
+            errors += self.problems(lambda: paths.parse_anchors(anchors))
+        if self.weightByConfidence.get() and getattr(first, "_gmmConfidence", None) is None:
+            errors.append("These particles carry no latent confidence to weigh them by: "
+                          "use the Particles output of 'heterogeneity training' (or "
+                          "switch the weighting off).")
         if self.particlesPerFrame.get() < 2:
             errors.append("At least 2 particles per frame are needed to reconstruct.")
         box = self.reconstructionBox.get()
@@ -230,20 +296,38 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             "automatic" if info["k_chosen_automatically"] else "given",
             ", ".join("%d particles at %.1f Å" % (c["size"], c["resolution"] or 0)
                       for c in info["classes"]))]
-        lines.append("%d trajectory frames; %d outliers." % (len(info["frames"]),
-                                                              info["outliers"]))
+        series = info.get("series", [])
+        lines.append("%d volume series (%s), %d frames in all; %d outliers."
+                     % (len(series), ", ".join(series_label(s) for s in series),
+                        len(info["frames"]), info["outliers"]))
+        if info.get("path_anchors"):
+            occ = [f.get("occupancy", 0) for f in info["frames"] if f["series"] == PATH]
+            lines.append("Path through %s: particles per frame along it %s."
+                         % (info["path_anchors"], " ".join(map(str, occ))))
         return lines
 
     def _methods(self):
         info = self._info()
         if info is None:
             return []
+        series = info.get("series", [])
+        kinds = []
+        if any(s.startswith("pc") for s in series):
+            kinds.append("the first principal axes of the latents")
+        if any(s.startswith("class") for s in series):
+            kinds.append("each class's principal curve (Hastie & Stuetzle 1989)")
+        if PATH in series:
+            kinds.append("the shortest path between %s on the particles' nearest-neighbour "
+                         "graph" % info["path_anchors"])
         return ["The GMM latent space was clustered by %s into %d classes%s, each "
-                "reconstructed by direct Fourier inversion with CTF correction; volume series "
-                "were computed along the first principal axes of the latents (gmmplugin)."
+                "reconstructed by direct Fourier inversion with CTF correction%s; volume "
+                "series were computed along %s (gmmplugin)."
                 % (CLUSTERING_LABELS[info["clustering"]], info["num_classes"],
                    " (number by the Bayesian information criterion)"
-                   if info["k_chosen_automatically"] and info["clustering"] == "gmm" else "")]
+                   if info["k_chosen_automatically"] and info["clustering"] == "gmm" else "",
+                   ", particles weighted by their latent confidence"
+                   if info.get("weights") == "confidence" else "",
+                   "; ".join(kinds) or "no series")]
 
     def _citations(self):
         return ["Chen2021"]

@@ -16,17 +16,30 @@ PARTICLES, COMPLEMENT = "Particles", "Complement"
 OUTPUTS = {PARTICLES: SetOfParticlesFlex, COMPLEMENT: SetOfParticlesFlex}
 
 
-def latent_view(partSet):
-    """(ids, zRed (n, 2), class of each particle or None) of a flexible set."""
-    ids, zred, classes = [], [], []
+def _per_particle(values, dtype):
+    """The values as an array, or None unless every particle has one."""
+    if values and all(v is not None for v in values):
+        return np.array(values, dtype)
+    return None
+
+
+def _attribute(p, name):
+    value = getattr(p, name, None)
+    return value.get() if value is not None else None
+
+
+def latent_view(partSet, with_confidence=False):
+    """(ids, zRed (n, 2), class of each particle or None) of a flexible set, and
+    with ``with_confidence`` each particle's latent confidence (or None)."""
+    ids, zred, classes, confidence = [], [], [], []
     for p in partSet.iterItems(orderBy="id"):
         ids.append(p.getObjId())
         zred.append(list(p.getZRed())[:2])
-        cls = getattr(p, "_gmmClass", None)
-        classes.append(cls.get() if cls is not None and cls.get() is not None else None)
-    has_classes = bool(classes) and all(c is not None for c in classes)
-    return (np.array(ids, np.int64), np.array(zred, np.float64).reshape(-1, 2),
-            np.array(classes, np.int64) if has_classes else None)
+        classes.append(_attribute(p, "_gmmClass"))
+        confidence.append(_attribute(p, "_gmmConfidence"))
+    view = (np.array(ids, np.int64), np.array(zred, np.float64).reshape(-1, 2),
+            _per_particle(classes, np.int64))
+    return view + (_per_particle(confidence, np.float64),) if with_confidence else view
 
 
 class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
@@ -59,6 +72,14 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
                       expertLevel=params.LEVEL_ADVANCED, label="Selection file",
                       help="A selection saved by an earlier run (its selection.json): "
                            "its polygons and classes are added to those above.")
+        form.addParam("minConfidence", params.FloatParam, default=0.0,
+                      label="Minimum latent confidence",
+                      help="Keep only particles whose latent is this well determined by "
+                           "their own image (0–1, written by 'heterogeneity training': 1 = "
+                           "pinned down, 0 = no better than the population's spread). "
+                           "Applied to the polygons and classes above, or alone to the "
+                           "whole set when none is given. Raise it (e.g. 0.5) for maps of "
+                           "a state from its most certain members; 0 = no filter.")
         form.addParam("keepComplement", params.BooleanParam, default=False,
                       label="Also output the rest?",
                       help="A second set with the particles that were not selected.")
@@ -67,7 +88,8 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         # the selection is the step's argument: a changed selection re-runs it
         self._insertFunctionStep(self.selectStep, self.polygons.get() or "",
                                  self.classIds.get() or "", self.selectionFile.get() or "",
-                                 self._inputSignature(), needsGPU=False)
+                                 self.minConfidence.get(), self._inputSignature(),
+                                 needsGPU=False)
         self._insertSteps(self.createOutputStep)
 
     def _selection(self, polygons_text, classes_text, path):
@@ -79,15 +101,24 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
             class_ids = sorted(set(class_ids) | set(more_classes))
         return polygons, class_ids
 
-    def selectStep(self, polygons_text, classes_text, path, inputs):
+    def selectStep(self, polygons_text, classes_text, path, min_confidence, inputs):
         polygons, class_ids = self._selection(polygons_text, classes_text, path)
-        selection.write_selection(self._getFileName("selection"), polygons, class_ids)
+        selection.write_selection(self._getFileName("selection"), polygons, class_ids,
+                                  min_confidence)
 
     def _selected(self):
         """(ids, zRed, selected mask, polygons) of the saved selection."""
-        polygons, class_ids = selection.read_selection(self._getFileName("selection"))
-        ids, zred, classes = latent_view(self.inputParticles.get())
-        return ids, zred, selection.select(zred, polygons, classes, class_ids), polygons
+        path = self._getFileName("selection")
+        polygons, class_ids = selection.read_selection(path)
+        min_confidence = selection.read_min_confidence(path)
+        ids, zred, classes, confidence = latent_view(self.inputParticles.get(), True)
+        if polygons or class_ids:
+            keep = selection.select(zred, polygons, classes, class_ids)
+        else:                                 # a confidence filter alone: the whole set
+            keep = np.ones(len(ids), dtype=bool)
+        if min_confidence > 0:
+            keep &= selection.confident(confidence, min_confidence)
+        return ids, zred, keep, polygons
 
     def createOutputStep(self, inputs):
         inp = self.inputParticles.get()
@@ -98,7 +129,9 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         polygons, class_ids = selection.read_selection(self._getFileName("selection"))
         write_json(self._getFileName("selection_info"),
                    {"selected": int(keep.sum()), "particles": int(len(ids)),
-                    "polygons": len(polygons), "classes": class_ids})
+                    "polygons": len(polygons), "classes": class_ids,
+                    "min_confidence": selection.read_min_confidence(
+                        self._getFileName("selection"))})
         outputs = {PARTICLES: self._subset(inp, chosen, True, "")}
         if self.keepComplement.get() and not keep.all():
             outputs[COMPLEMENT] = self._subset(inp, chosen, False, "complement")
@@ -134,8 +167,17 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
             return errors
         polygons, class_ids = self._selection(self.polygons.get() or "",
                                               self.classIds.get() or "", path)
-        if not polygons and not class_ids:
-            return ["Give at least one polygon (draw it with the wizard) or one class."]
+        min_confidence = self.minConfidence.get() or 0.0
+        errors += self.problems(lambda: selection.confident([], min_confidence))
+        if errors:
+            return errors
+        if not polygons and not class_ids and min_confidence == 0:
+            return ["Give at least one polygon (draw it with the wizard), one class or a "
+                    "minimum latent confidence."]
+        if min_confidence > 0 and getattr(first, "_gmmConfidence", None) is None:
+            errors.append("These particles carry no latent confidence: use the Particles "
+                          "output of 'heterogeneity training' (or of a protocol that "
+                          "kept its attributes).")
         if class_ids and getattr(first, "_gmmClass", None) is None:
             errors.append("These particles carry no classes: select by polygon, or use "
                           "the Particles output of 'analyze latent space'.")
@@ -145,10 +187,12 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
         info = self.readResult("selection_info")
         if info is None:
             return ["Output not ready yet."]
-        return ["%d of %d particles selected (%d polygon(s)%s)."
+        return ["%d of %d particles selected (%d polygon(s)%s%s)."
                 % (info["selected"], info["particles"], info["polygons"],
                    "; classes %s" % ", ".join(map(str, info["classes"]))
-                   if info["classes"] else "")]
+                   if info["classes"] else "",
+                   "; latent confidence ≥ %g" % info["min_confidence"]
+                   if info.get("min_confidence") else "")]
 
     def _methods(self):
         info = self.readResult("selection_info")

@@ -31,7 +31,9 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     vector; a decoder maps latent vectors to changes of the Gaussians
     (positions, amplitudes, widths), trained so that each particle's decoded
     GMM, projected with its pose and CTF, matches the particle.
-    Output: the particles with their latent vectors (SetOfParticlesFlex)."""
+    Output: the particles with their latent vectors (SetOfParticlesFlex), each
+    with its latent confidence (_gmmConfidence, 0-1: how well its own image
+    determines its latent) and spread (_gmmLatentSd, latent units)."""
     _label = "heterogeneity training"
     _possibleOutputs = OUTPUTS
 
@@ -370,6 +372,11 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             if "centre_shift" in last:
                 lines.append("Class centres moved by %.2f neighbour distances in the last "
                              "round (a falling figure: settling)." % last["centre_shift"])
+        conf = info.get("latent_confidence")
+        if conf:
+            lines.append("Latent confidence (how well each image determines its latent, "
+                         "0-1): median %.2f, 10th-90th percentile %.2f-%.2f."
+                         % (conf["median"], conf["p10"], conf["p90"]))
         if info["symmetry"] != "c1":
             lines.append("Symmetry %s: particles expanded; %d Gaussians (one asymmetric "
                          "unit) varied." % (info["symmetry"].upper(),

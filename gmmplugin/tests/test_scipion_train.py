@@ -150,7 +150,8 @@ class TestTrainPipeline(BaseTest):
         from gmmplugin.viewers.viewer_analyze import analysis_files, vseries_script
         prot = self.newProtocol(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=4,
                                 particlesPerFrame=150, outlierFraction=0.05,
-                                clustering=1)          # k-means: convex classes (a hull)
+                                clustering=1,          # k-means: convex classes (a hull)
+                                pathAnchors="class:1; class:2", weightByConfidence=True)
         prot.inputParticles.set(self.train)
         prot.inputParticles.setExtended("Particles")
         self.launchProtocol(prot)
@@ -160,18 +161,42 @@ class TestTrainPipeline(BaseTest):
         for c in prot.Classes:
             self.assertTrue(os.path.exists(c.getRepresentative().getFileName()))
         self.assertIsInstance(prot.Volumes, SetOfVolumesFlex)
-        self.assertEqual(prot.Volumes.getSize(), 4)
-        self.assertEqual(prot.GmmVolumes.getSize(), 4)
+        # PC1, each class's principal curve and the path, 4 frames each
+        self.assertEqual(prot.Volumes.getSize(), 16)
+        self.assertEqual(prot.GmmVolumes.getSize(), 16)
+        self.assertEqual({v.getObjLabel() for v in prot.Volumes}, {
+            "%s frame %d" % (s, f) for s in ("PC1", "class 1", "class 2", "path")
+            for f in range(1, 5)})
+        self.assertEqual(prot.PathVolumes.getSize(), 4)
+        self.assertEqual(prot.PathGmmVolumes.getSize(), 4)
+        for v in prot.PathVolumes:
+            self.assertEqual(v._gmmSeries.get(), "path")
+            self.assertEqual(len(v.getZFlex()), 2)
+            self.assertGreater(v._gmmOccupancy.get(), 0)
+            self.assertTrue(os.path.exists(v.getFileName()))
         self.assertIsInstance(prot.Particles, SetOfParticlesFlex)
         self.assertEqual(prot.Particles.getSize() + prot.Outliers.getSize(), N)
         self.assertAlmostEqual(prot.Outliers.getSize() / N, 0.05, delta=0.02)
         # frames follow the motion: mean true angle of each frame's particles is monotonic
         info, res, d = analysis_files(prot)
+        from gmmplugin.engine.analyze import frame_members
+        pc1 = [f["series"] == "pc1" for f in info["frames"]]
         means = [self.truth["conformation"][np.array(m) - 1].mean()
-                 for m in res["frame_members"]]
+                 for m, keep in zip(frame_members(res), pc1) if keep]
         rho = spearmanr(np.arange(len(means)), means).correlation
         print("frame means", np.round(means, 2))
         self.assertGreaterEqual(abs(rho), 0.9)
+        # the path from class 1 to class 2 follows the motion too
+        path = [self.truth["conformation"][np.array(m) - 1].mean()
+                for m, f in zip(frame_members(res), info["frames"]) if f["series"] == "path"]
+        print("path frame means", np.round(path, 2))
+        self.assertGreaterEqual(abs(spearmanr(np.arange(4), path).correlation), 0.9)
+        self.assertEqual(info["weights"], "confidence")
+        self.assertIn("class's principal curve", " ".join(prot._methods()))
+        self.assertIn("Path through class:1; class:2", " ".join(prot._summary()))
+        # particles keep their latent confidence through the analysis
+        conf = [p._gmmConfidence.get() for p in prot.Particles.iterItems()]
+        self.assertTrue(all(0 <= c <= 1 for c in conf))
         # every viewer plotting function runs headless
         tmp = self.proj.getTmpPath()
         plots.plot_latent_scatter(res["zred"], res["labels"] + 1, categorical=True,
@@ -194,11 +219,12 @@ class TestTrainPipeline(BaseTest):
             shown.update(check_every_viewer_entry(self, p))
         self.assertIn("GmmAnalyzeViewer.displayClasses", shown)
         self.assertGreaterEqual(len(shown["GmmAnalyzeViewer.displayClasses"]), 2)
+        self.assertIn("GmmAnalyzeViewer.displayConfidence", shown)
+        self.assertIn("GmmTrainViewer.displayConfidence", shown)
         viewer = GmmAnalyzeViewer(project=self.proj, protocol=prot)
         viewer.setProtocol(prot)
-        viewer.pc.set(3)
-        msg = viewer._showSeries()[0]
-        self.assertIn("No trajectory along principal axis 3", msg.getMessage())
+        viewer.series.set(info["series"].index("path"))
+        self.assertIn("path", viewer._showQuiver()[0].getFigure().get_suptitle())
         self._check_selection(prot)
 
     def _check_selection(self, analysis):
@@ -246,6 +272,21 @@ class TestTrainPipeline(BaseTest):
         bad.inputParticles.set(self.train)
         bad.inputParticles.setExtended("Particles")
         self.assertTrue(any("at least one polygon" in e for e in bad.validate()))
+        bad.minConfidence.set(1.5)
+        self.assertTrue(any("confidence must be in [0, 1)" in e for e in bad.validate()))
+        # the most confident particles, alone and within class 1
+        conf = {p.getObjId(): p._gmmConfidence.get() for p in self.train.Particles}
+        cut = float(np.median(list(conf.values())))
+        sel = self.newProtocol(GmmProtSelectLatent, minConfidence=cut)
+        sel.inputParticles.set(self.train)
+        sel.inputParticles.setExtended("Particles")
+        self.launchProtocol(sel)
+        self.assertEqual(sorted(p.getObjId() for p in sel.Particles),
+                         sorted(i for i, c in conf.items() if c >= cut))
+        self.assertIn("latent confidence ≥", sel.summary()[0])
+        both = selected(classIds="1", minConfidence=cut)
+        self.assertEqual(sorted(p.getObjId() for p in both.Particles),
+                         [i for i in wanted if conf[i] >= cut])
 
     def test_refine_orientations_and_relion_round_trip(self):
         from pwem.objects import SetOfParticles

@@ -1,5 +1,7 @@
-"""``analyze``: classes, trajectories along the latent PCs (decoded GMMs and
-reconstructions from the nearest particles) and outliers."""
+"""``analyze``: classes, volume series (along the latent PCs, along each
+class's principal curve, along a path between anchors: decoded GMMs and
+reconstructions from the nearest particles), outliers and the population
+landscape."""
 import os
 
 import numpy as np
@@ -26,6 +28,15 @@ def add_args(n):
     n.add_argument("--num-pcs", type=int, default=2)
     n.add_argument("--num-frames", type=int, default=7)
     n.add_argument("--per-frame", type=int, default=500)
+    n.add_argument("--class-curves", type=int, default=1, choices=[0, 1],
+                   help="1: a volume series along each class's principal curve")
+    n.add_argument("--path", default="",
+                   help="anchors of a path through the populated latent space, in order, "
+                        "separated by ';': class:K (the class's central particle), "
+                        "particle:ID or point:x,y,... (the particle nearest it)")
+    n.add_argument("--weights", default="none", choices=["none", "confidence"],
+                   help="confidence: particles weigh in the class and frame maps by their "
+                        "latent confidence (written by train)")
     n.add_argument("--outlier-fraction", type=float, default=0.0,
                    help="if > 0: this fraction of highest outlier scores are outliers")
     n.add_argument("--outlier-threshold", type=float, default=3.5,
@@ -37,10 +48,12 @@ def add_args(n):
 
 
 class _Maps:
-    """Reconstructions of particle subsets into the output folder."""
+    """Reconstructions of particle subsets into the output folder; ``weights``
+    (one per latent row, or None) weigh each particle in its maps."""
 
-    def __init__(self, a, particles, rows, box):
+    def __init__(self, a, particles, rows, box, weights=None):
         self.a, self.particles, self.rows, self.box = a, particles, rows, box
+        self.weights = weights
 
     def __call__(self, members, name):
         """FSC 0.143 resolution of the map of ``members`` saved as ``name`` (None
@@ -48,8 +61,13 @@ class _Maps:
         from ..reconstruct import reconstruct, save_reconstruction
         if len(members) < 2:
             return None
+        members = np.sort(members)
+        w = None if self.weights is None else self.weights[members]
+        if w is not None and not w.any():
+            return None
         rec = reconstruct(self.particles, self.rows[members], box=self.box,
-                          device=self.a.device_obj, pad=self.a.pad, seed=self.a.seed)
+                          device=self.a.device_obj, pad=self.a.pad, seed=self.a.seed,
+                          weights=w)
         save_reconstruction(rec, self.a.out_dir, name)
         return rec.resolution
 
@@ -80,7 +98,7 @@ def _decoder(a):
                         latents=np.load(a.latents))
 
 
-def _decode_frame(a, decoder, point, pc, frame, box, apix):
+def _decode_frame(a, decoder, point, series, frame, box, apix):
     """Write the GMM decoded at a latent point: its map and its Gaussians."""
     import torch
     from ..gmm import render_volume_fourier
@@ -89,31 +107,68 @@ def _decode_frame(a, decoder, point, pc, frame, box, apix):
         params = decoder(torch.tensor(point[None], dtype=torch.float32,
                                       device=a.device_obj))[0]
         vol = render_volume_fourier(params.double(), box, apix).cpu().numpy()
-    write_map(layout.path(a.out_dir, "gmm_frame", pc=pc, frame=frame), vol, apix)
-    write_npy(layout.path(a.out_dir, "gmm_frame_params", pc=pc, frame=frame),
+    write_map(layout.path(a.out_dir, "gmm_frame", series=series, frame=frame), vol, apix)
+    write_npy(layout.path(a.out_dir, "gmm_frame_params", series=series, frame=frame),
               params.cpu().numpy())
 
 
-def _trajectories(a, z, recon, box, apix):
-    """(trajectories, frame records): maps along the first PCs of the latents."""
+CURVE_MIN = 100        # particles a class needs for its own principal curve
+
+
+def _series(a, z, ids, labels):
+    """Every volume series to compute: (name, frame points, members per frame,
+    extra per-frame fields)."""
     from ..analyze import trajectories
-    decoder = _decoder(a)
+    from ..paths import anchor_rows, curve_frames, latent_path, parse_anchors, \
+        principal_curve
+    out = []
     trajs, _ = trajectories(z, a.num_pcs, a.num_frames, a.per_frame)
-    frames = []
     for t in trajs:
-        for f, (point, members) in enumerate(zip(t.points, t.members)):
-            res = recon(members, layout.name("frame", pc=t.pc, frame=f + 1))
-            frames.append({"pc": t.pc, "frame": f + 1, "score": float(t.scores[f]),
-                           "latent": point.tolist(), "resolution": res,
-                           "particles": int(len(members))})
+        out.append(("pc%d" % t.pc, t.points, t.members,
+                    [{"score": float(s)} for s in t.scores]))
+    if a.class_curves:
+        for c in range(labels.max() + 1):
+            sel = np.nonzero(labels == c)[0]
+            if len(sel) < max(CURVE_MIN, 2 * a.num_frames):
+                log("class %d: too few particles (%d) for a principal curve" % (c + 1,
+                                                                               len(sel)))
+                continue
+            curve = curve_frames(z[sel], principal_curve(z[sel], a.num_frames),
+                                 a.per_frame)
+            out.append(("class%d" % (c + 1), curve.points, [sel[m] for m in curve.members],
+                        [{"occupancy": int(o), "arc": float(s)}
+                         for o, s in zip(curve.occupancy, curve.arc)]))
+    if a.path:
+        rows = anchor_rows(parse_anchors(a.path), z, ids, labels)
+        curve = latent_path(z, rows, a.num_frames, a.per_frame)
+        out.append(("path", curve.points, curve.members,
+                    [{"occupancy": int(o), "arc": float(s)}
+                     for o, s in zip(curve.occupancy, curve.arc)]))
+        log("path through %d anchors (particles %s): length %.3g in latent units, "
+            "occupancy %s" % (len(rows), ", ".join(str(int(ids[r])) for r in rows),
+                              curve.arc[-1], " ".join(str(int(o)) for o in curve.occupancy)))
+    return out
+
+
+def _trajectories(a, z, ids, labels, recon, box, apix):
+    """(members per frame, frame records, decoded?): maps of every volume series."""
+    decoder = _decoder(a)
+    frames, members_all = [], []
+    for name, points, members, extra in _series(a, z, ids, labels):
+        for f, (point, rows) in enumerate(zip(points, members)):
+            res = recon(rows, layout.name("frame", series=name, frame=f + 1))
+            frames.append(dict(extra[f], series=name, frame=f + 1, latent=point.tolist(),
+                               resolution=res, particles=int(len(rows))))
+            members_all.append(rows)
             if decoder is not None:
-                _decode_frame(a, decoder, point, t.pc, f + 1, box, apix)
-        log("trajectory along PC%d: %d frames" % (t.pc, len(t.points)))
-    return trajs, frames, decoder is not None
+                _decode_frame(a, decoder, point, name, f + 1, box, apix)
+        log("volume series %s: %d frames" % (name, len(points)))
+    return members_all, frames, decoder is not None
 
 
-def _landscape(a, zred):
-    """The population landscape of the 2-D view: its arrays, basins and picture."""
+def _landscape(a, zred, curves=None, centres=None):
+    """The population landscape of the 2-D view: its arrays, basins and picture,
+    with the volume series ``curves`` and class ``centres`` drawn on it."""
     from ..io import write_npz
     from ..landscape import population_landscape
     from ..plots import plot_landscape
@@ -122,14 +177,15 @@ def _landscape(a, zred):
               xedges=land.xedges, yedges=land.yedges, minima=land.minima,
               populations=land.populations, basin=land.basin)
     plot_landscape(land.energy, land.xedges, land.yedges, land.minima, land.populations,
-                   len(zred), out_png=layout.path(a.out_dir, "landscape_png"))
+                   len(zred), out_png=layout.path(a.out_dir, "landscape_png"),
+                   curves=curves, centres=centres)
     log("landscape: %d basin(s) holding %s of the particles" % (
         len(land.populations), ", ".join("%.0f %%" % (100 * p) for p in land.populations)))
     return land
 
 
 def main(a):
-    from ..analyze import find_outliers, reduce
+    from ..analyze import find_outliers, locate_in_view, reduce
     from ..io import write_json, write_npz
     from ..particles import rows_of
     particles = load_particles(a.particles)
@@ -139,10 +195,18 @@ def main(a):
     if len(z) < 4:
         raise ValueError("too few particles to analyse (%d)" % len(z))
     frc = lat["frc"] if "frc" in lat.files else None
+    confidence = lat["confidence"] if "confidence" in lat.files else None
+    if a.weights == "confidence" and confidence is None:
+        raise ValueError("--weights confidence: the latents carry no confidence (train "
+                         "writes it)")
+    if a.path:                                  # a bad anchor fails before any work
+        from ..paths import parse_anchors
+        parse_anchors(a.path)
     os.makedirs(a.out_dir, exist_ok=True)
     box = a.box or particles.box
     apix = particles.apix * particles.box / box
-    recon = _Maps(a, particles, rows, box)
+    recon = _Maps(a, particles, rows, box,
+                  weights=confidence if a.weights == "confidence" else None)
     outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold)
     zred = reduce(z, a.reduction, seed=a.seed)
     labels, classes = _classes(a, z, recon)
@@ -153,16 +217,29 @@ def main(a):
     for c in classes:
         log("class %d: %d particles, FSC 0.143 at %s Å" % (c["class"], c["size"],
                                                          c["resolution"]))
-    trajs, frames, decoded = _trajectories(a, z, recon, box, apix)
-    land = _landscape(a, zred)
+    members, frames, decoded = _trajectories(a, z, ids, labels, recon, box, apix)
+    if frames:
+        for f, xy in zip(frames, locate_in_view(z, zred, [f["latent"] for f in frames])):
+            f["zred"] = xy.tolist()
+    for c, xy in zip(classes, locate_in_view(z, zred, [c["centre"] for c in classes])):
+        c["zred"] = xy.tolist()
+    curves = {}
+    for f in frames:
+        curves.setdefault(f["series"], []).append(f["zred"])
+    land = _landscape(a, zred, curves, {"class %d" % c["class"]: c["zred"] for c in classes})
+    extra = {} if confidence is None else {"confidence": confidence}
     write_npz(layout.path(a.out_dir, "analysis"), ids=ids, labels=labels,
               zred=zred, outlier=outlier, score=score, z=z,
-              frame_members=np.array([[int(ids[m]) for m in members]
-                                      for t in trajs for members in t.members]))
+              frame_members=np.concatenate([ids[rows] for rows in members]).astype(np.int64)
+              if members else np.zeros(0, np.int64),
+              frame_starts=np.cumsum([0] + [len(rows) for rows in members]),
+              **extra)
     write_json(layout.path(a.out_dir, "analysis_info"), {
         "num_classes": len(classes), "k_chosen_automatically": a.num_classes <= 0,
         "clustering": a.clustering,
         "classes": classes, "frames": frames, "outliers": int(outlier.sum()),
         "apix": apix, "box": box, "reduction": a.reduction, "decoded": decoded,
+        "series": list(dict.fromkeys(f["series"] for f in frames)),
+        "path_anchors": a.path, "weights": a.weights,
         "landscape": {"minima": land.minima.tolist(),
                       "populations": land.populations.tolist()}})

@@ -1,7 +1,8 @@
 """``train``: heterogeneity training, particles -> latent vectors; resumable.
 
-Writes ``latents.npz`` (ids, z, zred, per-particle score), ``training.json``,
-the checkpoint and the training curve (``layout.py`` names them).
+Writes ``latents.npz`` (ids, z, zred, per-particle score, latent spread and
+confidence), ``training.json``, the checkpoint and the training curve
+(``layout.py`` names them).
 """
 import os
 import time
@@ -132,6 +133,24 @@ def _refine(particles, z, rcfg, device):
             dict(rcfg.__dict__, history=history, seconds=time.time() - t0))
 
 
+def _confidence(trainer, particles, z):
+    """Each particle's latent spread and confidence (engine/confidence.py)."""
+    from ..confidence import LatentInformation, posterior_spread
+    t0 = time.time()
+    info = LatentInformation(trainer.decoder, particles, trainer.prepare_images(),
+                             trainer.box, trainer.apix, trainer.rings, trainer.band,
+                             device=trainer.device,
+                             phase_flip=trainer.cfg.ctf_mode == "phase_flip",
+                             batch_size=trainer.cfg.batch_size)
+    sd, confidence = posterior_spread(info.fisher(z), z)
+    record = {"median": float(np.median(confidence)),
+              "p10": float(np.percentile(confidence, 10)),
+              "p90": float(np.percentile(confidence, 90)), "seconds": time.time() - t0}
+    log("latent confidence: median %.2f (10th-90th percentile %.2f-%.2f), %.0f s"
+        % (record["median"], record["p10"], record["p90"], record["seconds"]))
+    return {"latent_sd": sd, "confidence": confidence}, record
+
+
 def main(a):
     from ..analyze import reduce
     from ..io import write_json, write_npz
@@ -165,6 +184,8 @@ def main(a):
     refined, refinement = {}, None
     if rcfg is not None:
         z, refined, refinement = _refine(particles, z, rcfg, a.device_obj)
+    arrays, confidence = _confidence(trainer, particles, z)
+    refined.update(arrays)
     write_npz(layout.path(a.out_dir, "latents"), ids=particles.ids, z=z, zred=reduce(z),
               frc=final_score, neutral_frc=trainer.neutral_frc, run_id=trainer.run_id,
               epoch=trainer.epoch, **expansion, **refined)
@@ -177,6 +198,6 @@ def main(a):
         "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
         "final_loss": hist[-1]["loss"] if hist else None,
         "particles_per_s": float(np.mean([h["particles_per_s"] for h in hist])) if hist
-        else None, "latent_refinement": refinement})
+        else None, "latent_refinement": refinement, "latent_confidence": confidence})
     plot_training(hist, layout.path(a.out_dir, "training_curve"), score=trainer.score_name)
     print("trained %d epochs: final loss %.5f" % (trainer.epoch, hist[-1]["loss"]))

@@ -1,0 +1,220 @@
+"""Curves through the populated latent space: paths between anchors and each
+class's principal curve.
+
+A straight line between two states (or along a principal axis) crosses
+latent space where no particle lies and the decoder was never trained; its
+frames are then guesses. These curves stay where the particles are:
+
+* a **path** between anchors is the shortest path on the particles' k-nearest-
+  neighbour graph (edge length: latent distance), from each anchor to the
+  next, then smoothed and resampled to evenly spaced frames;
+* a class's **principal curve** (Hastie & Stuetzle 1989) starts as the graph
+  path between the class's two ends (its particles at the 2nd and 98th
+  percentile of its first principal axis) and is refined by projecting every
+  particle of the class onto the curve and replacing each frame by a local
+  linear fit of the particles projected near it, over the 2nd–98th
+  percentile of the projections: it follows a curved population through its
+  middle instead of cutting across it, and reaches its ends.
+
+Torch-free (numpy, scipy, scikit-learn).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+NEIGHBOURS = 10           # k of the nearest-neighbour graph
+CURVE_ITERATIONS = 5      # projection / averaging rounds of a principal curve
+
+
+@dataclass
+class Curve:
+    points: np.ndarray     # (F, L) frames, evenly spaced along the curve
+    members: list          # per frame: row indices of the particles nearest to it
+    occupancy: np.ndarray  # (F,) particles whose nearest frame this is (within the tube)
+    arc: np.ndarray        # (F,) arc length of each frame from the first one
+
+
+def knn_graph(z, k=NEIGHBOURS):
+    """Symmetric sparse graph of each particle's k nearest neighbours, with
+    latent distances as edge lengths."""
+    from sklearn.neighbors import kneighbors_graph
+    g = kneighbors_graph(z, min(k, len(z) - 1), mode="distance")
+    return g.maximum(g.T)
+
+
+def graph_path(z, anchors, k=NEIGHBOURS):
+    """Rows of the particles on the shortest graph path through ``anchors``
+    (rows), in order. Raises ValueError when two anchors are not connected
+    even on a graph with 4× the neighbours (separate populations)."""
+    from scipy.sparse.csgraph import dijkstra
+    anchors = [int(a) for a in anchors]
+    if len(anchors) < 2:
+        raise ValueError("a path needs at least two anchors")
+    for kk in (k, 2 * k, 4 * k):
+        g = knn_graph(z, kk)
+        rows, ok = [anchors[0]], True
+        for a, b in zip(anchors[:-1], anchors[1:]):
+            dist, pred = dijkstra(g, indices=a, return_predecessors=True)
+            if not np.isfinite(dist[b]):
+                ok = False
+                break
+            seg = [b]
+            while seg[-1] != a:
+                seg.append(int(pred[seg[-1]]))
+            rows += seg[::-1][1:]
+        if ok:
+            return np.array(rows, dtype=np.int64)
+    raise ValueError("the anchors are not connected through populated latent space "
+                     "(no chain of near neighbours links them)")
+
+
+def _arc(points):
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+def resample(points, n_frames):
+    """``n_frames`` points evenly spaced in arc length along a polyline."""
+    points = np.asarray(points, dtype=np.float64)
+    s = _arc(points)
+    if s[-1] <= 0:
+        return np.repeat(points[:1], n_frames, axis=0)
+    t = np.linspace(0.0, s[-1], n_frames)
+    return np.column_stack([np.interp(t, s, points[:, d]) for d in range(points.shape[1])])
+
+
+def smooth(points, window):
+    """Moving average of a polyline's vertices over ``window`` vertices (ends
+    kept): the graph path zig-zags between neighbouring particles."""
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 3 or window < 2:
+        return points
+    h = window // 2
+    out = points.copy()
+    for i in range(1, len(points) - 1):
+        lo, hi = max(0, i - h), min(len(points), i + h + 1)
+        w = min(i - lo, hi - 1 - i)          # symmetric, so the ends stay in place
+        out[i] = points[i - w:i + w + 1].mean(0)
+    return out
+
+
+def project(z, curve):
+    """(arc-length position, distance) of each point's projection onto a polyline."""
+    a, b = curve[:-1], curve[1:]
+    d = b - a
+    len2 = np.maximum((d ** 2).sum(1), 1e-18)
+    t = np.clip(((z[:, None, :] - a[None]) * d[None]).sum(2) / len2[None], 0.0, 1.0)
+    foot = a[None] + t[..., None] * d[None]
+    dist2 = ((z[:, None, :] - foot) ** 2).sum(2)
+    seg = dist2.argmin(1)
+    arc = _arc(curve)
+    rows = np.arange(len(z))
+    return arc[seg] + t[rows, seg] * np.sqrt(len2[seg]), np.sqrt(dist2[rows, seg])
+
+
+def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS):
+    """Frames (n_frames, L) of the principal curve of the points ``z`` (see the
+    module docstring). Its direction: from the low to the high end of ``z``'s
+    first principal axis."""
+    from sklearn.decomposition import PCA
+    z = np.asarray(z, dtype=np.float64)
+    pc1 = PCA(n_components=1).fit(z).transform(z)[:, 0]
+    ends = [int(np.argmin(np.abs(pc1 - np.percentile(pc1, q)))) for q in (2.0, 98.0)]
+    curve = resample(smooth(z[graph_path(z, ends, k)], 9), n_frames)
+    for _ in range(iterations):
+        lam, _ = project(z, curve)
+        lo, hi = np.percentile(lam, [2.0, 98.0])
+        nodes = np.linspace(lo, hi, n_frames)
+        h = max((hi - lo) / max(n_frames - 1, 1), 1e-12)   # bandwidth: one frame spacing
+        curve = resample(local_linear(lam, z, nodes, h), n_frames)
+    return curve
+
+
+def local_linear(x, y, at, h):
+    """Kernel-weighted local linear fit of ``y`` (n, L) against ``x`` (n,),
+    evaluated ``at`` each node (Gaussian kernel of width ``h``): unlike a local
+    mean it is not pulled inwards at the ends of the range."""
+    d = x[None, :] - at[:, None]                       # (F, n)
+    w = np.exp(-0.5 * (d / h) ** 2)
+    s0, s1, s2 = w.sum(1), (w * d).sum(1), (w * d * d).sum(1)
+    t0, t1 = w @ y, (w * d) @ y                        # (F, L)
+    det = s0 * s2 - s1 ** 2
+    ok = det > 1e-12 * np.maximum(s0 * s2, 1e-300)
+    fit = np.where(ok[:, None], (s2[:, None] * t0 - s1[:, None] * t1)
+                   / np.where(ok, det, 1.0)[:, None], t0 / np.maximum(s0, 1e-300)[:, None])
+    return fit
+    return curve
+
+
+def curve_frames(z, points, per_frame, tube=None):
+    """A Curve from its frame points: each frame's ``per_frame`` nearest
+    particles, and its occupancy, the particles whose nearest frame it is among
+    those within ``tube`` of the curve (default: the median distance of the
+    particles to their nearest frame, times 3)."""
+    points = np.asarray(points, dtype=np.float64)
+    d = np.linalg.norm(z[:, None, :] - points[None], axis=2)
+    per_frame = min(per_frame, len(z))
+    members = [np.argsort(d[:, f])[:per_frame] for f in range(len(points))]
+    nearest, dist = d.argmin(1), d.min(1)
+    tube = 3.0 * np.median(dist) if tube is None else tube
+    occupancy = np.bincount(nearest[dist <= tube], minlength=len(points))
+    return Curve(points, members, occupancy, _arc(points))
+
+
+def latent_path(z, anchors, n_frames, per_frame, k=NEIGHBOURS):
+    """The path through ``anchors`` (rows of ``z``) as a Curve of ``n_frames``."""
+    rows = graph_path(z, anchors, k)
+    window = max(3, len(rows) // max(n_frames, 1))
+    points = resample(smooth(z[rows], window), n_frames)
+    return curve_frames(z, points, per_frame)
+
+
+def parse_anchors(text):
+    """Anchors written as ``class:2; particle:1234; point:0.1,-0.3`` -> a list of
+    (kind, value) with kind in class/particle/point."""
+    out = []
+    for item in [t.strip() for t in str(text).replace("\n", ";").split(";") if t.strip()]:
+        kind, _, value = item.partition(":")
+        kind = kind.strip().lower()
+        try:
+            if kind == "class":
+                out.append(("class", int(value)))
+            elif kind == "particle":
+                out.append(("particle", int(value)))
+            elif kind == "point":
+                out.append(("point", [float(v) for v in value.replace(" ", ",").split(",")
+                                      if v.strip()]))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError("cannot read the anchor %r: write class:K, particle:ID or "
+                             "point:x,y,... separated by ';'" % item) from None
+    if len(out) == 1:
+        raise ValueError("a path needs at least two anchors (got %r)" % text)
+    return out
+
+
+def anchor_rows(anchors, z, ids, labels):
+    """The particle row of each anchor: a class's medoid (its particle nearest
+    its mean), a particle by id, or the particle nearest a latent point."""
+    index = {int(i): r for r, i in enumerate(ids)}
+    rows = []
+    for kind, value in anchors:
+        if kind == "class":
+            sel = np.nonzero(labels == value - 1)[0]
+            if len(sel) == 0:
+                raise ValueError("anchor class:%d: there is no class %d (classes 1..%d)"
+                                 % (value, value, labels.max() + 1))
+            centre = z[sel].mean(0)
+            rows.append(int(sel[np.argmin(np.linalg.norm(z[sel] - centre, axis=1))]))
+        elif kind == "particle":
+            if value not in index:
+                raise ValueError("anchor particle:%d: no particle with that id" % value)
+            rows.append(index[value])
+        else:
+            if len(value) != z.shape[1]:
+                raise ValueError("anchor point:%s has %d coordinates; the latents have %d"
+                                 % (",".join("%g" % v for v in value), len(value),
+                                    z.shape[1]))
+            rows.append(int(np.argmin(np.linalg.norm(z - np.asarray(value), axis=1))))
+    return rows

@@ -1,0 +1,93 @@
+"""Curves through the populated latent space: a class's principal curve
+follows a curved population, a path between states stays on the particles,
+and anchors are read and checked."""
+import numpy as np
+import pytest
+
+from gmmplugin.engine.paths import (anchor_rows, curve_frames, graph_path, latent_path,
+                                    parse_anchors, principal_curve, resample)
+
+
+def _arc(n=3000, seed=0, noise=0.08):
+    """Particles along a half circle of radius 1 (a curved motion), their true
+    position along it (angle)."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, np.pi, n)
+    z = np.column_stack([np.cos(angle), np.sin(angle), np.zeros(n), np.zeros(n)])
+    return z + rng.normal(0, noise, z.shape), angle
+
+
+def test_principal_curve_follows_a_curved_population():
+    z, angle = _arc()
+    curve = principal_curve(z, 9)
+    radius = np.linalg.norm(curve[:, :2], axis=1)
+    assert np.all(np.abs(radius - 1) < 0.12)              # on the arc, not across it
+    theta = np.arctan2(curve[:, 1], curve[:, 0])
+    steps = np.diff(theta)
+    assert np.all(steps > 0) or np.all(steps < 0)           # in order, end to end
+    assert np.ptp(theta) > 0.8 * np.pi
+    # a principal axis would cut through the empty middle
+    assert np.linalg.norm(curve[4, :2]) > 0.85
+
+
+def test_frames_hold_their_own_particles_and_the_occupancy_counts_them():
+    z, angle = _arc(seed=1)
+    curve = curve_frames(z, principal_curve(z, 7), per_frame=200)
+    for f, members in enumerate(curve.members):
+        assert len(members) == 200
+        near = np.linalg.norm(z[members] - curve.points[f], axis=1)
+        assert near.max() < 0.5
+    assert curve.occupancy.sum() > 0.95 * len(z)
+    assert np.all(curve.occupancy > 0.5 * len(z) / 7 / 2)   # evenly populated arc
+    assert np.all(np.diff(curve.arc) > 0)
+
+
+def _moving_and_absent(n=4000, seed=2):
+    """State 1 moves along a curve; state 0 is a blob close to the curve's middle,
+    as an absent domain beside a motion."""
+    rng = np.random.default_rng(seed)
+    state = (rng.uniform(size=n) < 0.5).astype(int)
+    t = rng.uniform(0, 1, n)
+    z = np.zeros((n, 3))
+    z[:, 0] = np.where(state == 1, 4 * t - 2, rng.normal(0, 0.3, n))
+    z[:, 1] = np.where(state == 1, 1.5 * (1 - (2 * t - 1) ** 2), -0.6 + rng.normal(0, 0.3, n))
+    z += rng.normal(0, 0.1, z.shape)
+    return z, state, t
+
+
+def test_path_between_the_ends_of_a_motion_stays_on_its_state():
+    z, state, t = _moving_and_absent()
+    moving = np.nonzero(state == 1)[0]
+    ends = [moving[np.argmin(t[moving])], moving[np.argmax(t[moving])]]
+    curve = latent_path(z, ends, n_frames=9, per_frame=150)
+    means = [t[m].mean() for m in curve.members]
+    assert np.all(np.diff(means) > 0)
+    absent = np.mean([np.mean(state[m] == 0) for m in curve.members])
+    assert absent <= 0.02
+    # the straight line between the ends would pass through the other state
+    straight = resample(z[ends], 9)
+    mid = np.argsort(np.linalg.norm(z - straight[4], axis=1))[:150]
+    assert np.mean(state[mid] == 0) > 0.5
+
+
+def test_anchors_not_connected_are_refused():
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(0, 0.1, (300, 2)), rng.normal(50, 0.1, (300, 2))])
+    with pytest.raises(ValueError, match="not connected"):
+        graph_path(z, [0, 400])
+
+
+def test_anchors_are_read_and_checked():
+    assert parse_anchors("class:2; particle:17 ;point:0.5,-1") == [
+        ("class", 2), ("particle", 17), ("point", [0.5, -1.0])]
+    for bad in ("class:x; class:2", "cluster:1; class:2", "class:1"):
+        with pytest.raises(ValueError):
+            parse_anchors(bad)
+    z = np.array([[0.0, 0], [1, 0], [2, 0], [3, 0]])
+    ids = np.array([10, 11, 12, 13])
+    labels = np.array([0, 0, 1, 1])
+    rows = anchor_rows(parse_anchors("class:2; particle:11; point:0.1,0.1"), z, ids, labels)
+    assert rows[1:] == [1, 0] and rows[0] in (2, 3)
+    for bad in ("class:3; class:1", "particle:99; class:1", "point:1,2,3; class:1"):
+        with pytest.raises(ValueError):
+            anchor_rows(parse_anchors(bad), z, ids, labels)
