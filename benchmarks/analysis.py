@@ -23,6 +23,29 @@ continuous  TCR swinging 0–30° in every particle. ``analyze --num-pcs 1``.
             …, 1): the best match must be the true map nearest the frame's
             true angle (within 0.1 = 3°), and the best matches must be ordered
             (monotonic: no folding back).
+            The same run also computes the path between the particles with the
+            smallest and the largest true angle among those with the TCR
+            (``--path particle:A; particle:B``): Spearman ρ between frame index
+            and the mean true angle of each frame's particles (goal ≥ 0.95) and
+            the fraction of its frames' particles without the TCR (goal ≤ 2 %);
+            the bound class's principal curve is scored the same way.
+            Continuous case, also: each particle's latent confidence against
+            its latent error (|PC1 − the PC1 its true angle gives|, by a
+            monotone fit; Spearman, goal ≤ −0.4), and the PC1 frames
+            reconstructed again with confidence weights (``--weights
+            confidence``): FSC of each frame with the true map at its
+            particles' mean angle, weighted against unweighted, every shell to
+            Nyquist.
+moving_partial  beta-2-microglobulin (chain B, 11 % of the mass) absent in half
+            of the particles, the TCR swinging 0–30° in all. Classes with
+            ``--num-classes 2``, and by the same code on the same latents with
+            the automatic k and with k-means: ARI vs the composition (goal ≥ 0.9).
+two_states  the swing populated at two states, 63 % near 0° and 27 % near 30°,
+            10 % evenly between. The landscape of the analysis: its minima
+            against the true states' positions in the 2-D view (the mean view
+            of the particles within 3° of each) and the population of the basin
+            of the 0° state against the true fraction below 15° (goal: within
+            0.1).
 junk        the continuous dataset's first 4,500 particles plus 10 % junk: 250
             images of another protein (PDB 1hvr, HIV protease) and 250 pure
             noise images, with the same noise level, random poses and CTFs, as
@@ -33,7 +56,7 @@ junk        the continuous dataset's first 4,500 particles plus 10 % junk: 250
 
 Usage::
 
-    python benchmarks/analysis.py [--case mixed|continuous|junk|all]
+    python benchmarks/analysis.py [--case mixed|continuous|junk|moving_partial|two_states|all]
         [--particles 5000] [--epochs 10] [--threads 2] [--out analysis.json]
 """
 import argparse
@@ -60,7 +83,8 @@ from gmmplugin.engine.simulate import Heterogeneity, Model, SimulationSettings, 
 from gmmplugin.engine.starfile import read_star  # noqa: E402
 
 GOALS = {"ari": 0.9, "class_fsc": 0.5, "fsc_px": 3.0, "frame_rho": 0.9,
-         "junk_caught": 0.8, "good_flagged": 0.05}
+         "junk_caught": 0.8, "good_flagged": 0.05, "path_rho": 0.95, "path_absent": 0.02,
+         "confidence_rho": -0.4, "population": 0.1}
 TRAIN_RES = 8.0
 N_JUNK_EACH = 250
 STEPS = ("fit", "train", "analyze")     # sub-folders of a case's work folder
@@ -141,14 +165,19 @@ def case_mixed(a):
     star = os.path.join(folder, "subset_%d.npz" % a.particles)
     particles.save(star)
     gt = cases.load_ground_truth(folder, a.particles)
+    bound = np.nonzero(gt["composition"] == 1)[0]
+    ends = [int(gt["ids"][bound[np.argmin(gt["conformation"][bound])]]),
+            int(gt["ids"][bound[np.argmax(gt["conformation"][bound])]])]
     work, times = pipeline(star, folder, "work_analysis_mixed", a,
-                           ["--num-classes", 2, "--num-pcs", 1])
+                           ["--num-classes", 2, "--num-pcs", 1, "--path",
+                            "particle:%d; particle:%d" % tuple(ends)])
     res = np.load(step_file(work, "analyze", "analysis"))
     info = json.load(open(step_file(work, "analyze", "analysis_info")))
     index = {int(i): r for r, i in enumerate(gt["ids"])}
     rows = np.array([index[int(i)] for i in res["ids"]])
     labels, comp, t = res["labels"], gt["composition"][rows], gt["conformation"][rows]
     ari = float(adjusted_rand_score(comp, labels))
+    series = series_scores(info, res, gt)
     model = truth_model("mixed")
     bins = np.linspace(0, 1, 13)
     centres = 0.5 * (bins[1:] + bins[:-1])
@@ -181,10 +210,33 @@ def case_mixed(a):
             "fsc_vs_truth_05_A": (round(cases.BOX * apix / below[0], 2)
                                   if len(below) and below[0] > 0 else None),
         })
+    path = series["path"]
     ok = {"ari": ari >= GOALS["ari"],
-          "class_fsc": all(c["min_fsc_vs_truth_to_3px"] >= GOALS["class_fsc"] for c in classes)}
+          "class_fsc": all(c["min_fsc_vs_truth_to_3px"] >= GOALS["class_fsc"] for c in classes),
+          "path_rho": path["rho"] >= GOALS["path_rho"],
+          "path_absent": path["absent_fraction"] <= GOALS["path_absent"]}
     return {"case": "mixed", "particles": a.particles, "ari": round(ari, 3),
-            "classes": classes, "times_s": times, "pass": ok}
+            "classes": classes, "path_anchors": ends, "series": series, "times_s": times,
+            "pass": ok}
+
+
+def series_scores(info, res, gt):
+    """For each volume series: Spearman ρ of frame index vs the mean true angle
+    of its frames' particles (sign: the path's direction), those means, and the
+    fraction of its frames' particles without the moving part."""
+    t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
+    c_of = dict(zip(gt["ids"].tolist(), gt["composition"].tolist()))
+    out = {}
+    for name in info["series"]:
+        members = [m for m, f in zip(frame_members(res), info["frames"])
+                   if f["series"] == name]
+        means = [float(np.mean([t_of[int(i)] for i in m])) for m in members]
+        absent = float(np.mean([np.mean([c_of[int(i)] == 0 for i in m]) for m in members]))
+        out[name] = {"rho": round(float(spearmanr(np.arange(len(means)), means)
+                                        .correlation), 3),
+                     "frame_true_t": [round(x, 3) for x in means],
+                     "absent_fraction": round(absent, 4)}
+    return out
 
 
 # -- continuous ----------------------------------------------------------------------
@@ -217,12 +269,72 @@ def case_continuous(a):
     d = np.diff(best)
     monotonic = bool(np.all(d >= 0) or np.all(d <= 0))
     err = np.abs(best - t_frame)
+    confidence = confidence_scores(work, gt)
+    weighted = weighted_frames(work, star, a, model, t_frame, len(frames))
     ok = {"frame_rho": abs(rho) >= GOALS["frame_rho"],
-          "decoded_nearest": bool(np.all(err <= 0.1 + 1e-9)), "decoded_ordered": monotonic}
+          "decoded_nearest": bool(np.all(err <= 0.1 + 1e-9)), "decoded_ordered": monotonic,
+          "confidence_rho": confidence["rho_error_t"] <= GOALS["confidence_rho"],
+          "weighted_frames_not_worse": weighted["min_difference"] >= 0}
     return {"case": "continuous", "particles": a.particles,
             "frame_true_t": [round(x, 3) for x in t_frame], "frame_rho": round(rho, 3),
             "decoded_best_t": best.tolist(), "decoded_err_t": [round(x, 3) for x in err],
-            "decoded_corr": ccs, "times_s": times, "pass": ok}
+            "decoded_corr": ccs, "confidence": confidence, "weighted_frames": weighted,
+            "times_s": times, "pass": ok}
+
+
+def confidence_scores(work, gt):
+    """Latent confidence against each particle's latent error along the motion:
+    PC1 against the PC1 a monotone fit gives for its true angle (latent units),
+    and the true angle against the one a monotone fit gives for its PC1."""
+    from sklearn.decomposition import PCA
+    from sklearn.isotonic import IsotonicRegression
+    lat = np.load(step_file(work, "train", "latents"))
+    t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
+    t = np.array([t_of[int(i)] for i in lat["ids"]])
+    pc = PCA(1).fit_transform(lat["z"])[:, 0]
+    if spearmanr(pc, t).correlation < 0:
+        pc = -pc
+    err_z = np.abs(pc - IsotonicRegression(out_of_bounds="clip").fit(t, pc).predict(t))
+    err_t = np.abs(IsotonicRegression(out_of_bounds="clip").fit(pc, t).predict(pc) - t)
+    conf, sd = lat["confidence"], lat["latent_sd"]
+    q = np.quantile(conf, [0, 0.25, 0.5, 0.75, 1])
+    quartiles = []
+    for lo, hi in zip(q[:-1], q[1:]):
+        m = (conf >= lo) & (conf <= hi)
+        quartiles.append({"confidence": [round(float(lo), 3), round(float(hi), 3)],
+                          "rms_error_latent": round(float(np.sqrt((err_z[m] ** 2).mean())), 4),
+                          "mean_predicted_sd": round(float(sd[m].mean()), 4),
+                          "median_error_deg": round(30 * float(np.median(err_t[m])), 2)})
+    # how far a perfect predictor of each particle's error spread could go:
+    # Spearman of σ against σ·|N(0, 1)|, with σ the predicted spreads
+    ideal = spearmanr(sd, sd * np.abs(np.random.default_rng(0).normal(size=len(sd))))
+    return {"rho_error_t": round(float(spearmanr(conf, err_t).correlation), 3),
+            "rho_error_latent": round(float(spearmanr(conf, err_z).correlation), 3),
+            "rho_ideal_predictor": round(-float(ideal.correlation), 3),
+            "median": round(float(np.median(conf)), 3), "quartiles": quartiles}
+
+
+def weighted_frames(work, star, a, model, t_frame, n_frames):
+    """The PC1 frames reconstructed with confidence weights (same latents and
+    members): FSC of each with the true map at the frame's mean true angle,
+    against the unweighted frame's, every shell to Nyquist."""
+    out = os.path.join(work, "analyze_weighted")
+    fit, train = os.path.join(work, "fit"), os.path.join(work, "train")
+    run(["analyze", "--particles", star, "--latents", layout.path(train, "latents"),
+         "--out-dir", out, "--num-pcs", 1, "--class-curves", 0, "--num-classes", 1,
+         "--weights", "confidence"], a.threads)
+    diffs, rows = [], []
+    for f in range(n_frames):
+        truth = render(model.params_at(float(t_frame[f])))
+        name = layout.name("frame", series="pc1", frame=f + 1)
+        plain = fsc(mrcfile.read(map_file(work, "analyze", name)), truth)[1:]
+        weighted = fsc(mrcfile.read(layout.path(out, "map", name=name)), truth)[1:]
+        diffs.append(weighted - plain)
+        rows.append({"frame": f + 1, "mean_fsc_plain": round(float(plain.mean()), 4),
+                     "mean_fsc_weighted": round(float(weighted.mean()), 4),
+                     "min_difference": round(float((weighted - plain).min()), 4)})
+    return {"frames": rows, "min_difference": round(float(np.min(diffs)), 4),
+            "mean_difference": round(float(np.mean(diffs)), 4)}
 
 
 # -- junk ----------------------------------------------------------------------------
@@ -286,7 +398,72 @@ def case_junk(a):
             "times_s": times, "pass": ok}
 
 
-CASES = {"mixed": case_mixed, "continuous": case_continuous, "junk": case_junk}
+# -- moving_partial -------------------------------------------------------------------
+def case_moving_partial(a):
+    from gmmplugin.engine.analyze import choose_k, classify
+    folder, particles = dataset("moving_partial", a.particles)
+    star = os.path.join(folder, "subset_%d.npz" % a.particles)
+    particles.save(star)
+    gt = cases.load_ground_truth(folder, a.particles)
+    work, times = pipeline(star, folder, "work_analysis_moving_partial", a,
+                           ["--num-classes", 2, "--num-pcs", 1])
+    res = np.load(step_file(work, "analyze", "analysis"))
+    comp_of = dict(zip(gt["ids"].tolist(), gt["composition"].tolist()))
+    comp = np.array([comp_of[int(i)] for i in res["ids"]])
+    z = res["z"]
+    aris = {"gmm_k2_protocol": float(adjusted_rand_score(comp, res["labels"]))}
+    k_auto = choose_k(z, method="gmm")
+    labels, _ = classify(z, k_auto, method="gmm", merge=True)
+    aris["gmm_auto"] = float(adjusted_rand_score(comp, labels))
+    ks = {"gmm_auto": int(labels.max() + 1), "gmm_bic": int(k_auto)}
+    aris["kmeans_k2"] = float(adjusted_rand_score(comp, classify(z, 2, method="kmeans")[0]))
+    k_km = choose_k(z, method="kmeans")
+    aris["kmeans_auto"] = float(adjusted_rand_score(comp, classify(z, k_km,
+                                                                   method="kmeans")[0]))
+    ks["kmeans_auto"] = int(k_km)
+    ok = {"ari_k2": aris["gmm_k2_protocol"] >= GOALS["ari"],
+          "ari_auto": aris["gmm_auto"] >= GOALS["ari"]}
+    return {"case": "moving_partial", "particles": a.particles,
+            "ari": {k: round(v, 3) for k, v in aris.items()}, "k": ks, "times_s": times,
+            "pass": ok}
+
+
+# -- two_states ----------------------------------------------------------------------
+def case_two_states(a):
+    folder, particles = dataset("two_states", a.particles)
+    star = os.path.join(folder, "subset_%d.npz" % a.particles)
+    particles.save(star)
+    gt = cases.load_ground_truth(folder, a.particles)
+    work, times = pipeline(star, folder, "work_analysis_two_states", a, ["--num-pcs", 1])
+    res = np.load(step_file(work, "analyze", "analysis"))
+    land = np.load(step_file(work, "analyze", "landscape"))
+    t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
+    t = np.array([t_of[int(i)] for i in res["ids"]])
+    zred = res["zred"]
+    states = {"0 deg": zred[t < 0.1].mean(0), "30 deg": zred[t > 0.9].mean(0)}
+    span = float(np.linalg.norm(states["0 deg"] - states["30 deg"]))
+    minima = land["minima"]
+    found = {}
+    for name, pos in states.items():
+        d = np.linalg.norm(minima - pos, axis=1)
+        m = int(np.argmin(d))
+        found[name] = {"state_zred": pos.round(3).tolist(), "minimum": minima[m].round(3).tolist(),
+                       "distance_over_state_separation": round(float(d[m]) / span, 3),
+                       "basin_population": round(float(land["populations"][m]), 3),
+                       "basin": m}
+    truth_low = float(np.mean(t < 0.5))
+    distinct = found["0 deg"]["basin"] != found["30 deg"]["basin"]
+    pop_err = abs(found["0 deg"]["basin_population"] - truth_low)
+    ok = {"two_minima_at_states": bool(distinct and len(minima) == 2 and all(
+              f["distance_over_state_separation"] <= 0.25 for f in found.values())),
+          "population": pop_err <= GOALS["population"]}
+    return {"case": "two_states", "particles": a.particles, "minima": len(minima),
+            "states": found, "true_fraction_below_15deg": round(truth_low, 3),
+            "population_error": round(pop_err, 3), "times_s": times, "pass": ok}
+
+
+CASES = {"mixed": case_mixed, "continuous": case_continuous, "junk": case_junk,
+         "moving_partial": case_moving_partial, "two_states": case_two_states}
 
 
 def main():

@@ -39,7 +39,7 @@ from gmmplugin.engine.simulate import (Heterogeneity, SimulationSettings,  # noq
 DATA_ENV = "GMM_BENCH_DATA"
 DATA_DIRS = (os.path.join(ROOT, "gmmplugin", "tests", "data"),
              os.path.normpath(os.path.join(ROOT, "..", "shared", "data")))
-OUT = os.path.join(HERE, "output")
+OUT = os.environ.get("GMM_BENCH_OUT") or os.path.join(HERE, "output")   # e.g. a smoke run
 CRYODRGN_VENV = os.environ.get("GMM_BENCH_CRYODRGN") or os.path.normpath(
     os.path.join(ROOT, "..", "venv_cryodrgn"))
 
@@ -79,6 +79,14 @@ DATASETS = {
     "continuous": Heterogeneity(move=TCR, motion="rotate", amount=30.0),
     "mixed": Heterogeneity(move=TCR, motion="rotate", amount=30.0, remove=TCR,
                            present_fraction=0.5),
+    # beta-2-microglobulin (chain B, 11 % of the mass) absent in half of the
+    # particles, the TCR swinging 0-30 degrees in all of them
+    "moving_partial": Heterogeneity(move=TCR, motion="rotate", amount=30.0, remove="B",
+                                    present_fraction=0.5),
+    # two populated states of the swing (63 % near 0 degrees, 27 % near 30) and 10 %
+    # spread evenly between them
+    "two_states": Heterogeneity(move=TCR, motion="rotate", amount=30.0,
+                                states=((0.0, 0.63), (1.0, 0.27))),
     "cyclic": Heterogeneity(move="B", motion="cyclic", amount=7.0),
     "cyclic_wide": Heterogeneity(move="B", motion="cyclic", amount=14.0),
 }
@@ -102,10 +110,11 @@ def _signature(het):
     s = settings(0).__dict__.copy()
     s.pop("n_particles")
     defaults = Heterogeneity()
-    return {"settings": s, "heterogeneity": {
-        k: (list(v) if isinstance(v, tuple) else v) for k, v in het.__dict__.items()
+    sig = {"settings": s, "heterogeneity": {
+        k: v for k, v in het.__dict__.items()
         if k in OLD_HETEROGENEITY_FIELDS or v != getattr(defaults, k)},
         "source": os.path.basename(PDB)}
+    return json.loads(json.dumps(sig))      # as stored: tuples become lists
 
 
 def dataset_folder(name):

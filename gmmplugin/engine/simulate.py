@@ -9,7 +9,10 @@ optional heterogeneity:
   rigid body with a per-particle conformation value t ∈ [0, 1] (uniform):
   ``rotate`` (angle t·amount° about an axis through a pivot), ``translate``
   (t·amount Å along a direction) or ``cyclic`` (a closed loop of radius
-  amount Å: t and t+1 are the same state);
+  amount Å: t and t+1 are the same state); with ``states`` ((t, fraction),
+  ...) that fraction of the particles sits near each t (Gaussian of width
+  ``state_width``, within [0, 1]) and the rest spreads uniformly between:
+  populated states with a continuous motion between them;
 * compositional: another selection is present with probability
   ``present_fraction`` (label 1) or absent (label 0);
 * symmetric: with ``symmetry`` Cn/Dn, the ``subunit`` selection is copied
@@ -57,6 +60,8 @@ class Heterogeneity:
     symmetry: str = "c1"      # Cn / Dn: copies of ``subunit`` moving independently
     subunit: str = ""         # selection copied by the symmetry ("" = the whole model)
     subunit_radius: float = 0.0   # Å from the axis; 0 = automatic (copies barely touch)
+    states: tuple = ()        # ((t, fraction), ...): populated conformations (see above)
+    state_width: float = 0.06
 
 
 @dataclass
@@ -216,9 +221,23 @@ def _draw_particles(s, het, model, rng):
                            np.full(n, s.cs), np.full(n, s.amp_contrast), np.zeros(n)])
     shape = (n, model.copies) if isinstance(model, SymmetricModel) else (n,)
     conformation = rng.uniform(0, 1, shape) if model.moving.any() else np.zeros(shape)
+    if het.states and model.moving.any():
+        conformation = _populated_states(conformation, het, rng)
     composition = ((rng.uniform(0, 1, n) < het.present_fraction).astype(np.int64)
                    if model.removable.any() else np.ones(n, np.int64))
     return rotations, shifts, ctf, conformation, composition
+
+
+def _populated_states(uniform, het, rng):
+    """Conformations with ``het.states``: each particle joins a state with that
+    state's probability (else keeps its uniform t) and then lies near its t."""
+    ts, fractions = np.array([s[0] for s in het.states]), np.array([s[1] for s in het.states])
+    if fractions.sum() > 1 or (fractions < 0).any() or not ((ts >= 0) & (ts <= 1)).all():
+        raise ValueError("states: t in [0, 1] and fractions summing to at most 1")
+    pick = rng.uniform(0, 1, uniform.shape)
+    which = np.searchsorted(np.cumsum(fractions), pick, side="right")
+    near = ts[np.minimum(which, len(ts) - 1)] + rng.normal(0, het.state_width, uniform.shape)
+    return np.where(which < len(ts), np.clip(near, 0, 1), uniform)
 
 
 class _Imager:

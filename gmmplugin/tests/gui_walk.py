@@ -123,9 +123,24 @@ class Walk:
             form.show(center=True)
             yield PAUSE_MS
             self.capture("form_" + name, form.root)
+            for book in self._notebooks(form.root):           # every other section
+                for tab in book.tabs()[1:]:
+                    book.select(tab)
+                    yield PAUSE_MS
+                    label = book.tab(tab, "text").strip().replace(" ", "_")
+                    self.capture("form_%s_%s" % (name, label), form.root)
+                book.select(book.tabs()[0])
             if name == "GmmProtSelectLatent":
                 yield from self._selection_wizard(prot, form)
             form.close()
+
+    def _notebooks(self, widget):
+        """The section notebooks (ttk.Notebook) inside ``widget``."""
+        from tkinter import ttk
+        found = [widget] if isinstance(widget, ttk.Notebook) else []
+        for child in widget.winfo_children():
+            found += self._notebooks(child)
+        return found
 
     def _selection_wizard(self, prot, form):
         """The polygon wizard of the selection form, on the analysis's particles:

@@ -62,7 +62,8 @@ class TestGui(BaseTest):
                          inputGmm=(cls.runs[1], "Gmm"))
         cls.runs.append(train)
         cls.runs.append(cls._run(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=3,
-                                 particlesPerFrame=100, inputParticles=(train, "Particles")))
+                                 particlesPerFrame=100, pathAnchors="class:1; class:2",
+                                 inputParticles=(train, "Particles")))
         cls.runs.append(cls._run(GmmProtSelectLatent, classIds="1", keepComplement=True,
                                  inputParticles=(cls.runs[-1], "Particles")))
         cls.runs.append(cls._run(GmmProtRefineOrientations, iterations=4,
