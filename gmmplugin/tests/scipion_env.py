@@ -50,3 +50,14 @@ def setup_environment(root=None):
     if not os.environ.get("PATH", "").startswith(bindir):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     return root
+
+
+if __name__ == "__main__":
+    # eval "$(python -m gmmplugin.tests.scipion_env)": the same environment for a
+    # shell, e.g. before Scipion's own test runner (python -m pyworkflow.apps.pw_run_tests)
+    import shlex
+    before = dict(os.environ)
+    setup_environment()
+    for key, value in sorted(os.environ.items()):
+        if before.get(key) != value:
+            print("export %s=%s" % (key, shlex.quote(value)))
