@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["gmmplugin", "gmmplugin.*"]),
     package_data={"gmmplugin": ["protocols.conf", "tests/data/*.npz", "tests/data/*.pdb",
                                 "engine/atomic/data/*.cif", "engine/atomic/data/*.npz",
-                                "engine/atomic/data/*.txt"]},
+                                "engine/atomic/data/*.txt", "templates/*.json.template"]},
     python_requires=">=3.9",
     install_requires=[
         "scipion-pyworkflow>=3.11",
@@ -28,6 +28,9 @@ setup(
         "emtable",
         "pyrama",   # Lovell et al. 2003 Ramachandran tables (model refinement)
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"],
+                    # cryoSPARC import (ProtImportParticles hands .cs files to this
+                    # plugin) and cryosparc-tools (writes .cs test data)
+                    "cryosparc": ["scipion-em-cryosparc2", "cryosparc-tools"]},
     entry_points={"pyworkflow.plugin": "gmmplugin = gmmplugin"},
 )

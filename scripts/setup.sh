@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: a virtual environment (.venv) with
 # torch 2.13.0 (CPU wheel; a CUDA build also works), Scipion (pyworkflow, pwem,
-# scipion-em-relion) and this plugin (editable), plus the optional Debian tools
-# used by tests and benchmarks (relion, xvfb) and by atomic model refinement
+# scipion-em-relion, scipion-em-cryosparc2) and this plugin (editable), plus
+# the optional Debian tools used by tests and benchmarks (relion, xvfb) and by
+# atomic model refinement
 # (refmac-dictionary: the CCP4 monomer library; tortoize, king-probe:
 # validation) when apt is available.
 set -euo pipefail
@@ -24,9 +25,9 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import torch, pwem, relion, pyrama, gmmplugin" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import torch, pwem, relion, pyrama, cryosparc2, cryosparc.dataset, gmmplugin" >/dev/null 2>&1; then
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q torch==2.13.0
-    "$VENV/bin/pip" install -q -e ".[test]"
+    "$VENV/bin/pip" install -q -e ".[test,cryosparc]"
 fi
 echo "environment ready: $VENV"

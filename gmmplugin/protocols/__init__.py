@@ -6,3 +6,4 @@ from .protocol_analyze import GmmProtAnalyze
 from .protocol_select import GmmProtSelectLatent
 from .protocol_refine_orientations import GmmProtRefineOrientations
 from .protocol_refine_models import GmmProtRefineModels
+from .protocol_export import GmmProtExportLatents

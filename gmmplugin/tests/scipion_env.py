@@ -5,6 +5,7 @@ import time. Everything lives under one root folder (default
 ``<repo>/.scipion``, or $GMM_SCIPION_ROOT).
 """
 import os
+import shutil
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,8 +38,26 @@ def setup_environment(root=None):
     os.environ.setdefault("SCIPION_TEST_NOSYNC", "1")
     os.environ.setdefault("SCIPION_PYTHON", sys.executable)
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # scipion-em-relion's protocols (even its export, which runs no RELION
+    # program) refuse to start without an existing RELION_HOME: point it at an
+    # installed RELION (e.g. Debian's, /usr/bin/relion_*) when there is one
+    relion = shutil.which("relion_reconstruct")
+    if relion:
+        os.environ.setdefault("RELION_HOME", os.path.dirname(os.path.dirname(
+            os.path.realpath(relion))))
     # protocols run in a child python: ours (with this package) must come first
     bindir = os.path.dirname(sys.executable)
     if not os.environ.get("PATH", "").startswith(bindir):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     return root
+
+
+if __name__ == "__main__":
+    # eval "$(python -m gmmplugin.tests.scipion_env)": the same environment for a
+    # shell, e.g. before Scipion's own test runner (python -m pyworkflow.apps.pw_run_tests)
+    import shlex
+    before = dict(os.environ)
+    setup_environment()
+    for key, value in sorted(os.environ.items()):
+        if before.get(key) != value:
+            print("export %s=%s" % (key, shlex.quote(value)))

@@ -2,18 +2,22 @@
 a small refinement, validation and CLI errors."""
 import json
 import os
+import unittest
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("pyrama")
+try:
+    import pyrama  # noqa: F401
+except ImportError:
+    raise unittest.SkipTest("pyrama not installed")
 from gmmplugin.engine.atomic import monlib  # noqa: E402
 
+# unittest's SkipTest: a skip for pytest and for Scipion's runner (unittest) alike
 if not os.path.isdir(monlib.DEBIAN_MONOMERS) and not os.environ.get("GMM_MONOMERS"):
-    pytest.skip("CCP4 monomer library (refmac-dictionary) not installed",
-                allow_module_level=True)
+    raise unittest.SkipTest("CCP4 monomer library (refmac-dictionary) not installed")
 
 from gmmplugin.engine import cli  # noqa: E402
 from gmmplugin.engine.atomic import ramachandran, rotamers  # noqa: E402

@@ -21,8 +21,8 @@ ENGINE = os.path.join(PKG, "engine")
 PLUGIN_LAYER = ["convert.py", "objects.py", "plugin.py", "constants.py", "bibtex.py",
                 "__init__.py", "wizards.py", "protocols", "viewers"]
 # engine modules the plugin layer may import: they load no torch
-TORCH_FREE = {"checks", "geometry", "io", "layout", "particles", "paths", "plots", "sampling",
-              "selection", "settings", "symmetry"}
+TORCH_FREE = {"checks", "export", "geometry", "io", "layout", "particles", "paths", "plots",
+              "sampling", "selection", "settings", "symmetry"}
 # Makes pwem and pyworkflow unimportable, as in an engine-only environment.
 NO_SCIPION = """
 import importlib.abc, runpy, sys

@@ -12,7 +12,8 @@ from pyworkflow.protocol import Protocol
 import gmmplugin.protocols as protocols
 
 PIPELINE = ["GmmProtReconstruct", "GmmProtFitNeutral", "GmmProtTrain", "GmmProtAnalyze",
-            "GmmProtSelectLatent", "GmmProtRefineOrientations", "GmmProtRefineModels"]
+            "GmmProtSelectLatent", "GmmProtRefineOrientations", "GmmProtRefineModels",
+            "GmmProtExportLatents"]
 
 
 def _child(node, text):

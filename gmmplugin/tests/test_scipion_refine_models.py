@@ -2,6 +2,7 @@
 atomic model series (few steps): outputs exist, gemmi reads them, they carry
 their latent coordinates and validation figures, and they fit their maps."""
 import os
+import unittest
 
 import gemmi
 import mrcfile
@@ -22,9 +23,9 @@ from gmmplugin.tests import check_every_viewer_entry, data_path
 RES, APIX, BOX = 5.0, 1.5, 48
 ANGLES = (0.0, 6.0, 12.0)
 
+# unittest's SkipTest: a skip for pytest and for Scipion's runner (unittest) alike
 if not os.path.isdir(monlib.DEBIAN_MONOMERS) and not os.environ.get("GMM_MONOMERS"):
-    pytest.skip("CCP4 monomer library (refmac-dictionary) not installed",
-                allow_module_level=True)
+    raise unittest.SkipTest("CCP4 monomer library (refmac-dictionary) not installed")
 
 
 def _series(folder):
