@@ -53,6 +53,13 @@ def add_args(t):
                         "space (0 = off)")
     t.add_argument("--refine-iterations", type=int, default=4,
                    help="classification rounds of the latent refinement")
+    t.add_argument("--likelihood-steps", type=int, default=0,
+                   help="Gauss-Newton steps of each particle's latent on its own "
+                        "likelihood through the decoder, after the training (and the "
+                        "latent refinement); 0 = none")
+    t.add_argument("--likelihood-significance", type=float, default=0.05,
+                   help="a refined latent replaces the encoder's only when its "
+                        "likelihood gain is significant at this level (0 = always)")
     t.add_argument("--refine-res", type=float, default=0.0,
                    help="finest resolution (Å) of the latent refinement (0 = --max-res)")
 
@@ -133,22 +140,42 @@ def _refine(particles, z, rcfg, device):
             dict(rcfg.__dict__, history=history, seconds=time.time() - t0))
 
 
-def _confidence(trainer, particles, z):
-    """Each particle's latent spread and confidence (engine/confidence.py)."""
-    from ..confidence import LatentInformation, posterior_spread
+def _latent_likelihood(trainer, particles, z, iterations, significance):
+    """Each particle's latent through its own likelihood (engine/latent_likelihood.py):
+    refined by ``iterations`` steps (0 = not), then its spread and confidence.
+    Returns (z, arrays for latents.npz, record for training.json)."""
+    from ..latent_likelihood import LatentLikelihood, posterior_spread
     t0 = time.time()
-    info = LatentInformation(trainer.decoder, particles, trainer.prepare_images(),
-                             trainer.box, trainer.apix, trainer.rings, trainer.band,
-                             device=trainer.device,
-                             phase_flip=trainer.cfg.ctf_mode == "phase_flip",
-                             batch_size=trainer.cfg.batch_size)
-    sd, confidence = posterior_spread(info.fisher(z), z)
-    record = {"median": float(np.median(confidence)),
-              "p10": float(np.percentile(confidence, 10)),
-              "p90": float(np.percentile(confidence, 90)), "seconds": time.time() - t0}
+    like = LatentLikelihood(trainer.decoder, particles, trainer.prepare_images(),
+                            trainer.box, trainer.apix, trainer.rings, trainer.band,
+                            device=trainer.device,
+                            phase_flip=trainer.cfg.ctf_mode == "phase_flip",
+                            batch_size=trainer.cfg.batch_size)
+    like.estimate_noise(z)
+    arrays, record = {}, {}
+    if iterations > 0:
+        z_in = z
+        z, gain, moved = like.refine(z, iterations=iterations, significance=significance,
+                                     log=log)
+        arrays.update(z_before_likelihood=z_in, likelihood_gain=gain)
+        shift = np.linalg.norm(z - z_in, axis=1)
+        record["refinement"] = {"iterations": iterations, "significance": significance,
+                                "moved": float(moved.mean()),
+                                "median_shift": float(np.median(shift[moved]))
+                                if moved.any() else 0.0, "seconds": time.time() - t0}
+        log("latents refined by their own likelihood: %.0f %% moved (2 x gain above the "
+            "chi-square %.2f level), median move %.3g, %.0f s"
+            % (100 * moved.mean(), significance, record["refinement"]["median_shift"],
+               record["refinement"]["seconds"]))
+    t1 = time.time()
+    sd, confidence = posterior_spread(like.fisher(z), z)
+    arrays.update(latent_sd=sd, confidence=confidence)
+    record.update(median=float(np.median(confidence)),
+                  p10=float(np.percentile(confidence, 10)),
+                  p90=float(np.percentile(confidence, 90)), seconds=time.time() - t1)
     log("latent confidence: median %.2f (10th-90th percentile %.2f-%.2f), %.0f s"
         % (record["median"], record["p10"], record["p90"], record["seconds"]))
-    return {"latent_sd": sd, "confidence": confidence}, record
+    return z, arrays, record
 
 
 def main(a):
@@ -169,6 +196,9 @@ def main(a):
     os.makedirs(a.out_dir, exist_ok=True)
     particles, focus, expansion = varying_gaussians(a, gmm, particles)
     rcfg = refinement_config(a, cfg, particles)
+    if a.likelihood_steps < 0 or not 0 <= a.likelihood_significance < 1:
+        raise ValueError("--likelihood-steps must be >= 0 and --likelihood-significance "
+                         "in [0, 1)")
     trainer = Trainer(particles, gmm, cfg, layout.path(a.out_dir, "work"),
                       device=a.device_obj, focus_mask=focus, log=log)
     resume = a.continue_from or (trainer.checkpoint_path() if a.resume else "")
@@ -184,7 +214,8 @@ def main(a):
     refined, refinement = {}, None
     if rcfg is not None:
         z, refined, refinement = _refine(particles, z, rcfg, a.device_obj)
-    arrays, confidence = _confidence(trainer, particles, z)
+    z, arrays, confidence = _latent_likelihood(trainer, particles, z, a.likelihood_steps,
+                                               a.likelihood_significance)
     refined.update(arrays)
     write_npz(layout.path(a.out_dir, "latents"), ids=particles.ids, z=z, zred=reduce(z),
               frc=final_score, neutral_frc=trainer.neutral_frc, run_id=trainer.run_id,

@@ -1,0 +1,225 @@
+"""Each particle's likelihood as a function of its latent vector, through the
+trained decoder at the particle's pose and CTF: how well its own image
+determines its latent (confidence), and the latent its image favours
+(refinement).
+
+The encoder gives every particle a latent, but a side view of a motion along
+the beam, a high defocus or a weak image say little about where along the
+motion the particle is; and the encoder, one network for all particles, does
+not reach each particle's own best latent (the amortisation gap). Both are
+read from the noise-whitened Gaussian likelihood of the image, at its best
+amplitude (profiled), log L(z) = (Σ w Re(p d*))² / Σ w |p|² + const:
+
+* the **Fisher information** of its latent, F = 2 a² Re(Jᴴ W J): J is the
+  derivative of the particle's CTF-modulated projection with respect to the
+  latent (finite differences through the decoder), W the inverse noise power
+  per Fourier ring (from the residuals of a sample of particles), a the
+  particle's best-fitting amplitude scale, over the training band;
+* the **posterior spread**, combining F with the population's own spread as
+  the prior: Σ = (F + Σ_pop⁻¹)⁻¹. ``latent_sd`` = √tr Σ, in latent units;
+* the **confidence** = 1 − √(tr Σ / tr Σ_pop), in [0, 1]: 1 when the image
+  pins its latent down, 0 when it says no more than "somewhere in the
+  population". Latent directions the decoder does not use (the population
+  barely spreads along them) weigh nothing.
+
+Cramér–Rao bound: a lower bound on the latent's error, and the curvature of
+the likelihood at the estimate (the Laplace approximation of the posterior).
+
+**Refinement**: from the encoder's latent, a few Gauss–Newton steps on the
+log-posterior (the likelihood above and the population as a Gaussian prior),
+each step at most ``max_step`` population standard deviations and kept only
+where it raises the log-posterior. As the pose refinement does, the refined
+latent replaces the encoder's only when the image favours it: 2 × the
+log-likelihood gain must exceed the χ² quantile (L degrees of freedom) of the
+chosen significance; otherwise a latent would wander inside the flat region
+of a weak image.
+"""
+import numpy as np
+from scipy.stats import chi2
+import torch
+
+from .ctf import compute_ctf
+from .fourier import crop_images, freq_grid_2d, image_ft
+from .projection import project
+
+
+class LatentLikelihood:
+    """Per-particle likelihood of the latent through ``decoder``.
+
+    ``images``: (n, box, box) particle images already cropped to ``box``
+    (pixel size ``apix``); ``band``: boolean mask of the rfft half plane over
+    which the likelihood is taken, ``rings`` its ring indices."""
+
+    def __init__(self, decoder, particles, images, box, apix, rings, band, device="cpu",
+                 phase_flip=False, batch_size=64):
+        self.decoder, self.p, self.images = decoder, particles, images
+        self.box, self.apix, self.rings, self.band = box, apix, rings, band
+        self.device, self.phase_flip, self.bs = torch.device(device), phase_flip, batch_size
+        self.ky, self.kx = freq_grid_2d(box, apix, self.device)
+        self.weights = None
+
+    def _batch(self, rows):
+        p, dev = self.p, self.device
+        img = torch.from_numpy(np.ascontiguousarray(self.images[rows], dtype=np.float32))
+        if img.shape[-1] != self.box:
+            img = crop_images(img, self.box)
+        ctf = compute_ctf(self.ky, self.kx, torch.from_numpy(p.ctf[rows]).to(dev))
+        if self.phase_flip:
+            ctf = ctf.abs()
+        rot = torch.from_numpy(p.rotations[rows]).float().to(dev)
+        sh = torch.from_numpy(p.shifts[rows]).float().to(dev)
+        return image_ft(img.to(dev))[:, self.band], ctf, rot, sh
+
+    def _predict(self, z, ctf, rot, sh):
+        return (project(self.decoder(z), rot, sh, self.box, self.apix) * ctf)[:, self.band]
+
+    @staticmethod
+    def _scale(pred, data, w):
+        """Each particle's least-squares amplitude of its prediction."""
+        num = ((pred * data.conj()).real * w).sum(1)
+        den = ((pred.real ** 2 + pred.imag ** 2) * w).sum(1)
+        return num / den.clamp_min(1e-30)
+
+    @torch.no_grad()
+    def estimate_noise(self, z, sample=1024):
+        """Noise power per ring from the residuals of up to ``sample`` particles
+        (spread over the set) at their latents; sets the whitening weights."""
+        n = len(z)
+        rows_all = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
+        r = self.rings[self.band]
+        nr = int(self.rings.max()) + 1
+        tot = torch.zeros(nr, dtype=torch.float64, device=self.device)
+        cnt = torch.zeros(nr, dtype=torch.float64, device=self.device)
+        ones = torch.ones_like(r, dtype=torch.float64)
+        for start in range(0, len(rows_all), self.bs):
+            rows = rows_all[start:start + self.bs]
+            data, ctf, rot, sh = self._batch(rows)
+            zz = torch.from_numpy(np.asarray(z[rows], dtype=np.float32)).to(self.device)
+            pred = self._predict(zz, ctf, rot, sh)
+            a = self._scale(pred, data, torch.ones(pred.shape[1], device=self.device))
+            res = data - a[:, None] * pred
+            power = (res.real ** 2 + res.imag ** 2).double().sum(0)
+            tot.index_add_(0, r, power)
+            cnt.index_add_(0, r, ones * len(rows))
+        noise = tot / cnt.clamp_min(1)
+        self.weights = (1.0 / noise.clamp_min(1e-30))[r].float()
+        return self.weights
+
+    def _step(self, z):
+        """Finite-difference step: small against the population's spread, large
+        against round-off."""
+        return 1e-2 * float(np.sqrt(((z - z.mean(0)) ** 2).sum(1).mean()) or 1.0)
+
+    def _expand(self, z0, data, ctf, rot, sh, step):
+        """Predictions at z0 and at z0 + step·e_l: (pred (B, K), jac (L, B, K),
+        the amplitude a (B,), the profiled log-likelihood (B,))."""
+        B, L = z0.shape
+        eye = torch.eye(L, device=self.device) * step
+        zs = torch.cat([z0[None], z0[None] + eye[:, None, :]]).reshape(-1, L)
+        pred = self._predict(zs, ctf.repeat(L + 1, 1, 1), rot.repeat(L + 1, 1, 1),
+                             sh.repeat(L + 1, 1)).reshape(L + 1, B, -1)
+        a = self._scale(pred[0], data, self.weights)
+        return pred[0], (pred[1:] - pred[0][None]) / step, a, \
+            self._profiled(pred[0], data)
+
+    def _profiled(self, pred, data):
+        """Log-likelihood at the best amplitude, up to a constant (nats)."""
+        w = self.weights
+        cross = ((pred * data.conj()).real * w).sum(1)
+        return cross ** 2 / ((pred.real ** 2 + pred.imag ** 2) * w).sum(1).clamp_min(1e-30)
+
+    def _fisher_of(self, jac, a):
+        w = self.weights
+        f = torch.einsum("lbk,mbk,k->blm", jac.real, jac.real, w) \
+            + torch.einsum("lbk,mbk,k->blm", jac.imag, jac.imag, w)
+        return 2.0 * a[:, None, None] ** 2 * f
+
+    @torch.no_grad()
+    def fisher(self, z, step=None):
+        """(n, L, L) Fisher information of every particle's latent ``z`` (n, L)."""
+        z = np.asarray(z, dtype=np.float32)
+        n, L = z.shape
+        if self.weights is None:
+            self.estimate_noise(z)
+        step = step or self._step(z)
+        out = np.zeros((n, L, L), dtype=np.float64)
+        for start in range(0, n, self.bs):
+            rows = np.arange(start, min(start + self.bs, n))
+            data, ctf, rot, sh = self._batch(rows)
+            _, jac, a, _ = self._expand(torch.from_numpy(z[rows]).to(self.device),
+                                        data, ctf, rot, sh, step)
+            out[rows] = self._fisher_of(jac, a).double().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def refine(self, z, iterations=5, max_step=0.5, significance=0.05, log=None):
+        """(refined z (n, L), log-likelihood gain (n,), moved (n,) bool): see the
+        module docstring. The prior is the population of ``z`` (mean, covariance)."""
+        z = np.asarray(z, dtype=np.float32)
+        n, L = z.shape
+        if self.weights is None:
+            self.estimate_noise(z)
+        step = self._step(z)
+        mean = torch.from_numpy(z.mean(0)).to(self.device)
+        cov = np.atleast_2d(np.cov(z.T))
+        cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
+        prec = torch.from_numpy(np.linalg.inv(cov)).float().to(self.device)
+        limit = max_step * float(np.sqrt(np.trace(cov) / L))
+        min_gain = 0.5 * chi2.isf(significance, L) if significance > 0 else -np.inf
+        out, gain = z.copy(), np.zeros(n, dtype=np.float32)
+
+        def log_prior(v):
+            d = v - mean
+            return -0.5 * torch.einsum("bi,ij,bj->b", d, prec, d)
+
+        for start in range(0, n, self.bs):
+            rows = np.arange(start, min(start + self.bs, n))
+            data, ctf, rot, sh = self._batch(rows)
+            z0 = torch.from_numpy(z[rows]).to(self.device)
+            cur = z0.clone()
+            pred, jac, a, ll = self._expand(cur, data, ctf, rot, sh, step)
+            ll0 = ll.clone()
+            post = ll + log_prior(cur)
+            for _ in range(iterations):
+                r = data - a[:, None] * pred
+                g = 2.0 * a[:, None] * (torch.einsum("lbk,bk,k->bl", jac.real, r.real,
+                                                     self.weights)
+                                        + torch.einsum("lbk,bk,k->bl", jac.imag, r.imag,
+                                                       self.weights))
+                g = g - (cur - mean) @ prec
+                h = self._fisher_of(jac, a) + prec[None]
+                delta = torch.linalg.solve(h, g.unsqueeze(-1)).squeeze(-1)
+                norm = delta.norm(dim=1, keepdim=True)
+                delta = delta * torch.clamp(limit / norm.clamp_min(1e-30), max=1.0)
+                trial = cur + delta
+                p_t, j_t, a_t, ll_t = self._expand(trial, data, ctf, rot, sh, step)
+                post_t = ll_t + log_prior(trial)
+                better = post_t > post
+                b = better[:, None]
+                cur = torch.where(b, trial, cur)
+                pred = torch.where(b, p_t, pred)
+                jac = torch.where(better[None, :, None], j_t, jac)
+                a, ll, post = (torch.where(better, a_t, a), torch.where(better, ll_t, ll),
+                               torch.where(better, post_t, post))
+            out[rows] = cur.cpu().numpy()
+            gain[rows] = (ll - ll0).cpu().numpy()
+            if log and (start // self.bs) % 50 == 0:
+                log("latent refinement: %d / %d particles" % (rows[-1] + 1, n))
+        moved = gain > min_gain
+        out[~moved] = z[~moved]
+        return out, gain, moved
+
+
+def posterior_spread(fisher, z):
+    """(latent_sd, confidence) per particle from its Fisher information and the
+    population ``z`` as the prior (see the module docstring)."""
+    z = np.asarray(z, dtype=np.float64)
+    L = z.shape[1]
+    cov = np.atleast_2d(np.cov(z.T)) if len(z) > 1 else np.eye(L)
+    cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
+    prior = np.linalg.inv(cov)
+    post = np.linalg.inv(fisher + prior[None])
+    tr = np.trace(post, axis1=1, axis2=2).clip(min=0)
+    sd = np.sqrt(tr)
+    confidence = 1.0 - np.sqrt(np.clip(tr / np.trace(cov), 0.0, 1.0))
+    return sd.astype(np.float32), confidence.astype(np.float32)
