@@ -9,6 +9,28 @@ from dataclasses import dataclass
 
 SCORE_NAMES = {"frc": "FRC", "whitened": "whitened correlation"}   # TrainConfig.loss -> label
 
+FINEST_AUTOMATIC_BAND = 6.0   # Å: the finest training band chosen automatically
+UNKNOWN_GMM_BAND = 8.0        # Å: the band when the neutral GMM's resolution is unknown
+
+
+def automatic_max_res(gmm_resolution, apix):
+    """(training band's high end in Å, why) when the user leaves it at 0: the
+    resolution the neutral GMM was fitted to (finer detail is not in the model),
+    no finer than FINEST_AUTOMATIC_BAND (the cost of an epoch grows with the
+    square of 1/resolution, while conformations show at 6–10 Å) nor than the
+    particles' Nyquist."""
+    if not gmm_resolution or gmm_resolution <= 0:
+        res, why = UNKNOWN_GMM_BAND, "the neutral GMM's resolution is not known"
+    elif gmm_resolution < FINEST_AUTOMATIC_BAND:
+        res, why = FINEST_AUTOMATIC_BAND, ("the neutral GMM was fitted at %.1f Å; capped "
+                                           "at %.0f Å for speed" % (gmm_resolution,
+                                                                    FINEST_AUTOMATIC_BAND))
+    else:
+        res, why = float(gmm_resolution), ("the resolution the neutral GMM was fitted at")
+    if res < 2 * apix:
+        res, why = 2 * apix, why + "; limited to the particles' Nyquist"
+    return res, why
+
 
 @dataclass
 class TrainConfig:
@@ -89,6 +111,31 @@ class RefineLatentsConfig:
         if self.max_res >= self.min_res:
             raise ValueError("latent refinement: max resolution (%.1f Å) must be finer "
                              "than min resolution (%.1f Å)" % (self.max_res, self.min_res))
+
+
+AUTOMATIC_CLASSES = (4, 36)   # the range of the automatic number of refinement classes
+
+
+def automatic_classes(n_particles, box=None, memory=None):
+    """(classes, why) of the latent refinement when the user leaves it to us:
+    enough particles per class that each half set keeps twice FEW_PER_CLASS,
+    at most AUTOMATIC_CLASSES[1] (more classes resolve no more of a motion),
+    and fewer when the maps would need more than 60 % of ``memory`` bytes
+    (classes 0 = off: too few particles for AUTOMATIC_CLASSES[0])."""
+    lo, hi = AUTOMATIC_CLASSES
+    k = min(hi, n_particles // (4 * FEW_PER_CLASS))
+    if k < lo:
+        return 0, ("%d particles are too few for %d classes with %d per class and half "
+                   "set" % (n_particles, lo, 2 * FEW_PER_CLASS))
+    why = "%d particles" % n_particles
+    if box and memory:
+        while k > lo and memory_bytes(box, k) > 0.6 * memory:
+            k -= 1
+        if memory_bytes(box, k) > 0.6 * memory:
+            return 0, "the class maps would not fit in memory"
+        if k < min(hi, n_particles // (4 * FEW_PER_CLASS)):
+            why += ", fewer for memory"
+    return k, why
 
 
 def memory_bytes(box, classes):

@@ -10,7 +10,8 @@ from ..constants import FLEX_PROGRAM
 from ..convert import append_flex_particles, map_file, mask_voxels, validate_particles
 from ..engine import checks
 from ..engine.particles import Particles
-from ..engine.settings import FEW_PER_CLASS, RefineLatentsConfig, TrainConfig
+from ..engine.settings import (FEW_PER_CLASS, RefineLatentsConfig, TrainConfig,
+                               automatic_classes, automatic_max_res)
 from ..engine.symmetry import parse_symmetry, symmetry_operators
 from .protocol_base import GmmProtBase
 
@@ -58,11 +59,15 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("latentDim", params.IntParam, default=4, label="Latent dimension",
                       help="Size of the latent vector (1-16). 4 is a good start; 2 lets "
                            "a single closed-loop (cyclic) motion be plotted directly.")
-        form.addParam("maxResolution", params.FloatParam, default=8.0,
+        form.addParam("maxResolution", params.FloatParam, default=0.0,
                       label="Max resolution (Å)",
                       help="High end of the resolution band. Particles are Fourier-cropped so "
                            "that this is their Nyquist frequency, which sets the speed. "
-                           "Finer values see smaller changes and cost more.")
+                           "Finer values see smaller changes and cost more (an epoch's "
+                           "cost grows with the square of 1/resolution). 0 = automatic: "
+                           "the resolution the neutral GMM was fitted at (finer detail is "
+                           "not in the model), but no finer than 6 Å; the log and the "
+                           "summary say what was used.")
         form.addParam("minResolution", params.FloatParam, default=100.0,
                       expertLevel=params.LEVEL_ADVANCED, label="Min resolution (Å)",
                       help="Low end of the resolution band.")
@@ -128,8 +133,16 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       help="Seed of the network initialisation and particle order; the "
                            "same seed and input give the same result on the same device.")
         form.addSection(label="Latent refinement")
+        form.addParam("refineLatents", params.BooleanParam, default=True,
+                      label="Refine latents by 3D classification?",
+                      help="After training, re-read each particle's latent against "
+                           "reconstructions of classes along the latent space (below). "
+                           "It sharpens the latents at the cost of about one more "
+                           "training's time on a CPU; the log and the summary give the "
+                           "time it took. Sets too small for enough particles per class "
+                           "skip it (the log says so). Switch it off for a quick look.")
         form.addParam("refineClasses", params.IntParam, default=0,
-                      label="Classes (0 = off)",
+                      condition="refineLatents", label="Classes (0 = automatic)",
                       help="After training, re-read each particle's latent by masked 3D "
                            "classification: k-means splits the latent space into this "
                            "many classes, each class is reconstructed from its particles "
@@ -144,9 +157,11 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "Cost: per round one reconstruction and one comparison with "
                            "every class per particle, about as much as the training again "
                            "on a CPU; memory about 64 bytes × classes × (2 × box at that "
-                           "resolution)³. The encoder's own latents are kept as well.")
+                           "resolution)³. The encoder's own latents are kept as well. "
+                           "0 = automatic: enough classes that each keeps 120 particles "
+                           "per half set, from 4 to 36, fewer if memory is short.")
         form.addParam("refineIterations", params.IntParam, default=4,
-                      condition="refineClasses > 0", label="Rounds",
+                      condition="refineLatents", label="Rounds",
                       help="Classification rounds after the first reconstructions. "
                            "After each round the class centres move to the mean encoder "
                            "latent of their particles, and the log reports how far (in "
@@ -154,7 +169,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "classification is settling; it can also rise when centres of "
                            "one state crowd together. Add rounds while it keeps falling.")
         form.addParam("refineResolution", params.FloatParam, default=0.0,
-                      condition="refineClasses > 0", label="Resolution (Å)",
+                      condition="refineLatents", label="Resolution (Å)",
                       help="Finest resolution of the comparison (0 = the training's max "
                            "resolution). It can be finer than the training band: "
                            "classification uses the particle images directly, and the "
@@ -181,7 +196,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--out-dir %s" % self._getExtraPath(),
                 "--latent-dim %d" % self.latentDim.get(), "--epochs %d" % self.numEpochs.get(),
                 "--batch %d" % self.batchSize.get(), "--lr %g" % self.learningRate.get(),
-                "--max-res %g" % self.maxResolution.get(),
+                "--max-res %g" % self.maxResolution.get(),     # 0: the engine chooses
                 "--min-res %g" % self.minResolution.get(),
                 "--vary-positions %d" % self.varyPositions.get(),
                 "--vary-amplitudes %d" % self.varyAmplitudes.get(),
@@ -190,7 +205,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--seed %d" % self.seed.get(), "--latent-kl %g" % self.klWeight.get(),
                 "--loss %s" % LOSS_NAMES[self.lossFunction.get()],
                 "--symmetry %s" % self._symmetry(),
-                "--refine-classes %d" % self.refineClasses.get(),
+                "--refine-classes %d" % self._refineClassesArg(),
                 "--refine-iterations %d" % self.refineIterations.get(),
                 "--refine-res %g" % self.refineResolution.get()]
         if self.focusMask.get() is not None:
@@ -218,7 +233,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         flex.setAttr("modelPath", self._info()["checkpoint"])
         flex.setAttr("gmmPath", os.path.abspath(self.inputGmm.get().getFileName()))
         flex.setAttr("latentDim", int(self.latentDim.get()))
-        flex.setAttr("maxResolution", float(self.maxResolution.get()))
+        flex.setAttr("maxResolution", float(self._info()["config"]["max_res"]))
         flex.setAttr("minResolution", float(self.minResolution.get()))
         flex.setAttr("latentsPath", self._getFileName("latents"))
         flex.setAttr("symmetry", self._symmetry())
@@ -235,12 +250,28 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     def _info(self):
         return self.readResult("training")
 
+    def _refineClassesArg(self):
+        """The engine's --refine-classes: 0 = off, -1 = automatic, or the number."""
+        if not self.refineLatents.get():
+            return 0
+        return self.refineClasses.get() or -1
+
+    def _maxResolution(self):
+        """The training band's high end: the form's value, or (0) the automatic
+        choice from the neutral GMM's resolution."""
+        if self.maxResolution.get() > 0:
+            return self.maxResolution.get()
+        gmm, parts = self.inputGmm.get(), self.inputParticles.get()
+        apix = parts.getSamplingRate() if parts is not None else 0.0
+        return automatic_max_res(gmm.getResolution() if gmm is not None else None,
+                                 apix or 0.0)[0]
+
     # -- checks --------------------------------------------------------------------------
     def _trainConfig(self):
         return TrainConfig(latent_dim=self.latentDim.get(), epochs=self.numEpochs.get(),
                            batch_size=self.batchSize.get(),
                            learning_rate=self.learningRate.get(),
-                           max_res=self.maxResolution.get(),
+                           max_res=self._maxResolution(),
                            min_res=self.minResolution.get(),
                            vary_positions=self.varyPositions.get(),
                            vary_amplitudes=self.varyAmplitudes.get(),
@@ -260,7 +291,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                                 lambda: parse_symmetry(self._symmetry()))
         if parts is not None and parts.getSamplingRate():
             errors += self.problems(lambda: checks.resolution_within_nyquist(
-                self.maxResolution.get(), parts.getSamplingRate()))
+                self._maxResolution(), parts.getSamplingRate()))
         if not (self.varyPositions.get() or self.varyAmplitudes.get()
                 or self.varyWidths.get()):
             errors.append("Let at least positions, amplitudes or widths vary.")
@@ -281,14 +312,18 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
 
     def _refinementErrors(self, parts):
         """The engine's own checks of the refinement settings."""
-        k, res = self.refineClasses.get(), self.refineResolution.get()
+        k, res = self._refineClassesArg(), self.refineResolution.get()
         if k == 0:
             return []
+        if k < 0:                      # automatic: the engine's choice from the particles
+            k = automatic_classes(parts.getSize() if parts is not None else 0)[0]
+            if k == 0:
+                return []
         if res < 0:
             return ["The latent refinement resolution must be >= 0 (0 = max resolution)."]
         n = parts.getSize() if parts is not None else 4 * max(k, 2)
         cfg = RefineLatentsConfig(classes=k, iterations=self.refineIterations.get(),
-                                  max_res=res or self.maxResolution.get(),
+                                  max_res=res or self._maxResolution(),
                                   min_res=self.minResolution.get())
         found = self.problems(lambda: cfg.validate(n))
         if res and parts is not None and parts.getSamplingRate():
@@ -335,7 +370,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             warnings.append("The particles are not marked as phase-flipped, but CTF "
                             "handling is 'phase-flipped'. Continue only if they were "
                             "flipped elsewhere.")
-        k = self.refineClasses.get()
+        k = self.refineClasses.get() if self.refineLatents.get() else 0
         if parts is not None and k >= 2:
             try:
                 n = parts.getSize() * len(symmetry_operators(self._symmetry()))
@@ -357,7 +392,11 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                  % (info["particles"], info["gaussians"], info["config"]["latent_dim"],
                     len(info["history"]), info["seconds"]),
                  "Final loss %.5f; %.0f particles/s per epoch." %
-                 (info["final_loss"], info["particles_per_s"])]
+                 (info["final_loss"], info["particles_per_s"]),
+                 "Training band %g-%.1f Å%s." % (
+                     info["config"]["min_res"], info["config"]["max_res"],
+                     " (automatic, from the neutral GMM)"
+                     if self.maxResolution.get() <= 0 else "")]
         if info["config"]["loss"] == "whitened":
             lines.append("Similarity score: noise-whitened correlation (not the FRC).")
         ref = info.get("latent_refinement")

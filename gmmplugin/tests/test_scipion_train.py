@@ -110,6 +110,8 @@ class TestTrainPipeline(BaseTest):
             prot.continueRun.set(self.train)
             return " ".join(prot._validate())
         self.assertEqual(continue_errors(numEpochs=9), "")
+        # an automatic band is the neutral GMM's 8 Å: the same as the run continued
+        self.assertEqual(continue_errors(numEpochs=9, maxResolution=0.0), "")
         self.assertIn("latent dim", continue_errors(numEpochs=9, latentDim=3))
         self.assertIn("vary widths", continue_errors(numEpochs=9, varyWidths=True))
         self.assertIn("similarity score", continue_errors(numEpochs=9, lossFunction=1))

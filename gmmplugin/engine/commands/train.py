@@ -24,7 +24,9 @@ def add_args(t):
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--max-res", type=float, default=8.0)
+    t.add_argument("--max-res", type=float, default=0.0,
+                   help="high end (Å) of the training band; 0 = automatic: the neutral "
+                        "GMM's resolution, no finer than 6 Å")
     t.add_argument("--min-res", type=float, default=100.0)
     t.add_argument("--vary-positions", type=int, default=1)
     t.add_argument("--vary-amplitudes", type=int, default=1)
@@ -47,10 +49,11 @@ def add_args(t):
                    help="frc: mean Fourier ring correlation (the paper); whitened: "
                         "noise-whitened correlation, each Fourier pixel weighted by the "
                         "inverse noise power of its ring (default: TrainConfig's)")
-    t.add_argument("--refine-classes", type=int, default=0,
+    t.add_argument("--refine-classes", type=int, default=-1,
                    help="after training, re-read each latent by masked 3D classification "
                         "against reconstructions of this many classes along the latent "
-                        "space (0 = off)")
+                        "space (0 = off; -1 = automatic: from the number of particles "
+                        "and the memory, off for small sets)")
     t.add_argument("--refine-iterations", type=int, default=4,
                    help="classification rounds of the latent refinement")
     t.add_argument("--likelihood-steps", type=int, default=0,
@@ -64,10 +67,11 @@ def add_args(t):
                    help="finest resolution (Å) of the latent refinement (0 = --max-res)")
 
 
-def train_config(a):
+def train_config(a, gmm=None, apix=None):
     """The TrainConfig the arguments ask for; with --more-epochs, the continued
-    checkpoint's own settings and that many more epochs."""
-    from ..settings import TrainConfig
+    checkpoint's own settings and that many more epochs. A --max-res of 0 is
+    chosen from the neutral GMM (``settings.automatic_max_res``)."""
+    from ..settings import TrainConfig, automatic_max_res
     if a.more_epochs:
         from ..checkpoint import checkpoint_state
         if not a.continue_from:
@@ -76,8 +80,14 @@ def train_config(a):
         done, cfg = checkpoint_state(a.continue_from)
         cfg.epochs = done + a.more_epochs
         return cfg
+    max_res = a.max_res
+    if max_res <= 0:
+        if gmm is None or apix is None:
+            raise ValueError("an automatic --max-res needs the neutral GMM and the particles")
+        max_res, why = automatic_max_res(gmm.resolution, apix)
+        log("training band: %g-%.1f Å (automatic: %s)" % (a.min_res, max_res, why))
     return TrainConfig(latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch,
-                       learning_rate=a.lr, max_res=a.max_res, min_res=a.min_res,
+                       learning_rate=a.lr, max_res=max_res, min_res=a.min_res,
                        vary_positions=bool(a.vary_positions),
                        vary_amplitudes=bool(a.vary_amplitudes),
                        vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
@@ -87,15 +97,26 @@ def train_config(a):
 
 def refinement_config(a, cfg, particles):
     """The latent-refinement settings (None when off), checked before any
-    training so that a bad value or an impossible memory need fails early."""
+    training so that a bad value or an impossible memory need fails early.
+    ``--refine-classes -1``: the number of classes from the particles and the
+    memory (settings.automatic_classes)."""
     if not a.refine_classes:
         return None
     from ..device import total_memory_bytes
     from ..sampling import crop_box_for
-    from ..settings import RefineLatentsConfig, memory_bytes
+    from ..settings import RefineLatentsConfig, automatic_classes, memory_bytes
     res = a.refine_res or cfg.max_res
     checks.resolution_within_nyquist(res, particles.apix, "latent refinement resolution")
-    rcfg = RefineLatentsConfig(classes=a.refine_classes, iterations=a.refine_iterations,
+    classes = a.refine_classes
+    if classes < 0:
+        classes, why = automatic_classes(len(particles),
+                                         crop_box_for(particles.box, particles.apix, res),
+                                         total_memory_bytes(a.device_obj))
+        log("latent refinement: %s (automatic: %s)"
+            % ("%d classes" % classes if classes else "off", why))
+        if not classes:
+            return None
+    rcfg = RefineLatentsConfig(classes=classes, iterations=a.refine_iterations,
                                max_res=res, min_res=cfg.min_res, seed=cfg.seed)
     rcfg.validate(len(particles))
     need = memory_bytes(crop_box_for(particles.box, particles.apix, res), rcfg.classes)
@@ -136,6 +157,8 @@ def _refine(particles, z, rcfg, device):
     from ..refine_latents import refine_latents
     t0 = time.time()
     z_ref, confidence, history = refine_latents(particles, z, rcfg, device=device, log=log)
+    log("latent refinement (%d classes, %d rounds): %.0f s" % (rcfg.classes, rcfg.iterations,
+                                                              time.time() - t0))
     return (z_ref, {"z_encoder": z, "class_confidence": confidence},
             dict(rcfg.__dict__, history=history, seconds=time.time() - t0))
 
@@ -188,7 +211,7 @@ def main(a):
     symmetry_operators(a.symmetry)   # a bad group name fails before any work
     particles = load_particles(a.particles)
     gmm = load_gmm(a.gmm)
-    cfg = train_config(a)
+    cfg = train_config(a, gmm, particles.apix)
     if not particles.has_ctf and cfg.ctf_mode == "full":
         raise ValueError("the particles have no CTF; use --ctf-mode phase_flip only for "
                          "phase-flipped data, or provide CTF parameters")
