@@ -28,11 +28,12 @@ the likelihood at the estimate (the Laplace approximation of the posterior).
 **Refinement**: from the encoder's latent, a few Gauss–Newton steps on the
 log-posterior (the likelihood above and the population as a Gaussian prior),
 each step at most ``max_step`` population standard deviations and kept only
-where it raises the log-posterior. As the pose refinement does, the refined
-latent replaces the encoder's only when the image favours it: 2 × the
-log-likelihood gain must exceed the χ² quantile (L degrees of freedom) of the
-chosen significance; otherwise a latent would wander inside the flat region
-of a weak image.
+where it raises the log-posterior: the maximum a posteriori latent, which for
+an image that says nothing is the population's centre rather than the
+encoder's guess. Optionally (``significance`` > 0), as the pose refinement
+does, the refined latent replaces the encoder's only when the image alone
+favours it: 2 × the log-likelihood gain must exceed the χ² quantile (L
+degrees of freedom) of that significance.
 """
 import numpy as np
 from scipy.stats import chi2
@@ -152,7 +153,7 @@ class LatentLikelihood:
         return out
 
     @torch.no_grad()
-    def refine(self, z, iterations=5, max_step=0.5, significance=0.05, log=None):
+    def refine(self, z, iterations=5, max_step=0.5, significance=0.0, log=None):
         """(refined z (n, L), log-likelihood gain (n,), moved (n,) bool): see the
         module docstring. The prior is the population of ``z`` (mean, covariance)."""
         z = np.asarray(z, dtype=np.float32)

@@ -175,6 +175,22 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "classification uses the particle images directly, and the "
                            "class maps are filtered by their half-set FSC, so shells "
                            "without class-specific signal do not add noise.")
+        form.addParam("likelihoodSteps", params.IntParam, default=0,
+                      label="Likelihood steps per particle",
+                      help="Last, each particle's latent moves to where its own image "
+                           "fits best: a few Gauss-Newton steps on its noise-whitened "
+                           "likelihood through the decoder, at its pose and CTF, with the "
+                           "population of latents as the prior (a latent moves only "
+                           "where image and prior together favour it). It closes the gap "
+                           "between one encoder for all particles and each particle's "
+                           "own best latent. 0 = off; 5 is enough to converge.")
+        form.addParam("likelihoodSignificance", params.FloatParam, default=0.0,
+                      condition="likelihoodSteps > 0", expertLevel=params.LEVEL_ADVANCED,
+                      label="Significance of a move",
+                      help="If > 0, a refined latent replaces the encoder's only when "
+                           "its likelihood gain is significant at this level (a "
+                           "likelihood-ratio test, as the pose refinement uses). 0 keeps "
+                           "every move that raises the posterior.")
         self._defineEngineParams(form)
 
     # -- steps ---------------------------------------------------------------------------
@@ -207,7 +223,9 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--symmetry %s" % self._symmetry(),
                 "--refine-classes %d" % self._refineClassesArg(),
                 "--refine-iterations %d" % self.refineIterations.get(),
-                "--refine-res %g" % self.refineResolution.get()]
+                "--refine-res %g" % self.refineResolution.get(),
+                "--likelihood-steps %d" % self.likelihoodSteps.get(),
+                "--likelihood-significance %g" % self.likelihoodSignificance.get()]
         if self.focusMask.get() is not None:
             args.append("--focus-mask %s" % map_file(self.focusMask.get(),
                                                     self._getTmpPath("focus.mrc")))
@@ -303,6 +321,8 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 mask.getDim()[0], mask.getSamplingRate(), gmm.getBoxSize(),
                 gmm.getSamplingRate(), "the focus mask", "the GMM's map"))
         errors += self._refinementErrors(parts)
+        if self.likelihoodSteps.get() < 0 or not 0 <= self.likelihoodSignificance.get() < 1:
+            errors.append("Likelihood steps must be >= 0 and their significance in [0, 1).")
         if self.doContinue.get():
             errors += self._continueErrors()
         if parts is not None and parts.isPhaseFlipped() and self.ctfMode.get() == CTF_FULL:
@@ -412,6 +432,12 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 lines.append("Class centres moved by %.2f neighbour distances in the last "
                              "round (a falling figure: settling)." % last["centre_shift"])
         conf = info.get("latent_confidence")
+        ml = (conf or {}).get("refinement")
+        if ml:
+            lines.append("Latents refined on each particle's likelihood (%d steps) in %.0f "
+                         "s: %.0f %% moved, median move %.3g (latent units)."
+                         % (ml["iterations"], ml["seconds"], 100 * ml["moved"],
+                            ml["median_shift"]))
         if conf:
             lines.append("Latent confidence (how well each image determines its latent, "
                          "0-1): median %.2f, 10th-90th percentile %.2f-%.2f."

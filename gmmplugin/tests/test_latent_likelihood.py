@@ -165,7 +165,7 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     images = _images(decoder, parts, z_true, noise, seed=8)
     start = (z_true + rng.normal(0, 0.3, z_true.shape)).astype(np.float32)
     like = _information(decoder, parts, images)
-    refined, gain, moved = like.refine(start)
+    refined, gain, moved = like.refine(start, significance=0.05)
     crb = 1 / np.sqrt(like.fisher(z_true)[: n // 2, 0, 0])
     err_before = np.abs(start - z_true)[: n // 2, 0]
     err_after = np.abs(refined - z_true)[: n // 2, 0]
@@ -176,3 +176,12 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     np.testing.assert_array_equal(refined[n // 2:][~moved[n // 2:]],
                                   start[n // 2:][~moved[n // 2:]])
     assert np.all(gain[moved] > 0)
+    # without the test, a latent its image cannot place goes to the population's
+    # centre (the posterior's mode), nearer than where the encoder's guess was
+    free, _, moved_all = like.refine(start)
+    assert moved_all.all()
+    centre = start.mean()
+    hidden = slice(n // 2, n)
+    assert np.abs(free[hidden] - centre).mean() < 0.5 * np.abs(start[hidden] - centre).mean()
+    err_free = np.abs(free - z_true)[: n // 2, 0]
+    assert np.sqrt((err_free ** 2).mean()) <= 1.05 * np.sqrt((err_after ** 2).mean())

@@ -60,9 +60,10 @@ def add_args(t):
                    help="Gauss-Newton steps of each particle's latent on its own "
                         "likelihood through the decoder, after the training (and the "
                         "latent refinement); 0 = none")
-    t.add_argument("--likelihood-significance", type=float, default=0.05,
+    t.add_argument("--likelihood-significance", type=float, default=0.0,
                    help="a refined latent replaces the encoder's only when its "
-                        "likelihood gain is significant at this level (0 = always)")
+                        "likelihood gain is significant at this level (0 = whenever it "
+                        "raises the posterior)")
     t.add_argument("--refine-res", type=float, default=0.0,
                    help="finest resolution (Å) of the latent refinement (0 = --max-res)")
 
