@@ -274,7 +274,13 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             errors.append("Use at least 2 frames per series and 0 or more principal axes.")
         anchors = (self.pathAnchors.get() or "").strip()
         if anchors:
-            errors += self.problems(lambda: paths.parse_anchors(anchors))
+            found = self.problems(lambda: paths.parse_anchors(anchors))
+            errors += found
+            k = self.numClasses.get()
+            if not found and k > 0:
+                errors += ["Path anchor class:%d: the analysis makes %d classes." % (c, k)
+                           for kind, c in paths.parse_anchors(anchors)
+                           if kind == "class" and not 1 <= c <= k]
         if self.weightByConfidence.get() and getattr(first, "_gmmConfidence", None) is None:
             errors.append("These particles carry no latent confidence to weigh them by: "
                           "use the Particles output of 'heterogeneity training' (or "

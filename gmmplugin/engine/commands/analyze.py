@@ -72,20 +72,23 @@ class _Maps:
         return rec.resolution
 
 
-def _classes(a, z, recon):
-    """(labels, class records) of the latent classes, each reconstructed."""
+def _classes(a, z):
+    """(labels, centres) of the latent classes."""
     from ..analyze import choose_k, classify
     k = (a.num_classes if a.num_classes > 0
          else choose_k(z, seed=a.seed, method=a.clustering))
-    labels, centres = classify(z, k, seed=a.seed, method=a.clustering,
-                               merge=a.num_classes <= 0)
+    return classify(z, k, seed=a.seed, method=a.clustering, merge=a.num_classes <= 0)
+
+
+def _class_maps(labels, centres, recon):
+    """A record of each class, with its reconstruction."""
     records = []
     for c in range(len(centres)):          # merging can leave fewer classes than k
         sel = np.nonzero(labels == c)[0]
         res = recon(sel, layout.name("class", cls=c + 1))
         records.append({"class": c + 1, "size": int(len(sel)), "resolution": res,
                         "centre": centres[c].tolist()})
-    return labels, records
+    return records
 
 
 def _decoder(a):
@@ -122,7 +125,7 @@ def _series(a, z, ids, labels):
     from ..paths import anchor_rows, curve_frames, latent_path, parse_anchors, \
         principal_curve
     out = []
-    trajs, _ = trajectories(z, a.num_pcs, a.num_frames, a.per_frame)
+    trajs = trajectories(z, a.num_pcs, a.num_frames, a.per_frame)[0] if a.num_pcs > 0 else []
     for t in trajs:
         out.append(("pc%d" % t.pc, t.points, t.members,
                     [{"score": float(s)} for s in t.scores]))
@@ -150,11 +153,11 @@ def _series(a, z, ids, labels):
     return out
 
 
-def _trajectories(a, z, ids, labels, recon, box, apix):
+def _trajectories(a, series, recon, box, apix):
     """(members per frame, frame records, decoded?): maps of every volume series."""
     decoder = _decoder(a)
     frames, members_all = [], []
-    for name, points, members, extra in _series(a, z, ids, labels):
+    for name, points, members, extra in series:
         for f, (point, rows) in enumerate(zip(points, members)):
             res = recon(rows, layout.name("frame", series=name, frame=f + 1))
             frames.append(dict(extra[f], series=name, frame=f + 1, latent=point.tolist(),
@@ -209,7 +212,9 @@ def main(a):
                   weights=confidence if a.weights == "confidence" else None)
     outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold)
     zred = reduce(z, a.reduction, seed=a.seed)
-    labels, classes = _classes(a, z, recon)
+    labels, centres = _classes(a, z)
+    series = _series(a, z, ids, labels)   # bad anchors fail here, before the maps
+    classes = _class_maps(labels, centres, recon)
     log("%d classes (%s, %s); %d outliers"
         % (len(classes), a.clustering, "given" if a.num_classes > 0 else
            "chosen by BIC and merging" if a.clustering == "gmm" else "chosen by silhouette",
@@ -217,7 +222,7 @@ def main(a):
     for c in classes:
         log("class %d: %d particles, FSC 0.143 at %s Å" % (c["class"], c["size"],
                                                          c["resolution"]))
-    members, frames, decoded = _trajectories(a, z, ids, labels, recon, box, apix)
+    members, frames, decoded = _trajectories(a, series, recon, box, apix)
     if frames:
         for f, xy in zip(frames, locate_in_view(z, zred, [f["latent"] for f in frames])):
             f["zred"] = xy.tolist()
