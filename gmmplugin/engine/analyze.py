@@ -1,7 +1,15 @@
 """Latent-space analysis: reduction, classes, trajectories, outliers.
 
 Decisions (ours, documented for users):
-* Classes: by default a Gaussian mixture with full covariances on the latent
+* Classes: by default by density valleys (``split_by_valleys``): the latent
+  space is cut, class by class, along the hyperplane of lowest particle
+  density (whitened coordinates, the central part of the class), until k
+  classes or, with ``k = 0``, until no class has a valley deeper than
+  VALLEY_SPLIT of its peak density. Two compositions that both move are two
+  elongated populations side by side: no Gaussian or round class describes
+  them, but the density between them drops, in whatever direction; a
+  population spread evenly along a motion has no valley and stays whole.
+* Or a Gaussian mixture with full covariances on the latent
   vectors (centred, one overall scale), fitted from several random starts (a
   k-means start would cut an elongated population across its length and stay
   there); ``k = 0`` chooses k in 1..8 by the Bayesian information criterion
@@ -79,7 +87,7 @@ def _standardise(z):
     return zc / (sd if sd > 0 else 1.0)
 
 
-CLUSTERINGS = ("gmm", "kmeans")
+CLUSTERINGS = ("valley", "gmm", "kmeans")
 GMM_STARTS = 8          # random starts of each Gaussian-mixture fit
 FIT_SAMPLE = 50000      # particles a Gaussian mixture is fitted on (all are assigned)
 
@@ -96,11 +104,99 @@ def _sample(zs, size, seed):
     return zs[rng.choice(len(zs), min(len(zs), size), replace=False)]
 
 
-def choose_k(z, k_max=8, seed=0, min_silhouette=0.25, method="gmm"):
-    """Number of classes (see module docstring): by BIC for the Gaussian mixture,
-    by silhouette for k-means."""
+VALLEY_SPLIT = 0.25     # a class splits (automatic k) where its density dips below this
+MIN_CLASS = 0.03        # fraction of the particles below which a piece is no class
+VALLEY_STARTS = 16      # random starts of the valley search, besides the principal axes
+
+
+def _whiten(x):
+    """Coordinates with unit covariance (directions the points do not spread in
+    dropped), so that the search sees every direction alike."""
+    xc = x - x.mean(0)
+    w, v = np.linalg.eigh(np.atleast_2d(np.cov(xc.T)))
+    keep = w > 1e-3 * max(w.max(), 1e-300)
+    return xc @ (v[:, keep] / np.sqrt(w[keep]))
+
+
+def _valley_along(p, alpha=1.0, grid=41):
+    """(depth, position) of the lowest kernel density of the 1-D points ``p``
+    within ``alpha`` standard deviations of their mean, relative to the highest
+    density there."""
+    sd = p.std() or 1.0
+    h = 0.9 * sd * len(p) ** -0.2                   # Silverman's bandwidth
+    at = p.mean() + np.linspace(-alpha * sd, alpha * sd, grid)
+    dens = np.exp(-0.5 * ((at[:, None] - p[None]) / h) ** 2).sum(1)
+    return dens.min() / dens.max(), at[dens.argmin()]
+
+
+def density_valley(x, seed=0, sample=2000):
+    """(depth, labels) of the minimum-density hyperplane of the points ``x``
+    (Pavlidis, Hofmeyr & Tasoulis 2016): among hyperplanes through the central
+    part of the (whitened) points, the one crossing the lowest density, found
+    by Nelder-Mead from the principal axes and random directions. ``depth`` is
+    that density relative to the peak (near 1: no valley)."""
+    from scipy.optimize import minimize
+    xw = _whiten(x)
+    if xw.shape[1] == 0 or len(x) < 10:
+        return 1.0, np.zeros(len(x), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    sub = xw[rng.choice(len(xw), min(sample, len(xw)), replace=False)]
+    starts = list(np.eye(xw.shape[1])) + list(rng.normal(size=(VALLEY_STARTS, xw.shape[1])))
+    best = None
+    for v0 in starts:
+        if xw.shape[1] == 1:
+            fun, v = _valley_along(sub[:, 0])[0], np.ones(1)
+        else:
+            r = minimize(lambda v: _valley_along(sub @ (v / (np.linalg.norm(v) + 1e-12)))[0],
+                         v0, method="Nelder-Mead",
+                         options={"maxiter": 200 * xw.shape[1], "xatol": 1e-3,
+                                  "fatol": 1e-4})
+            fun, v = r.fun, r.x
+        if best is None or fun < best[0]:
+            best = (fun, v / (np.linalg.norm(v) + 1e-12))
+    p = xw @ best[1]
+    depth, cut = _valley_along(p)
+    return float(depth), (p > cut).astype(np.int64)
+
+
+def split_by_valleys(z, k=0, seed=0, threshold=VALLEY_SPLIT, k_max=8):
+    """Classes by density valleys (divisive): the class whose deepest valley is
+    lowest is cut there, again and again, until ``k`` classes (k > 0) or, for
+    k = 0, until no class has a valley below ``threshold``. Pieces smaller than
+    MIN_CLASS of the particles are not cut off. A population elongated or curved
+    by a motion has no valley along it, so it stays whole; two compositions that
+    move alike are split where the density between them drops, whatever the
+    direction."""
+    labels = np.zeros(len(z), dtype=np.int64)
+    min_size = max(10, int(MIN_CLASS * len(z)))
+    target = k if k > 0 else k_max
+    valleys = {}                      # class -> (depth, its rows, side of each row)
+    while labels.max() + 1 < target:
+        for c in range(labels.max() + 1):
+            if c in valleys:
+                continue
+            rows = np.nonzero(labels == c)[0]
+            depth, side = (density_valley(z[rows], seed=seed + c)
+                           if len(rows) >= 2 * min_size else (np.inf, None))
+            if side is not None and min(side.sum(), len(side) - side.sum()) < min_size:
+                depth = np.inf        # it would only cut a sliver off
+            valleys[c] = (depth, rows, side)
+        c = min(valleys, key=lambda c: valleys[c][0])
+        depth, rows, side = valleys[c]
+        if not np.isfinite(depth) or (k <= 0 and depth > threshold):
+            break
+        labels[rows[side == 1]] = labels.max() + 1
+        del valleys[c]                # the cut class's pieces are new classes
+    return labels
+
+
+def choose_k(z, k_max=8, seed=0, min_silhouette=0.25, method="valley"):
+    """Number of classes (see module docstring): by density valleys, by BIC for
+    the Gaussian mixture, by silhouette for k-means."""
     if method not in CLUSTERINGS:
         raise ValueError("clustering must be one of %s" % ", ".join(CLUSTERINGS))
+    if method == "valley":
+        return int(split_by_valleys(z, 0, seed, k_max=k_max).max() + 1)
     zs = _standardise(z)
     sample = _sample(zs, 5000, seed)
     if method == "gmm":
@@ -148,7 +244,7 @@ def merge_without_valley(zs, labels, threshold=VALLEY):
         labels[labels == j] = i
 
 
-def classify(z, k, seed=0, method="gmm", merge=False):
+def classify(z, k, seed=0, method="valley", merge=False):
     """(labels (n,), centres in latent units (k, L)); classes ordered by size.
     ``merge``: then merge classes with no density valley between them (for an
     automatic k; a k the user gave is kept)."""
@@ -157,7 +253,10 @@ def classify(z, k, seed=0, method="gmm", merge=False):
     if k <= 1:
         return np.zeros(len(z), dtype=np.int64), z.mean(0, keepdims=True)
     zs = _standardise(z)
-    if method == "gmm":
+    if method == "valley":
+        labels = split_by_valleys(zs, k, seed)
+        k = labels.max() + 1
+    elif method == "gmm":
         labels = _gaussian_mixture(_sample(zs, FIT_SAMPLE, seed), k, seed).predict(zs)
         if merge:
             labels = merge_without_valley(zs, labels)

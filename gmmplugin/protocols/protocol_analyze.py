@@ -13,8 +13,12 @@ from ..engine import checks, layout, paths
 from .protocol_base import GmmProtBase
 
 REDUCTIONS = ["PCA", "UMAP"]
-CLUSTERINGS = ["gmm", "kmeans"]          # the engine's names of the form's choices
-CLUSTERING_LABELS = {"gmm": "a Gaussian mixture with full covariances", "kmeans": "k-means"}
+CLUSTERINGS = ["valley", "gmm", "kmeans"]    # the engine's names of the form's choices
+CLUSTERING_LABELS = {"valley": "density valleys (minimum-density hyperplanes)",
+                     "gmm": "a Gaussian mixture with full covariances", "kmeans": "k-means"}
+K_CHOICE = {"valley": "until no class has a density valley",
+            "gmm": "by the Bayesian information criterion",
+            "kmeans": "by the silhouette score"}
 
 
 # Output name -> class (a dict: two outputs may share a class, which an Enum
@@ -59,16 +63,24 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "subset of it).")
         form.addSection(label="Classes")
         form.addParam("clustering", params.EnumParam,
-                      choices=["Gaussian mixture (full covariance)", "k-means"], default=0,
+                      choices=["Density valleys", "Gaussian mixture (full covariance)",
+                               "k-means"], default=0,
                       label="Clustering",
-                      help="Gaussian mixture: each class is a Gaussian with its own shape, "
-                           "so a population that is both a discrete state and moving "
-                           "(elongated in the latent space) stays one class. k-means: "
+                      help="Density valleys: the latent space is cut, class by class, "
+                           "where the particle density drops (the hyperplane of lowest "
+                           "density): states that also move (elongated or curved "
+                           "populations side by side) are separated wherever the gap "
+                           "between them lies, and a motion without a gap stays one "
+                           "class. Gaussian mixture: each class is a Gaussian with its "
+                           "own shape; good for compact or elongated states, it can cut "
+                           "two parallel moving populations the wrong way. k-means: "
                            "round classes of similar size, which cut such populations "
                            "along their motion; use it to split a continuous motion "
                            "into steps.")
         form.addParam("numClasses", params.IntParam, default=0, label="Number of classes",
-                      help="0 = automatic: for the Gaussian mixture, k in 1..8 with the "
+                      help="0 = automatic: for density valleys, cut while some class has "
+                           "a valley below a quarter of its peak density (up to 8 "
+                           "classes); for the Gaussian mixture, k in 1..8 with the "
                            "lowest Bayesian information criterion, then classes with no "
                            "density valley between them are merged (a state spread along "
                            "a motion stays one class); for k-means, k in 2..8 with the "
@@ -299,7 +311,8 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             return ["Output not ready yet."]
         lines = ["%d classes (%s, %s): %s." % (
             info["num_classes"], CLUSTERING_LABELS[info["clustering"]],
-            "automatic" if info["k_chosen_automatically"] else "given",
+            "number chosen %s" % K_CHOICE[info["clustering"]]
+            if info["k_chosen_automatically"] else "number given",
             ", ".join("%d particles at %.1f Å" % (c["size"], c["resolution"] or 0)
                       for c in info["classes"]))]
         series = info.get("series", [])
@@ -329,8 +342,8 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "reconstructed by direct Fourier inversion with CTF correction%s; volume "
                 "series were computed along %s (gmmplugin)."
                 % (CLUSTERING_LABELS[info["clustering"]], info["num_classes"],
-                   " (number by the Bayesian information criterion)"
-                   if info["k_chosen_automatically"] and info["clustering"] == "gmm" else "",
+                   " (number chosen %s)" % K_CHOICE[info["clustering"]]
+                   if info["k_chosen_automatically"] else "",
                    ", particles weighted by their latent confidence"
                    if info.get("weights") == "confidence" else "",
                    "; ".join(kinds) or "no series")]

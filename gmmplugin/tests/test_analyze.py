@@ -87,3 +87,26 @@ def test_outliers_by_threshold_and_by_fraction():
     flag, _ = find_outliers(z, frc, fraction=0.1)
     assert flag.sum() == 100 and flag[junk].mean() >= 0.9
     assert not find_outliers(z, frc, threshold=0)[0].any()
+
+
+def _two_bands(n=4000, seed=5):
+    """Two compositions moving alike: two long parallel bands close together
+    (the moving_partial benchmark's kind), with noise in two more dimensions."""
+    rng = np.random.default_rng(seed)
+    state = rng.integers(0, 2, n)
+    z = np.column_stack([rng.uniform(-2, 2, n), 0.7 * state + rng.normal(0, 0.12, n),
+                         rng.normal(0, 0.2, n), rng.normal(0, 0.05, n)])
+    return z, state
+
+
+def test_density_valleys_split_states_that_move_and_keep_a_motion_whole():
+    z, state = _two_bands()
+    labels, _ = classify(z, 2)                                   # the default: valleys
+    assert adjusted_rand_score(state, labels) > 0.95
+    assert choose_k(z) == 2
+    auto, _ = classify(z, choose_k(z), merge=True)
+    assert adjusted_rand_score(state, auto) > 0.95
+    one = z[state == 0]                                          # a motion alone
+    assert choose_k(one) == 1
+    moving, state2 = _states_that_also_move()
+    assert adjusted_rand_score(state2, classify(moving, 2)[0]) > 0.9

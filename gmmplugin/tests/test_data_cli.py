@@ -184,7 +184,7 @@ def test_analyze_with_automatic_classes_merges_one_spread_state(small_sim, tmp_p
                      str(tmp_path / "lat.npz"), "--out-dir", str(out), "--num-pcs", "1",
                      "--num-frames", "2", "--per-frame", "20", "--pad", "1"]) == 0
     info = json.load(open(out / "analysis.json"))
-    assert info["clustering"] == "gmm" and info["num_classes"] == 2
+    assert info["clustering"] == "valley" and info["num_classes"] == 2
     labels = np.load(out / "analysis.npz")["labels"]
     assert min(np.mean(labels == state), np.mean(labels != state)) < 0.05
     for c in info["classes"]:

@@ -36,7 +36,7 @@ class TestExports(BaseTest):
                              inputParticles=(imp, "outputParticles"),
                              inputGmm=(fit, "Gmm"))
         cls.analysis = cls._run(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=3,
-                                particlesPerFrame=100, clustering=1,
+                                particlesPerFrame=100, clustering=2,
                                 inputParticles=(cls.train, "Particles"))
         cls.sel = cls._run(GmmProtSelectLatent, classIds="1",
                            inputParticles=(cls.analysis, "Particles"))

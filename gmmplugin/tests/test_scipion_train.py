@@ -152,7 +152,7 @@ class TestTrainPipeline(BaseTest):
         from gmmplugin.viewers.viewer_analyze import analysis_files, vseries_script
         prot = self.newProtocol(GmmProtAnalyze, numClasses=2, numPCs=1, numFrames=4,
                                 particlesPerFrame=150, outlierFraction=0.05,
-                                clustering=1,          # k-means: convex classes (a hull)
+                                clustering=2,          # k-means: convex classes (a hull)
                                 pathAnchors="class:1; class:2", weightByConfidence=True)
         prot.inputParticles.set(self.train)
         prot.inputParticles.setExtended("Particles")

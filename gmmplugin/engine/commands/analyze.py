@@ -20,10 +20,11 @@ def add_args(n):
     n.add_argument("--gmm", default="", help="neutral GMM (to decode frames)")
     n.add_argument("--out-dir", required=True)
     n.add_argument("--num-classes", type=int, default=0, help="0 = automatic")
-    n.add_argument("--clustering", default="gmm", choices=["gmm", "kmeans"],
-                   help="gmm: Gaussian mixture with full covariances (follows elongated "
-                        "populations; automatic k by BIC); kmeans: k-means (automatic k "
-                        "by silhouette)")
+    n.add_argument("--clustering", default="valley", choices=["valley", "gmm", "kmeans"],
+                   help="valley: cut where the particle density drops (minimum-density "
+                        "hyperplanes; automatic k: while a class has a valley); gmm: "
+                        "Gaussian mixture with full covariances (automatic k by BIC); "
+                        "kmeans: k-means (automatic k by silhouette)")
     n.add_argument("--reduction", default="pca", choices=["pca", "umap"])
     n.add_argument("--num-pcs", type=int, default=2)
     n.add_argument("--num-frames", type=int, default=7)
@@ -217,7 +218,8 @@ def main(a):
     classes = _class_maps(labels, centres, recon)
     log("%d classes (%s, %s); %d outliers"
         % (len(classes), a.clustering, "given" if a.num_classes > 0 else
-           "chosen by BIC and merging" if a.clustering == "gmm" else "chosen by silhouette",
+           {"valley": "chosen by density valleys", "gmm": "chosen by BIC and merging",
+            "kmeans": "chosen by silhouette"}[a.clustering],
            outlier.sum()))
     for c in classes:
         log("class %d: %d particles, FSC 0.143 at %s Å" % (c["class"], c["size"],
