@@ -16,7 +16,6 @@ that all ranks write into (the training's caches) must be on a filesystem
 every node sees, as a Scipion project folder is on a cluster.
 """
 import datetime
-import hashlib
 import os
 
 import numpy as np
@@ -27,7 +26,12 @@ import torch.distributed as dist
 # the results or another rank is still reading its share of a slow disk.
 TIMEOUT = datetime.timedelta(hours=6)
 
-_state = {"device": torch.device("cpu")}
+_state = {"device": torch.device("cpu"), "alone": False}
+
+
+def _active():
+    """In a process group of several ranks that still work together."""
+    return dist.is_initialized() and not _state["alone"]
 
 
 def launched():
@@ -60,16 +64,17 @@ def setup(device):
 
 
 def teardown():
+    _state["alone"] = False
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
 def rank():
-    return dist.get_rank() if dist.is_initialized() else 0
+    return dist.get_rank() if _active() else 0
 
 
 def world():
-    return dist.get_world_size() if dist.is_initialized() else 1
+    return dist.get_world_size() if _active() else 1
 
 
 def is_main():
@@ -85,27 +90,35 @@ def check_particles(n, what="particles"):
                          "there are particles" % (world(), n, what))
 
 
+def share(n):
+    """This rank's block of ``n`` items in order, a slice (all of them in a world
+    of one); the blocks of ranks 0, 1, ... follow each other."""
+    bounds = np.linspace(0, n, world() + 1).round().astype(int)
+    return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
+
+
 def shard(rows):
     """This rank's contiguous block of ``rows`` (all of them in a world of one)."""
-    return np.array_split(np.asarray(rows), world())[rank()]
+    rows = np.asarray(rows)
+    return rows[share(len(rows))]
 
 
 def barrier():
-    if dist.is_initialized():
+    if _active():
         dist.barrier()
 
 
 def all_reduce_(tensor):
     """Sum ``tensor`` over the ranks, in place (on its own device; NCCL needs
     CUDA tensors, gloo takes CPU ones)."""
-    if dist.is_initialized():
+    if _active():
         dist.all_reduce(tensor)
     return tensor
 
 
 def all_sum(value):
     """The sum of a Python number over the ranks."""
-    if not dist.is_initialized():
+    if not _active():
         return value
     t = torch.tensor(float(value), dtype=torch.float64, device=_state["device"])
     return float(all_reduce_(t).item())
@@ -117,7 +130,7 @@ def gather_rows(local, n, rows=None):
     zero array and the arrays are summed, which adds exact zeros, so the
     values are the ranks' own bit for bit."""
     local = np.asarray(local)
-    if not dist.is_initialized():
+    if not _active():
         return local
     rows = shard(np.arange(n)) if rows is None else rows
     kind = local.dtype
@@ -132,17 +145,31 @@ def gather_rows(local, n, rows=None):
 def agree(value):
     """Rank 0's ``value`` (any picklable object) on every rank: decisions
     that must be the same everywhere, e.g. whether a cache is valid."""
-    if not dist.is_initialized():
+    if not _active():
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
-def decorrelate_rng(seed, epoch=0):
-    """Give every rank but rank 0 its own torch random stream (training noise
-    of different particles must not repeat from rank to rank); rank 0 keeps
-    the stream a single process would have."""
-    if rank():
-        digest = hashlib.sha1(("%d %d %d" % (seed, rank(), epoch)).encode()).digest()
-        torch.manual_seed(int.from_bytes(digest[:8], "little") % (2 ** 63))
+def main_goes_on_alone():
+    """End the ranks' work together: the other ranks return False (they are
+    done), rank 0 returns True and goes on as a world of one (shards are every
+    particle, collectives do nothing), e.g. for steps that are not shared
+    among the ranks and for writing the results."""
+    if is_main():
+        _state["alone"] = True
+        return True
+    return False
+
+
+def data_parallel(module, device):
+    """``module`` in DistributedDataParallel within a process group (it starts
+    from rank 0's parameters and averages the ranks' gradients in backward),
+    else ``module`` itself."""
+    if not _active():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+    device = torch.device(device)
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda"
+                                   else None)
