@@ -8,6 +8,7 @@ import pyworkflow.utils as pwutils
 from .constants import GMM_NODE_LAUNCHER, GMM_PYTHON, VERSION
 
 ENGINE_MODULE = "gmmplugin.engine"
+NODE_LAUNCHER = "srun --ntasks-per-node=1"    # SLURM's: one task per node of the job
 # engine commands that share the particles among processes (engine/distributed.py)
 DATA_PARALLEL = ("reconstruct", "train", "refine-poses")
 
@@ -33,8 +34,7 @@ class Plugin(pwem.Plugin):
     @classmethod
     def _defineVariables(cls):
         cls._defineVar(GMM_PYTHON, sys.executable)
-        # SLURM's: one task per node of the job's allocation
-        cls._defineVar(GMM_NODE_LAUNCHER, "srun --ntasks-per-node=1")
+        cls._defineVar(GMM_NODE_LAUNCHER, NODE_LAUNCHER)
 
     @classmethod
     def getEnviron(cls):
@@ -85,8 +85,8 @@ class Plugin(pwem.Plugin):
         run = "-m torch.distributed.run --nproc_per_node=%d" % max(1, processes)
         if nodes <= 1:
             return cls.getPython(), "%s --standalone %s" % (run, engine)
-        launcher = (cls.getVar(GMM_NODE_LAUNCHER) or "").strip()
-        program = "%s %s" % (launcher, cls.getPython()) if launcher else cls.getPython()
+        launcher = (cls.getVar(GMM_NODE_LAUNCHER) or NODE_LAUNCHER).strip()
+        program = "%s %s" % (launcher, cls.getPython())
         return program, ("%s --nnodes=%d --rdzv_backend=c10d "
                          "--rdzv_endpoint=$MASTER_ADDR:$MASTER_PORT --rdzv_id=%s %s"
                          % (run, nodes, job, engine))

@@ -9,9 +9,11 @@ made and every helper below returns its input (the shard is every particle,
 a reduction or gather changes nothing), so the single-process run and the
 data-parallel run go through the same code.
 
-Shares are contiguous blocks of the particle rows, in order, so that results
-put back together by ``gather_rows`` are in particle order and files written
-share by share land where a single process would have written them. Files
+Shares are contiguous blocks of the particle rows, in order, made of whole
+batches of the single process's loop: results put back together by
+``gather_rows`` are in particle order, files written share by share land where
+a single process would have written them, and every batch is computed as the
+single process computes it. Files
 that all ranks write into (the training's caches) must be on a filesystem
 every node sees, as a Scipion project folder is on a cluster.
 """
@@ -90,17 +92,23 @@ def check_particles(n, what="particles"):
                          "there are particles" % (world(), n, what))
 
 
-def share(n):
+def share(n, batch_size=1):
     """This rank's block of ``n`` items in order, a slice (all of them in a world
-    of one); the blocks of ranks 0, 1, ... follow each other."""
-    bounds = np.linspace(0, n, world() + 1).round().astype(int)
-    return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
+    of one); the blocks of ranks 0, 1, ... follow each other. With
+    ``batch_size`` the blocks are whole batches of a single process's loop over
+    the items, so that a rank looping over its block in batches of that size
+    computes every batch exactly as the single process does (batched kernels
+    may round differently for another batch make-up)."""
+    batches = -(-n // batch_size)
+    bounds = np.linspace(0, batches, world() + 1).round().astype(int) * batch_size
+    return slice(int(min(bounds[rank()], n)), int(min(bounds[rank() + 1], n)))
 
 
-def shard(rows):
-    """This rank's contiguous block of ``rows`` (all of them in a world of one)."""
+def shard(rows, batch_size=1):
+    """This rank's contiguous block of ``rows`` (all of them in a world of one),
+    in whole batches of ``batch_size`` (``share``)."""
     rows = np.asarray(rows)
-    return rows[share(len(rows))]
+    return rows[share(len(rows), batch_size)]
 
 
 def barrier():

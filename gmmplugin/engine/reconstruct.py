@@ -165,7 +165,7 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
     apix = particles.apix * particles.box / box
     halves = split_halves(len(rows), seed)       # decided for all rows, on every rank
     distributed.check_particles(len(rows))
-    mine = distributed.shard(np.arange(len(rows)))
+    mine = distributed.shard(np.arange(len(rows)), batch_size)
     halves = halves[mine]
     weights = None if weights is None else weights[mine]
     ins = FourierInserter(box, apix, n_maps=2, pad=pad, device=device)

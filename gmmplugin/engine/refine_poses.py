@@ -170,7 +170,7 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     refiner = _Refiner(particles, max_res, min_res, max_angle, max_shift, batch_size,
                        device, focus, objective)
     distributed.check_particles(n)
-    mine = distributed.shard(np.arange(n))     # particles are independent: share them
+    mine = distributed.shard(np.arange(n), batch_size)   # particles are independent
     for start in range(0, len(mine), batch_size):
         rows = mine[start:start + batch_size]
         rotations[rows], shifts[rows], final[rows], gain[rows] = refiner.batch(

@@ -126,7 +126,7 @@ class Trainer:
             if distributed.is_main():
                 os.remove(path + ".done")
         out = _shared_memmap(path, np.float32, (n, d, d))
-        mine = distributed.shard(np.arange(n))
+        mine = distributed.shard(np.arange(n), batch)
         for start in range(0, len(mine), batch):
             rows = mine[start:start + batch]
             out[rows] = crop_images(torch.from_numpy(self.p.images(rows)).to(self.device),
@@ -194,7 +194,7 @@ class Trainer:
         neutral_frc = np.zeros(n, dtype=np.float32)
         sumsq, t0 = 0.0, time.time()
         bs = self.cfg.batch_size
-        mine = distributed.shard(np.arange(n))
+        mine = distributed.shard(np.arange(n), bs)
         for start in range(0, len(mine), bs):
             rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
             params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
@@ -400,7 +400,7 @@ class Trainer:
         n, bs = len(self.p), self.cfg.batch_size
         z = np.zeros((n, self.cfg.latent_dim), dtype=np.float32)
         final_frc = np.zeros(n, dtype=np.float32)
-        mine = distributed.shard(np.arange(n))
+        mine = distributed.shard(np.arange(n), bs)
         for start in range(0, len(mine), bs):
             rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
             zz = self.encoder(self._features(feats, rows))
@@ -432,8 +432,7 @@ def _shared_memmap(path, dtype, shape):
     """A new .npy memmap at ``path`` that every rank writes its rows into:
     rank 0 makes the file, the others open it once it exists."""
     if distributed.is_main():
-        del_ = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        del del_
+        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
     distributed.barrier()
     return np.load(path, mmap_mode="r+")
 
