@@ -13,9 +13,9 @@ Shares are contiguous blocks of the particle rows, in order, made of whole
 batches of the single process's loop: results put back together by
 ``gather_rows`` are in particle order, files written share by share land where
 a single process would have written them, and every batch is computed as the
-single process computes it. Files
-that all ranks write into (the training's caches) must be on a filesystem
-every node sees, as a Scipion project folder is on a cluster.
+single process computes it. Files that all ranks write into (the training's
+caches) must be on a filesystem every node sees, as a Scipion project folder
+is on a cluster.
 """
 import datetime
 import os
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-# A rank waits at most this long for the others, e.g. while rank 0 alone writes
-# the results or another rank is still reading its share of a slow disk.
+# A rank waits at most this long for the others (torch's default is 30 min), e.g.
+# at a barrier while another rank still reads its share from a slow disk.
 TIMEOUT = datetime.timedelta(hours=6)
 
 _state = {"device": torch.device("cpu"), "alone": False}
@@ -59,8 +59,7 @@ def setup(device):
                              % (local + 1, torch.cuda.device_count()))
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT,
-                            **({"device_id": device} if device.type == "cuda" else {}))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
     _state["device"] = device
     return device
 
