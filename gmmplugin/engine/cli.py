@@ -44,6 +44,9 @@ def main(argv=None):
         args.device_obj = distributed.setup(pick_device(args.device))
         if not distributed.is_main():
             sys.stdout = open(os.devnull, "w")      # one log, rank 0's
+        elif distributed.world() > 1:
+            print("%d processes (%s), each on its share of the particles"
+                  % (distributed.world(), distributed.backend()), flush=True)
         with contextlib.ExitStack() as stack:
             _own_out_dir(args, stack)
             args.func(args)

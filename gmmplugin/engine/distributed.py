@@ -64,6 +64,11 @@ def setup(device):
     return device
 
 
+def backend():
+    """The collectives' backend ("nccl", "gloo"), or None in a world of one."""
+    return dist.get_backend() if _active() else None
+
+
 def teardown():
     _state["alone"] = False
     if dist.is_initialized():

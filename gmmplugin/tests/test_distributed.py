@@ -126,6 +126,7 @@ def test_training_on_two_ranks_gives_the_one_process_latents(data):
                     + ["--epochs", "2", "--out-dir", d + "/t1"]) == 0
     out = _ranks(2, common + TRAIN + ["--epochs", "2", "--out-dir", "t2"], d)
     assert out.stdout.count("epoch 2/2") == 1            # one log: rank 0's
+    assert "2 processes (gloo), each on its share of the particles" in out.stdout
     ids1, z1 = _latents(d + "/t1")
     ids2, z2 = _latents(d + "/t2")
     assert np.array_equal(ids1, ids2)
