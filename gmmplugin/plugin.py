@@ -5,9 +5,12 @@ import sys
 import pwem
 import pyworkflow.utils as pwutils
 
-from .constants import GMM_PYTHON, VERSION
+from .constants import GMM_NODE_LAUNCHER, GMM_PYTHON, VERSION
 
 ENGINE_MODULE = "gmmplugin.engine"
+NODE_LAUNCHER = "srun --ntasks-per-node=1"    # SLURM's: one task per node of the job
+# engine commands that share the particles among processes (engine/distributed.py)
+DATA_PARALLEL = ("reconstruct", "train", "refine-poses")
 
 
 class Plugin(pwem.Plugin):
@@ -31,6 +34,7 @@ class Plugin(pwem.Plugin):
     @classmethod
     def _defineVariables(cls):
         cls._defineVar(GMM_PYTHON, sys.executable)
+        cls._defineVar(GMM_NODE_LAUNCHER, NODE_LAUNCHER)
 
     @classmethod
     def getEnviron(cls):
@@ -62,6 +66,30 @@ class Plugin(pwem.Plugin):
         """Arguments after the interpreter: ``-m gmmplugin.engine ...``."""
         extra = " --threads %d" % threads if threads else ""
         return "-m %s --device %s%s %s" % (ENGINE_MODULE, device, extra, command)
+
+    @classmethod
+    def getEngineCommand(cls, command, device="auto", threads=None, processes=1, nodes=1,
+                         job="gmmplugin"):
+        """(program, arguments before the command's own) of an engine run.
+
+        A data-parallel command (DATA_PARALLEL) with several ``processes`` per
+        node (one per GPU) or several ``nodes`` runs under torchrun
+        (``python -m torch.distributed.run``). On one node it is a standalone
+        torchrun. On several, GMM_NODE_LAUNCHER (SLURM's srun by default) starts
+        one torchrun per node of the queue job, which meet at the c10d
+        rendezvous $MASTER_ADDR:$MASTER_PORT that the queue's job script exports
+        (README, "Multi-GPU and clusters"); ``job`` names the rendezvous."""
+        engine = cls.getEngineArgs(command, device, threads)
+        if command not in DATA_PARALLEL or (processes <= 1 and nodes <= 1):
+            return cls.getPython(), engine
+        run = "-m torch.distributed.run --nproc_per_node=%d" % max(1, processes)
+        if nodes <= 1:
+            return cls.getPython(), "%s --standalone %s" % (run, engine)
+        launcher = (cls.getVar(GMM_NODE_LAUNCHER) or NODE_LAUNCHER).strip()
+        program = "%s %s" % (launcher, cls.getPython())
+        return program, ("%s --nnodes=%d --rdzv_backend=c10d "
+                         "--rdzv_endpoint=$MASTER_ADDR:$MASTER_PORT --rdzv_id=%s %s"
+                         % (run, nodes, job, engine))
 
     @classmethod
     def getGpuEnviron(cls, protocol):

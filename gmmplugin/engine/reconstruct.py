@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import distributed
 from .ctf import compute_ctf
 from .fourier import crop_images, fsc, resolution_at, shell_index
 
@@ -101,6 +102,13 @@ class FourierInserter:
                     self.num_im.view(-1).index_add_(0, idx, (w * val_im).flatten().double())
                     self.den.view(-1).index_add_(0, idx, (w * wgt).flatten().double())
 
+    def all_reduce(self):
+        """Sum the accumulators over the ranks (each inserted its own particles):
+        insertion is a sum over particles, so the sum of the ranks' partial
+        accumulators is what one process inserting every particle would hold."""
+        for acc in (self.num_re, self.num_im, self.den):
+            distributed.all_reduce_(acc)
+
     def shell_mean(self, den):
         """Mean of ``den`` (P³, flattened) over each Fourier shell, broadcast back to
         every voxel: the shell-uniform scale of the Wiener term."""
@@ -139,7 +147,10 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
 
     ``box``: Fourier-crop images to this box first (pixel size grows
     accordingly) to trade resolution for speed. ``weights``: one per row, the
-    weight of each particle in the average. Returns a Reconstruction.
+    weight of each particle in the average. Under torchrun each rank inserts
+    its share of the rows (the half sets are drawn for all rows first, so they
+    do not depend on the number of ranks) and the accumulators are summed;
+    every rank returns the same Reconstruction.
     """
     rows = np.arange(len(particles)) if rows is None else np.asarray(rows)
     if weights is not None:
@@ -152,10 +163,14 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
                          % len(rows))
     box = box or particles.box
     apix = particles.apix * particles.box / box
-    halves = split_halves(len(rows), seed)
+    halves = split_halves(len(rows), seed)       # decided for all rows, on every rank
+    distributed.check_particles(len(rows))
+    mine = distributed.shard(np.arange(len(rows)), batch_size)
+    halves = halves[mine]
+    weights = None if weights is None else weights[mine]
     ins = FourierInserter(box, apix, n_maps=2, pad=pad, device=device)
     done = 0
-    for batch in particles.batches(batch_size, rows, device=device):
+    for batch in particles.batches(batch_size, rows[mine], device=device):
         imgs = crop_images(batch["images"], box)
         h = halves[done:done + len(batch["rows"])]
         w = None if weights is None else weights[done:done + len(batch["rows"])]
@@ -163,7 +178,8 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
                    which=h, phase_flipped=particles.phase_flipped, weights=w)
         done += len(batch["rows"])
         if progress:
-            progress(done, len(rows))
+            progress(done, len(mine))
+    ins.all_reduce()
     half1, half2 = ins.volume([0], wiener), ins.volume([1], wiener)
     curve = fsc(half1, half2)
     return Reconstruction(full=ins.volume([0, 1], wiener), half1=half1, half2=half2,

@@ -34,6 +34,7 @@ import numpy as np
 from scipy.stats import chi2
 import torch
 
+from . import distributed
 from .ctf import compute_ctf
 from .fourier import (band_mask, crop_images, frc, freq_grid_2d, image_ft,
                       weighted_correlation, whitening_weights)
@@ -151,7 +152,8 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     objective: "ml" (whitened correlation, the default) or "frc".
     significance: keep a refined pose only if it beats the input pose at this
     level (likelihood-ratio test, χ² with POSE_DOF degrees of freedom); 0 keeps all.
-    Returns a PoseRefinement.
+    Under torchrun each rank refines its share of the particles and every rank
+    returns all of them, in order. Returns a PoseRefinement.
     """
     if not 0 <= significance < 1:
         raise ValueError("significance must be in [0, 1), got %r" % significance)
@@ -167,12 +169,16 @@ def refine_poses(particles, params_fn, max_res, min_res=100.0, max_angle=10.0,
     t0 = time.time()
     refiner = _Refiner(particles, max_res, min_res, max_angle, max_shift, batch_size,
                        device, focus, objective)
-    for start in range(0, n, batch_size):
-        rows = np.arange(start, min(start + batch_size, n))
+    distributed.check_particles(n)
+    mine = distributed.shard(np.arange(n), batch_size)   # particles are independent
+    for start in range(0, len(mine), batch_size):
+        rows = mine[start:start + batch_size]
         rotations[rows], shifts[rows], final[rows], gain[rows] = refiner.batch(
             rows, params_fn, iterations, lr_angle, lr_shift, min_gain)
         if log and (start // batch_size) % 20 == 0:
-            log("refined %d / %d particles" % (rows[-1] + 1, n))
+            log("refined %d / %d particles" % (start + len(rows), len(mine)))
+    rotations, shifts, final, gain = (distributed.gather_rows(v[mine], n, mine)
+                                      for v in (rotations, shifts, final, gain))
     # re-orthonormalise (float32 matrix products)
     u, _, vt = np.linalg.svd(rotations)
     rotations = u @ vt

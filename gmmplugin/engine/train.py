@@ -31,6 +31,15 @@ Stages, each resumable from files in ``work_dir``:
    * with latent_kl = 0 the encoder is deterministic and a fixed noise σ =
      latent_noise is added to z during training.
 4. Latents: ids, z (no noise), the final per-particle score.
+
+Data parallel under torchrun (engine/distributed.py): stages 1, 2 and 4 share
+the particles among the ranks (each writes its rows of the cache files, which
+every rank then reads; latents are gathered in particle order); in stage 3
+every rank draws the same particle order, takes its part of each batch and
+the networks are wrapped in DistributedDataParallel, the loss scaled so that
+the averaged gradient is the whole batch's, so the optimisation is the one
+process's with the same batch size. Rank 0 writes the checkpoint, which any
+number of ranks can resume from.
 """
 from dataclasses import asdict
 import hashlib
@@ -42,6 +51,7 @@ import uuid
 import numpy as np
 import torch
 
+from . import distributed
 from .checks import resolution_within_nyquist
 from .ctf import compute_ctf
 from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
@@ -59,6 +69,13 @@ class Trainer:
         cfg.validate()
         if len(particles) < 2:
             raise ValueError("at least 2 particles are needed to train")
+        distributed.check_particles(len(particles))
+        last = len(particles) % cfg.batch_size          # the last batch of an epoch
+        if cfg.batch_size < distributed.world() or 0 < last < distributed.world():
+            raise ValueError("batches of %d particles (the last of %d) cannot be shared among "
+                             "%d processes, each needs a part of every batch: choose another "
+                             "batch size" % (cfg.batch_size, last or cfg.batch_size,
+                                             distributed.world()))
         self.p, self.gmm, self.cfg, self.dir = particles, gmm, cfg, work_dir
         self.device = torch.device(device)
         self.log = log
@@ -102,19 +119,23 @@ class Trainer:
         path = self._images_path()
         n, d = len(self.p), self.box
         key = {"box": d, "images": self.p.signature(poses=False)}
-        if _cached(path, key):
+        if distributed.agree(_cached(path, key)):
             return self._set_weights(np.load(path, mmap_mode="r"))
         if os.path.exists(path + ".done"):
             self.log("images: cached for another particle set; reading them again")
-            os.remove(path + ".done")
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d, d))
-        for start in range(0, n, batch):
-            rows = np.arange(start, min(start + batch, n))
+            if distributed.is_main():
+                os.remove(path + ".done")
+        out = _shared_memmap(path, np.float32, (n, d, d))
+        mine = distributed.shard(np.arange(n), batch)
+        for start in range(0, len(mine), batch):
+            rows = mine[start:start + batch]
             out[rows] = crop_images(torch.from_numpy(self.p.images(rows)).to(self.device),
                                     d).cpu().numpy()
         out.flush()
         del out
-        _mark_cached(path, key)
+        distributed.barrier()                   # every rank's rows are on disk
+        if distributed.is_main():
+            _mark_cached(path, key)
         return self._set_weights(np.load(path, mmap_mode="r"))
 
     def _set_weights(self, images, sample=512):
@@ -161,20 +182,21 @@ class Trainer:
         path = work_path(self.dir, "features")
         n, N, k = len(self.p), len(self.gmm), len(self.columns)
         key = self._feature_key()
-        if os.path.exists(path + ".done") and not _cached(path, key):
-            self.log("features: cached for other settings or particles; recomputing")
-            os.remove(path + ".done")
-        if os.path.exists(path + ".done"):
+        if distributed.agree(_cached(path, key)):
             self.feature_scale = json.load(open(path + ".json"))["scale"]
             self.neutral_frc = np.load(work_path(self.dir, "neutral_score"))
             return np.load(path, mmap_mode="r")
-        raw = np.lib.format.open_memmap(path + ".raw.npy", mode="w+", dtype=np.float32,
-                                        shape=(n, N, k))
+        if os.path.exists(path + ".done"):
+            self.log("features: cached for other settings or particles; recomputing")
+            if distributed.is_main():
+                os.remove(path + ".done")
+        raw = _shared_memmap(path + ".raw.npy", np.float32, (n, N, k))
         neutral_frc = np.zeros(n, dtype=np.float32)
         sumsq, t0 = 0.0, time.time()
         bs = self.cfg.batch_size
-        for start in range(0, n, bs):
-            rows, data, ctf, rot, sh = self._batch(images, np.arange(start, min(start + bs, n)))
+        mine = distributed.shard(np.arange(n), bs)
+        for start in range(0, len(mine), bs):
+            rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
             params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
             f = self._score(params, data, ctf, rot, sh)
             (-f.sum()).backward()
@@ -182,16 +204,21 @@ class Trainer:
             raw[rows] = g
             sumsq += float((g.astype(np.float64) ** 2).sum())
             neutral_frc[rows] = f.detach().cpu().numpy()
+        raw.flush()
+        sumsq = distributed.all_sum(sumsq)
+        neutral_frc = distributed.gather_rows(neutral_frc[mine], n, mine)
         scale = float(np.sqrt(sumsq / max(raw.size, 1))) or 1.0
-        feats = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, N, k))
-        for start in range(0, n, 4096):
-            sl = slice(start, min(start + 4096, n))
+        feats = _shared_memmap(path, np.float16, (n, N, k))  # after the barrier in it,
+        for start in range(0, len(mine), 4096):              # every raw row is written
+            sl = slice(mine[start], mine[min(start + 4096, len(mine)) - 1] + 1)
             feats[sl] = np.clip(raw[sl] / scale, -6e4, 6e4)
         feats.flush()
         del feats, raw
-        os.remove(path + ".raw.npy")
-        np.save(work_path(self.dir, "neutral_score"), neutral_frc)
-        _mark_cached(path, key, scale=scale)
+        distributed.barrier()
+        if distributed.is_main():
+            os.remove(path + ".raw.npy")
+            np.save(work_path(self.dir, "neutral_score"), neutral_frc)
+            _mark_cached(path, key, scale=scale)
         self.feature_scale, self.neutral_frc = scale, neutral_frc
         self.log("features: %d particles x %d Gaussians x %d parameters in %.1f s "
                  "(mean neutral %s %.4f)" % (n, N, k, time.time() - t0, self.score_name,
@@ -203,6 +230,9 @@ class Trainer:
         return work_path(self.dir, "checkpoint")
 
     def save_checkpoint(self):
+        """Rank 0 writes it (the ranks' networks are the same)."""
+        if not distributed.is_main():
+            return
         tmp = self.checkpoint_path() + ".tmp"
         torch.save({"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict(),
                     "optimizer": self.opt.state_dict(), "epoch": self.epoch,
@@ -305,6 +335,9 @@ class Trainer:
         if self.epoch == 0 and not self._pca_done:
             self.init_encoder_pca(feats)
             self._pca_done = True
+        # the same networks on every rank (DDP starts from rank 0's)
+        model = distributed.data_parallel(_Networks(self.encoder, self.decoder,
+                                                    cfg.latent_noise), self.device)
         steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
         total_steps = max(cfg.epochs, target) * steps_per_epoch
         step = self.epoch * steps_per_epoch
@@ -313,17 +346,22 @@ class Trainer:
             order = self.rng.permutation(n)
             tot_loss = tot_frc = 0.0
             for start in range(0, n, cfg.batch_size):
-                rows = order[start:start + cfg.batch_size]
-                rows, data, ctf, rot, sh = self._batch(images, rows)
-                z, logvar = self.encoder.posterior(self._features(feats, rows))
+                batch = np.sort(order[start:start + cfg.batch_size])
+                # this rank's part of the batch, and of the batch's latent noise:
+                # every rank draws the whole batch's from the same random stream, so
+                # each particle gets the noise it would get in one process. DDP
+                # averages the ranks' gradients, so each rank's sum over its part
+                # is divided by the batch size over the number of ranks: the
+                # average is the gradient of the whole batch's mean.
+                mine = distributed.share(len(batch))
+                noise = torch.randn(len(batch), cfg.latent_dim, device=self.device)[mine]
+                per_rank = len(batch) / distributed.world()
+                rows, data, ctf, rot, sh = self._batch(images, batch[mine])
+                z, logvar, params = model(self._features(feats, rows), noise)
+                f = self._score(params, data, ctf, rot, sh)
+                loss = -f.sum() / per_rank
                 if logvar is not None:
-                    zn = z + torch.exp(0.5 * logvar) * torch.randn_like(z)
-                else:
-                    zn = z + cfg.latent_noise * torch.randn_like(z)
-                f = self._score(self.decoder(zn), data, ctf, rot, sh)
-                loss = -f.mean()
-                if logvar is not None:
-                    kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).mean(0)
+                    kl = 0.5 * (z ** 2 + logvar.exp() - logvar - 1).sum(0) / per_rank
                     # ≥ 0 in exact arithmetic; round-off can make it slightly negative
                     kl = torch.clamp(kl, min=0.0).sum()
                     loss = loss + cfg.latent_kl * kl
@@ -333,8 +371,9 @@ class Trainer:
                 self.opt.zero_grad()
                 loss.backward()
                 self.opt.step()
-                tot_loss += loss.item() * len(rows)
+                tot_loss += loss.item() * per_rank
                 tot_frc += f.sum().item()
+            tot_loss, tot_frc = distributed.all_sum(tot_loss), distributed.all_sum(tot_frc)
             self.epoch += 1
             dt = time.time() - t0
             rate = n / dt
@@ -361,13 +400,41 @@ class Trainer:
         n, bs = len(self.p), self.cfg.batch_size
         z = np.zeros((n, self.cfg.latent_dim), dtype=np.float32)
         final_frc = np.zeros(n, dtype=np.float32)
-        for start in range(0, n, bs):
-            rows = np.arange(start, min(start + bs, n))
-            rows, data, ctf, rot, sh = self._batch(images, rows)
+        mine = distributed.shard(np.arange(n), bs)
+        for start in range(0, len(mine), bs):
+            rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
             zz = self.encoder(self._features(feats, rows))
             z[rows] = zz.cpu().numpy()
             final_frc[rows] = self._score(self.decoder(zz), data, ctf, rot, sh).cpu().numpy()
-        return z, final_frc
+        return (distributed.gather_rows(z[mine], n, mine),
+                distributed.gather_rows(final_frc[mine], n, mine))
+
+
+class _Networks(torch.nn.Module):
+    """Encoder and decoder as the one module a training step runs (what
+    DistributedDataParallel wraps): (features, standard normal noise) -> (z,
+    log σ² or None, the GMM parameters decoded from the noisy z)."""
+
+    def __init__(self, encoder, decoder, latent_noise):
+        super().__init__()
+        self.encoder, self.decoder, self.latent_noise = encoder, decoder, latent_noise
+
+    def forward(self, features, noise):
+        z, logvar = self.encoder.posterior(features)
+        if logvar is not None:
+            zn = z + torch.exp(0.5 * logvar) * noise
+        else:
+            zn = z + self.latent_noise * noise
+        return z, logvar, self.decoder(zn)
+
+
+def _shared_memmap(path, dtype, shape):
+    """A new .npy memmap at ``path`` that every rank writes its rows into:
+    rank 0 makes the file, the others open it once it exists."""
+    if distributed.is_main():
+        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+    distributed.barrier()
+    return np.load(path, mmap_mode="r+")
 
 
 def _cached(path, key):

@@ -18,6 +18,10 @@ from ..convert import particles_to_engine
 from ..engine import checks, layout
 from ..engine.io import read_fsc
 
+NODES_HELP = ("Machines of a queue job to share the particles among (Scipion's queue "
+              "only): each runs one process per chosen GPU. The queue's job script "
+              "must export MASTER_ADDR and MASTER_PORT, where the machines meet "
+              "(README, 'Multi-GPU and clusters'). 1 for a single machine.")
 THREADS_HELP = ("CPU threads of the engine (torch and numpy). On a GPU a few are "
                 "enough; on the CPU use the cores this job may take. Scipion's queue "
                 "requests this many cores.")
@@ -29,16 +33,28 @@ class GmmProtBase(EMProtocol):
 
     # -- form ------------------------------------------------------------------------
     @staticmethod
-    def _defineEngineParams(form, threads=4):
-        """Scipion's standard GPU settings and the engine's CPU threads."""
+    def _defineEngineParams(form, threads=4, nodes=False):
+        """Scipion's standard GPU settings and the engine's CPU threads; with
+        ``nodes`` (protocols whose engine commands are data parallel) the
+        number of queue nodes, in Scipion's MPI field, which the queue's job
+        script reads as JOB_NODES."""
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True,
                        label="Use GPU for execution",
                        help="Run the engine on a CUDA GPU when one is available; "
                             "otherwise (or if No) it runs on the CPU.")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0",
                        label="Choose GPU IDs",
-                       help="GPU ids to use (e.g. 0 or 1,2); the engine uses the first.")
-        form.addParallelSection(threads=threads, mpi=0, binThreadsHelp=THREADS_HELP)
+                       help="GPU ids to use (e.g. 0 or 1,2). Training, reconstruction "
+                            "and pose refinement with several ids run one process per "
+                            "GPU, each on its share of the particles (torchrun); the "
+                            "other steps use the first.")
+        form.addParallelSection(threads=threads, mpi=1 if nodes else 0,
+                                binThreadsHelp=THREADS_HELP)
+        if nodes:
+            param = form.getParam("numberOfMpi")
+            param.label.set("Nodes")
+            param.help.set(NODES_HELP)
+            param.expertLevel.set(params.LEVEL_ADVANCED)
 
     # -- files -------------------------------------------------------------------------
     def _createFilenameTemplates(self):
@@ -89,14 +105,30 @@ class GmmProtBase(EMProtocol):
         return particles_to_engine(partSet, self._getFileName("particles"),
                                    self._getTmpPath())
 
+    def engineNodes(self):
+        """Machines the engine's data-parallel commands run on (the MPI field,
+        which data-parallel protocols show as Nodes)."""
+        return max(1, int(self.numberOfMpi.get() or 1))
+
+    def _validateNodes(self):
+        """Several nodes meet only inside a queue job."""
+        if self.engineNodes() > 1 and not self.useQueue():
+            return ["Several nodes need Scipion's queue (Use a queue engine? Yes): "
+                    "the nodes are the job's."]
+        return []
+
     def runEngine(self, command, args):
-        """Run ``python -m gmmplugin.engine <command> <args>`` on the chosen device."""
+        """Run ``python -m gmmplugin.engine <command> <args>`` on the chosen device:
+        data-parallel commands under torchrun, with one process per chosen GPU
+        on each of the nodes (Plugin.getEngineCommand)."""
         env, device = Plugin.getGpuEnviron(self)
         threads = max(1, int(self.numberOfThreads.get() or 1))
         env["OMP_NUM_THREADS"] = str(threads)
-        self.runJob(Plugin.getPython(),
-                    "%s %s" % (Plugin.getEngineArgs(command, device, threads), args),
-                    env=env, numberOfMpi=1)
+        gpus = len(self.getGpuList()) if device != "cpu" else 1
+        program, engine = Plugin.getEngineCommand(
+            command, device, threads, processes=gpus, nodes=self.engineNodes(),
+            job="gmmplugin-%s" % self.strId())
+        self.runJob(program, "%s %s" % (engine, args), env=env, numberOfMpi=1)
 
     # -- outputs -------------------------------------------------------------------------
     def volumeAndFsc(self, name="map"):

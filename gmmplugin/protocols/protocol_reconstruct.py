@@ -46,7 +46,7 @@ class GmmProtReconstruct(GmmProtBase, ProtReconstruct3D):
                       expertLevel=params.LEVEL_ADVANCED, label="Batch size",
                       help="Particles inserted per step; larger is faster on a GPU and "
                            "uses more memory.")
-        self._defineEngineParams(form)
+        self._defineEngineParams(form, nodes=True)
 
     # -- steps -------------------------------------------------------------------
     def _insertAllSteps(self):
@@ -86,7 +86,7 @@ class GmmProtReconstruct(GmmProtBase, ProtReconstruct3D):
             lambda: checks.positive(self.wiener.get(), "the Wiener regularisation",
                                     allow_zero=True),
             lambda: checks.positive(self.batchSize.get(), "the batch size"))
-        return errors
+        return errors + self._validateNodes()
 
     def _summary(self):
         info = self._info()

@@ -73,7 +73,7 @@ class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("retrainEpochs", params.IntParam, default=5, condition="retrain",
                       label="Extra epochs",
                       help="Epochs of the retraining round, added to those already run.")
-        self._defineEngineParams(form)
+        self._defineEngineParams(form, nodes=True)
 
     # -- helpers -----------------------------------------------------------------------
     def _flex_attr(self, name):
@@ -189,7 +189,7 @@ class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         if self.retrain.get():
             errors += self.problems(lambda: checks.positive(self.retrainEpochs.get(),
                                                             "the number of extra epochs"))
-        return errors + self._gmm_errors()
+        return errors + self._gmm_errors() + self._validateNodes()
 
     def _gmm_errors(self):
         """The chosen GMM must cover the particles' box and, with trained networks,

@@ -191,7 +191,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "its likelihood gain is significant at this level (a "
                            "likelihood-ratio test, as the pose refinement uses). 0 keeps "
                            "every move that raises the posterior.")
-        self._defineEngineParams(form)
+        self._defineEngineParams(form, nodes=True)
 
     # -- steps ---------------------------------------------------------------------------
     def _insertAllSteps(self):
@@ -328,7 +328,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         if parts is not None and parts.isPhaseFlipped() and self.ctfMode.get() == CTF_FULL:
             errors.append("The particles are phase-flipped: set CTF handling to "
                           "'phase-flipped'.")
-        return errors
+        return errors + self._validateNodes()
 
     def _refinementErrors(self, parts):
         """The engine's own checks of the refinement settings."""

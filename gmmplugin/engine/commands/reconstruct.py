@@ -21,6 +21,7 @@ def add_args(r):
 
 
 def main(a):
+    from .. import distributed
     from ..reconstruct import reconstruct, save_reconstruction
     particles = load_particles(a.particles)
     require_ctf(particles)
@@ -31,6 +32,8 @@ def main(a):
     rec = reconstruct(particles, rows, box=a.box or None, batch_size=a.batch,
                       device=a.device_obj, wiener=a.wiener, pad=a.pad, seed=a.seed,
                       progress=progress("reconstruct"))
+    if not distributed.is_main():
+        return
     save_reconstruction(rec, a.out_dir, a.name, {
         "particles": int(len(rows)), "apix": rec.apix, "box": int(rec.full.shape[0]),
         "resolution_0143": rec.resolution, "seconds": time.time() - t0})

@@ -64,6 +64,7 @@ def gmm_source(a, particles, gmm):
 
 
 def main(a):
+    from .. import distributed
     from ..geometry import rotation_angle_deg
     from ..gmm import gaussians_in_mask
     from ..io import write_json, write_npz
@@ -84,6 +85,8 @@ def main(a):
                      a.max_shift, a.iterations, batch_size=a.batch, device=a.device_obj,
                      focus=focus, objective=a.objective, significance=a.significance,
                      log=log)
+    if not distributed.is_main():
+        return
     dang = rotation_angle_deg(particles.rotations, r.rotations)
     dsh = np.linalg.norm(r.shifts - particles.shifts, axis=1)
     refined = particles.subset(np.arange(len(particles)))

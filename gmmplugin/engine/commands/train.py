@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .. import checks, layout
+from .. import checks, distributed, layout
 from .common import load_gmm, load_particles, log
 
 NAME = "train"
@@ -146,7 +146,8 @@ def varying_gaussians(a, gmm, particles):
     focus = asu if focus is None else focus & asu
     if not focus.any():
         raise ValueError("no Gaussian of the focus mask lies in the asymmetric unit")
-    particles.save(layout.path(a.out_dir, "expanded"))
+    if distributed.is_main():
+        particles.save(layout.path(a.out_dir, "expanded"))
     log("symmetry %s: %d expanded particles; %d of %d Gaussians (one asymmetric unit%s) "
         "may vary" % (a.symmetry, len(particles), focus.sum(), len(gmm),
                       " within the focus mask" if a.focus_mask else ""))
@@ -231,10 +232,13 @@ def main(a):
             raise FileNotFoundError("no checkpoint to continue from: %s" % resume)
         trainer.load_checkpoint(resume, same_run=not a.continue_from)
         log("continuing from epoch %d (%s)" % (trainer.epoch, resume))
-    remove_stale([layout.path(a.out_dir, k) for k in ("latents", "training",
-                                                       "training_curve")], log)
+    if distributed.is_main():
+        remove_stale([layout.path(a.out_dir, k) for k in ("latents", "training",
+                                                           "training_curve")], log)
     t0 = time.time()
     z, final_score = trainer.run()
+    if not distributed.main_goes_on_alone():
+        return      # the latent refinement and likelihood and the files: rank 0 alone
     refined, refinement = {}, None
     if rcfg is not None:
         z, refined, refinement = _refine(particles, z, rcfg, a.device_obj)
