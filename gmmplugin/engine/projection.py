@@ -8,16 +8,118 @@ integral ``A sqrt(2π) s``. Its centred DFT on a D-pixel grid of ``apix`` Å is
 
 i.e. the DFT of the sampled projection image (aliasing neglected, exact to
 ~1e-5 for s ≥ 1.5 px). The kernel is separable in kx and ky, so a whole image
-is one complex matrix product ``Yᵀ · X`` with Y (N × D), X (N × D/2+1): memory
-O(B·N·D), flops 8·B·N·D·(D/2+1). The factors are computed for k >= 0 only
-(negative frequencies are their conjugates) and the product is one complex
-batched GEMM (cgemm on CPU and GPU), fully differentiable.
+is one matrix product over the N Gaussians of per-axis factors
+``f_j = exp(-α j² - iθ j)`` at the integer frequencies ``j = 0 … D//2``, with
+``θ = 2π u / (D apix)`` and ``α = 2π² s² / (D apix)²``.
+
+How the work is kept in the matrix product:
+
+* Only ``j >= 0`` is computed on either axis. Along ky the negative
+  frequencies are conjugates, ``f_{-j} = conj(f_j)``, so with the y factor
+  split as ``Y = Yr + i Yi`` the rows ``+j`` and ``-j`` of the image are
+  ``P ± iQ`` with ``P = Σ Yr X`` and ``Q = Σ Yi X``. One real GEMM
+  ``[Yr Yi]ᵀ [Xr Xi]`` of size (2H × N) · (N × 2H), H = D//2 + 1, gives both:
+  half the flops of the complex product ``Yᵀ X`` over all D rows.
+* The factors cost no transcendental per frequency. With ``j = a·b + r``
+  (b ≈ √H), the phase ``exp(-iθj)`` is the product of ``exp(-iθ a b)`` and
+  ``exp(-iθ r)``, each evaluated directly for ~√H values, so the phase of
+  every frequency costs one complex multiply and its error stays a few ulp
+  at any box size (no running products). The Gaussian envelope
+  ``exp(-α j²)`` is the same on both axes and is evaluated once per
+  Gaussian and frequency (a real exp) and shared.
+* Elementwise passes over the (B, N, H) factors are memory bound, so the
+  forward writes them in place and the backward is written out by hand
+  (``_AxisProduct``): the gradients with respect to θ, α and the weight are
+  sums over j of ``g · conj(f)`` weighted by ``j``, ``j²`` and 1, i.e. one
+  elementwise pass and one small matrix product per axis instead of the
+  several saved intermediates autograd would keep. Double backward is not
+  supported.
+
+Everything is plain torch and runs unchanged on CPU and GPU.
 """
+import math
+
 import numpy as np
 import torch
 
-from .fourier import freqs_1d
 from .gmm import AMP, WIDTH
+
+
+def _phases(theta, j):
+    """exp(-iθ j) for the integer frequencies ``j`` (1-D), shape (..., len(j))."""
+    arg = theta[..., None] * j
+    return torch.complex(torch.cos(arg), -torch.sin(arg))
+
+
+def _axis_factor(theta, env, weight=None):
+    """f_j = [weight ·] env_j · exp(-iθ j), j = 0 … H-1, as a contiguous complex
+    (..., H) tensor; ``env`` (..., H) real. Phases by blocks: j = a·b + r."""
+    H = env.shape[-1]
+    b = max(1, int(math.ceil(math.sqrt(H))))
+    n_full, rest = divmod(H, b)
+    j = torch.arange(max(b, (n_full + (rest > 0)) * b), device=env.device,
+                     dtype=env.dtype)
+    inner = _phases(theta, j[:b])                                    # (..., b)
+    outer = _phases(theta, j[:n_full + (rest > 0)] * b)              # (..., n_blocks)
+    if weight is not None:
+        outer = outer * weight[..., None]
+    out = torch.empty(env.shape, dtype=inner.dtype, device=env.device)
+    if n_full:
+        torch.mul(outer[..., :n_full, None], inner[..., None, :],
+                  out=out[..., :n_full * b].unflatten(-1, (n_full, b)))
+    if rest:
+        torch.mul(outer[..., n_full:], inner[..., :rest], out=out[..., n_full * b:])
+    torch.view_as_real(out).mul_(env[..., None])
+    return out
+
+
+def _factor_grads(grad, f, jw):
+    """Σ_j of Re/Im(g_j conj f_j) weighted: (..., 3) = (Σ Re, Σ j² Re, Σ j Im)."""
+    q = torch.view_as_real(torch.view_as_complex(grad) * f.conj())
+    return q.flatten(-2) @ jw
+
+
+class _AxisProduct(torch.autograd.Function):
+    """R = [Yr Yi]ᵀ [Xr Xi] with X = f(θx, α), Y = w · f(θy, α) (see module
+    docstring); inputs (B, N) each, output (B, 2H, 2H) real, rows/columns
+    interleaved (j, re/im)."""
+
+    @staticmethod
+    def forward(ctx, theta_x, theta_y, alpha, weight, H):
+        j = torch.arange(H, device=alpha.device, dtype=alpha.dtype)
+        env = torch.mul(alpha[..., None], -(j * j))
+        env.exp_()
+        x = _axis_factor(theta_x, env)
+        u = _axis_factor(theta_y, env)
+        y = u * weight[..., None]
+        del env
+        xr = torch.view_as_real(x).flatten(-2)                      # (B, N, 2H)
+        yr = torch.view_as_real(y).flatten(-2)
+        ctx.save_for_backward(x, u, y, weight)
+        return torch.bmm(yr.transpose(1, 2), xr)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, u, y, weight = ctx.saved_tensors
+        H = x.shape[-1]
+        xr = torch.view_as_real(x).flatten(-2)
+        yr = torch.view_as_real(y).flatten(-2)
+        gx = torch.bmm(yr, grad).unflatten(-1, (H, 2))               # (B, N, H, 2)
+        gy = torch.bmm(xr, grad.transpose(1, 2)).unflatten(-1, (H, 2))
+        j = torch.arange(H, device=x.device, dtype=grad.dtype)
+        # rows (j, re): [1, -j², 0]; rows (j, im): [0, 0, -j]  (g·conj f = P1 - iP2)
+        jw = torch.zeros(H, 2, 3, device=x.device, dtype=grad.dtype)
+        jw[:, 0, 0] = 1
+        jw[:, 0, 1] = -j * j
+        jw[:, 1, 2] = -j
+        jw = jw.flatten(0, 1)
+        sx = _factor_grads(gx, x, jw)                                # (B, N, 3)
+        sy = _factor_grads(gy, u, jw)
+        d_theta_x = sx[..., 2]
+        d_theta_y = weight * sy[..., 2]
+        d_alpha = sx[..., 1] + weight * sy[..., 1]
+        return d_theta_x, d_theta_y, d_alpha, sy[..., 0], None
 
 
 def project(params, rotations, shifts, box, apix):
@@ -28,7 +130,6 @@ def project(params, rotations, shifts, box, apix):
     shifts:    (B, 2) RELION origins (x, y) in Å, or None; image(r) = P(r + origin).
     """
     B = rotations.shape[0]
-    dtype, device = rotations.dtype, rotations.device
     if params.dim() == 2:
         params = params.unsqueeze(0).expand(B, -1, -1)
     centers = params[..., :3]
@@ -38,23 +139,22 @@ def project(params, rotations, shifts, box, apix):
     s = params[..., WIDTH]
     weight = params[..., AMP] * (2 * np.pi) ** 1.5 * s ** 3 / apix ** 2  # (B, N)
 
-    k = freqs_1d(box, apix, device, dtype, half=True)   # (H,) 0 … Nyquist, 1/Å
-    s2 = (-2 * np.pi ** 2) * s[..., None] ** 2           # (B, N, 1)
-
-    def factor(coord, scale=None):
-        """exp(-2π²s²k² - 2πi k·coord) for k >= 0 only: negative frequencies are
-        the complex conjugates, which halves the transcendental work."""
-        env = torch.exp(s2 * k ** 2)
-        if scale is not None:
-            env = env * scale[..., None]
-        return torch.polar(env, (-2 * np.pi) * coord[..., None] * k)
-
-    x = factor(u[..., 0])                                 # (B, N, H)
-    y_pos = factor(u[..., 1], weight)                      # (B, N, H)
-    # fftfreq order along ky: 0, 1, …, D/2-1, -D/2, …, -1
-    head = y_pos[..., :box // 2] if box % 2 == 0 else y_pos
-    y = torch.cat([head, y_pos[..., 1:].flip(-1).conj()], dim=-1)   # (B, N, D)
-    return torch.bmm(y.transpose(1, 2), x)                # (B, D, H) complex
+    dk = 1.0 / (box * apix)                                # frequency step, 1/Å
+    theta = (2 * np.pi * dk) * u                           # phase step per axis
+    alpha = (2 * np.pi ** 2 * dk ** 2) * s ** 2            # envelope: exp(-α j²)
+    H = box // 2 + 1
+    r = _AxisProduct.apply(theta[..., 0].contiguous(), theta[..., 1].contiguous(),
+                           alpha.contiguous(), weight.contiguous(), H)
+    r = r.unflatten(-1, (H, 2)).unflatten(1, (H, 2))      # (B, jy, re/im, jx, re/im)
+    yr_x, yi_x = r[:, :, 0], r[:, :, 1]                    # Σ Yr X, Σ Yi X: (B, jy, jx, 2)
+    # i·(a + ib) = -b + ia
+    i_yi_x = torch.stack([-yi_x[..., 1], yi_x[..., 0]], dim=-1)
+    pos = yr_x + i_yi_x                                    # ky = +j
+    neg = yr_x - i_yi_x                                    # ky = -j
+    # fftfreq order along ky: 0, 1, …, (D-1)//2, then -(D//2), …, -1
+    n_pos = (box + 1) // 2
+    full = torch.cat([pos[:, :n_pos], neg[:, 1:box - n_pos + 1].flip(1)], dim=1)
+    return torch.view_as_complex(full.contiguous())       # (B, D, H) complex
 
 
 def project_images(params, rotations, shifts, box, apix, ctf=None):
