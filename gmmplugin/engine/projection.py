@@ -73,10 +73,12 @@ def _axis_factor(theta, env, weight=None):
     return out
 
 
-def _factor_grads(grad, f, jw):
-    """Σ_j of Re/Im(g_j conj f_j) weighted: (..., 3) = (Σ Re, Σ j² Re, Σ j Im)."""
-    q = torch.view_as_real(torch.view_as_complex(grad) * f.conj())
-    return q.flatten(-2) @ jw
+def _factor_grads(grad_conj, f, jw):
+    """Weighted sums over j of conj(g_j)·f_j, (..., 3) = that product's real view
+    (..., 2H) times ``jw``; ``grad_conj`` = conj(g), complex (..., H), is
+    overwritten."""
+    q_conj = grad_conj.mul_(f)
+    return torch.view_as_real(q_conj).flatten(-2) @ jw
 
 
 class _AxisProduct(torch.autograd.Function):
@@ -105,14 +107,22 @@ class _AxisProduct(torch.autograd.Function):
         H = x.shape[-1]
         xr = torch.view_as_real(x).flatten(-2)
         yr = torch.view_as_real(y).flatten(-2)
-        gx = torch.bmm(yr, grad).unflatten(-1, (H, 2))               # (B, N, H, 2)
-        gy = torch.bmm(xr, grad.transpose(1, 2)).unflatten(-1, (H, 2))
+        # conj(g) straight from the GEMM: negate the columns (rows) of grad that
+        # belong to imaginary parts, so that no conjugate copy is needed below
+        sign = torch.ones(H, 2, device=grad.device, dtype=grad.dtype)
+        sign[:, 1] = -1
+        sign = sign.flatten()
+        gx = torch.view_as_complex(torch.bmm(yr, grad * sign).unflatten(-1, (H, 2)))
+        gy = torch.view_as_complex(
+            torch.bmm(xr, grad.transpose(1, 2) * sign).unflatten(-1, (H, 2)))
         j = torch.arange(H, device=x.device, dtype=grad.dtype)
-        # rows (j, re): [1, -j², 0]; rows (j, im): [0, 0, -j]  (g·conj f = P1 - iP2)
+        # f_j = c·exp(-αj² - iθj): ∂f/∂θ = -ij f, ∂f/∂α = -j² f, ∂f/∂c = f/c, so
+        # with conj(q_j) = conj(g_j) f_j:  dθ = Σ j Im conj(q), dα = -Σ j² Re q,
+        # dc·c = Σ Re q.  Columns of jw: (j, re) -> [1, -j², 0], (j, im) -> [0, 0, j]
         jw = torch.zeros(H, 2, 3, device=x.device, dtype=grad.dtype)
         jw[:, 0, 0] = 1
         jw[:, 0, 1] = -j * j
-        jw[:, 1, 2] = -j
+        jw[:, 1, 2] = j
         jw = jw.flatten(0, 1)
         sx = _factor_grads(gx, x, jw)                                # (B, N, 3)
         sy = _factor_grads(gy, u, jw)
