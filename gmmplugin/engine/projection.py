@@ -46,90 +46,93 @@ from .gmm import AMP, WIDTH
 
 
 def _phases(theta, j):
-    """exp(-iθ j) for the integer frequencies ``j`` (1-D), shape (..., len(j))."""
-    arg = theta[..., None] * j
-    return torch.complex(torch.cos(arg), -torch.sin(arg))
+    """cos and -sin of θ j for the integer frequencies ``j`` (1-D): the real and
+    imaginary parts of exp(-iθ j), each (B, len(j), N) for θ (B, N)."""
+    arg = j[:, None] * theta[:, None, :]
+    return torch.cos(arg), torch.sin(arg).neg_()
 
 
 def _axis_factor(theta, env, weight=None):
-    """f_j = [weight ·] env_j · exp(-iθ j), j = 0 … H-1, as a contiguous complex
-    (..., H) tensor; ``env`` (..., H) real. Phases by blocks: j = a·b + r."""
-    H = env.shape[-1]
+    """f_j = [weight ·] env_j · exp(-iθ j), j = 0 … H-1, for θ (B, N) and the
+    envelope ``env`` (B, H, N): a real (B, H, 2, N) tensor (real and imaginary
+    parts of row j at [:, j, 0] and [:, j, 1]). Phases by blocks, j = a·b + r:
+    exp(-iθj) = exp(-iθab)·exp(-iθr), each evaluated for ~√H values."""
+    B, H, N = env.shape
     b = max(1, int(math.ceil(math.sqrt(H))))
     n_full, rest = divmod(H, b)
-    j = torch.arange(max(b, (n_full + (rest > 0)) * b), device=env.device,
-                     dtype=env.dtype)
-    inner = _phases(theta, j[:b])                                    # (..., b)
-    outer = _phases(theta, j[:n_full + (rest > 0)] * b)              # (..., n_blocks)
+    c_in, s_in = _phases(theta, torch.arange(b, device=env.device, dtype=env.dtype))
+    c_out, s_out = _phases(theta, torch.arange(n_full + (rest > 0), device=env.device,
+                                               dtype=env.dtype) * b)   # (B, blocks, N)
     if weight is not None:
-        outer = outer * weight[..., None]
-    out = torch.empty(env.shape, dtype=inner.dtype, device=env.device)
-    if n_full:
-        torch.mul(outer[..., :n_full, None], inner[..., None, :],
-                  out=out[..., :n_full * b].unflatten(-1, (n_full, b)))
-    if rest:
-        torch.mul(outer[..., n_full:], inner[..., :rest], out=out[..., n_full * b:])
-    torch.view_as_real(out).mul_(env[..., None])
+        c_out, s_out = c_out * weight[:, None, :], s_out * weight[:, None, :]
+    out = torch.empty(B, H, 2, N, device=env.device, dtype=env.dtype)
+    # rows [lo, hi) = blocks a0 … a0+na-1 of nb rows each: the full blocks, then the rest
+    for lo, hi, a0, na, nb in ((0, n_full * b, 0, n_full, b), (n_full * b, H, n_full, 1, rest)):
+        if hi == lo:
+            continue
+        ca, sa = c_out[:, a0:a0 + na, None], s_out[:, a0:a0 + na, None]   # (B, na, 1, N)
+        cr, sr = c_in[:, None, :nb], s_in[:, None, :nb]                    # (B, 1, nb, N)
+        re = out[:, lo:hi, 0].unflatten(1, (na, nb))
+        im = out[:, lo:hi, 1].unflatten(1, (na, nb))
+        torch.mul(ca, cr, out=re)                   # (ca + i sa)(cr + i sr)
+        re.addcmul_(sa, sr, value=-1)
+        torch.mul(ca, sr, out=im)
+        im.addcmul_(sa, cr)
+    out.mul_(env[:, :, None, :])
     return out
 
 
-def _factor_grads(grad_conj, f, jw):
-    """Weighted sums over j of conj(g_j)·f_j, (..., 3) = that product's real view
-    (..., 2H) times ``jw``; ``grad_conj`` = conj(g), complex (..., H), is
-    overwritten."""
-    q_conj = grad_conj.mul_(f)
-    return torch.view_as_real(q_conj).flatten(-2) @ jw
+def _factor_grads(grad, f, jw):
+    """jw @ [Re; Im] of conj(g_j)·f_j, (B, 3, N), for the gradient g and factor f
+    as (B, H, 2, N) real tensors; ``grad`` is overwritten."""
+    gr, gi = grad[:, :, 0], grad[:, :, 1]
+    fr, fi = f[:, :, 0], f[:, :, 1]
+    im = gr * fi                                    # gr fi - gi fr
+    im.addcmul_(gi, fr, value=-1)
+    re = gr.mul_(fr).addcmul_(gi, fi)               # gr fr + gi fi
+    H = f.shape[1]
+    return jw[:, :H] @ re + jw[:, H:] @ im
 
 
 class _AxisProduct(torch.autograd.Function):
-    """R = [Yr Yi]ᵀ [Xr Xi] with X = f(θx, α), Y = w · f(θy, α) (see module
-    docstring); inputs (B, N) each, output (B, 2H, 2H) real, rows/columns
-    interleaved (j, re/im)."""
+    """R = [Yr Yi] [Xr Xi]ᵀ with X = f(θx, α), Y = w · f(θy, α) (see module
+    docstring); inputs (B, N) each, output (B, 2H, 2H) real, rows and columns
+    in (j, re/im) order."""
 
     @staticmethod
     def forward(ctx, theta_x, theta_y, alpha, weight, H):
         j = torch.arange(H, device=alpha.device, dtype=alpha.dtype)
-        env = torch.mul(alpha[..., None], -(j * j))
-        env.exp_()
-        x = _axis_factor(theta_x, env)
+        env = torch.mul((j * j)[:, None], alpha[:, None, :].neg())
+        env.exp_()                                                   # (B, H, N)
+        x = _axis_factor(theta_x, env)                               # (B, H, 2, N)
         u = _axis_factor(theta_y, env)
-        y = u * weight[..., None]
+        y = u * weight[:, None, None, :]
         del env
-        xr = torch.view_as_real(x).flatten(-2)                      # (B, N, 2H)
-        yr = torch.view_as_real(y).flatten(-2)
         ctx.save_for_backward(x, u, y, weight)
-        return torch.bmm(yr.transpose(1, 2), xr)
+        return torch.bmm(y.flatten(1, 2), x.flatten(1, 2).transpose(1, 2))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, u, y, weight = ctx.saved_tensors
-        H = x.shape[-1]
-        xr = torch.view_as_real(x).flatten(-2)
-        yr = torch.view_as_real(y).flatten(-2)
-        # conj(g) straight from the GEMM: negate the columns (rows) of grad that
-        # belong to imaginary parts, so that no conjugate copy is needed below
-        sign = torch.ones(H, 2, device=grad.device, dtype=grad.dtype)
-        sign[:, 1] = -1
-        sign = sign.flatten()
-        gx = torch.view_as_complex(torch.bmm(yr, grad * sign).unflatten(-1, (H, 2)))
-        gy = torch.view_as_complex(
-            torch.bmm(xr, grad.transpose(1, 2) * sign).unflatten(-1, (H, 2)))
+        H = x.shape[1]
         j = torch.arange(H, device=x.device, dtype=grad.dtype)
         # f_j = c·exp(-αj² - iθj): ∂f/∂θ = -ij f, ∂f/∂α = -j² f, ∂f/∂c = f/c, so
         # with conj(q_j) = conj(g_j) f_j:  dθ = Σ j Im conj(q), dα = -Σ j² Re q,
-        # dc·c = Σ Re q.  Columns of jw: (j, re) -> [1, -j², 0], (j, im) -> [0, 0, j]
-        jw = torch.zeros(H, 2, 3, device=x.device, dtype=grad.dtype)
-        jw[:, 0, 0] = 1
-        jw[:, 0, 1] = -j * j
-        jw[:, 1, 2] = j
-        jw = jw.flatten(0, 1)
-        sx = _factor_grads(gx, x, jw)                                # (B, N, 3)
-        sy = _factor_grads(gy, u, jw)
-        d_theta_x = sx[..., 2]
-        d_theta_y = weight * sy[..., 2]
-        d_alpha = sx[..., 1] + weight * sy[..., 1]
-        return d_theta_x, d_theta_y, d_alpha, sy[..., 0], None
+        # dc·c = Σ Re q.  Rows of jw act on [Re (H rows); Im (H rows)].
+        jw = torch.zeros(3, 2, H, device=x.device, dtype=grad.dtype)
+        jw[0, 0] = 1
+        jw[1, 0] = -j * j
+        jw[2, 1] = j
+        jw = jw.flatten(1, 2)
+        buf = torch.bmm(grad.transpose(1, 2), y.flatten(1, 2))      # dL/dx
+        sx = _factor_grads(buf.unflatten(1, (H, 2)), x, jw)          # (B, 3, N)
+        torch.bmm(grad, x.flatten(1, 2), out=buf)                     # dL/dy
+        sy = _factor_grads(buf.unflatten(1, (H, 2)), u, jw)
+        d_theta_x = sx[:, 2]
+        d_theta_y = weight * sy[:, 2]
+        d_alpha = sx[:, 1] + weight * sy[:, 1]
+        return d_theta_x, d_theta_y, d_alpha, sy[:, 0], None
 
 
 def project(params, rotations, shifts, box, apix):
