@@ -12,28 +12,30 @@ is one matrix product over the N Gaussians of per-axis factors
 ``f_j = exp(-α j² - iθ j)`` at the integer frequencies ``j = 0 … D//2``, with
 ``θ = 2π u / (D apix)`` and ``α = 2π² s² / (D apix)²``.
 
-How the work is kept in the matrix product:
+Building those factors with an exp, cos and sin per Gaussian and frequency
+costs more than the matrix product itself on a CPU, so the work is arranged to
+leave the product as the main cost:
 
 * Only ``j >= 0`` is computed on either axis. Along ky the negative
   frequencies are conjugates, ``f_{-j} = conj(f_j)``, so with the y factor
   split as ``Y = Yr + i Yi`` the rows ``+j`` and ``-j`` of the image are
   ``P ± iQ`` with ``P = Σ Yr X`` and ``Q = Σ Yi X``. One real GEMM
-  ``[Yr Yi]ᵀ [Xr Xi]`` of size (2H × N) · (N × 2H), H = D//2 + 1, gives both:
-  half the flops of the complex product ``Yᵀ X`` over all D rows.
-* The factors cost no transcendental per frequency. With ``j = a·b + r``
-  (b ≈ √H), the phase ``exp(-iθj)`` is the product of ``exp(-iθ a b)`` and
-  ``exp(-iθ r)``, each evaluated directly for ~√H values, so the phase of
-  every frequency costs one complex multiply and its error stays a few ulp
-  at any box size (no running products). The Gaussian envelope
-  ``exp(-α j²)`` is the same on both axes and is evaluated once per
-  Gaussian and frequency (a real exp) and shared.
-* Elementwise passes over the (B, N, H) factors are memory bound, so the
-  forward writes them in place and the backward is written out by hand
-  (``_AxisProduct``): the gradients with respect to θ, α and the weight are
-  sums over j of ``g · conj(f)`` weighted by ``j``, ``j²`` and 1, i.e. one
-  elementwise pass and one small matrix product per axis instead of the
-  several saved intermediates autograd would keep. Double backward is not
-  supported.
+  ``[Yr; Yi] [Xr; Xi]ᵀ`` of size (2H × N) · (N × 2H), H = D//2 + 1, gives
+  both: half the flops of the complex product over all D rows.
+* No transcendental per frequency for the phase. With ``j = a·b + r``
+  (b ≈ √H), ``exp(-iθj) = exp(-iθab) · exp(-iθr)``, each factor evaluated
+  directly for ~√H values, so every frequency costs one complex multiply
+  and the error stays a few ulp at any box size (no running products, which
+  would accumulate round-off along j). The Gaussian envelope ``exp(-α j²)``
+  is the same on both axes: one real exp per Gaussian and frequency, shared.
+* The factors are laid out (B, H, re/im, N), N contiguous: every elementwise
+  pass is a long vectorised loop in real arithmetic, and the GEMM takes
+  them as they are.
+* The backward is written out (``_AxisProduct``): the gradients with respect
+  to θ, α and the weight are sums over j of ``conj(g_j) f_j`` weighted by
+  ``j``, ``j²`` and 1, so each axis costs one GEMM, one elementwise pass and
+  one small matrix product, with no intermediates kept beyond the factors.
+  It is first-order only (no double backward).
 
 Everything is plain torch and runs unchanged on CPU and GPU.
 """

@@ -104,7 +104,7 @@ def _scene(rng, box, apix, n=40, batch=3, per_particle=False):
 TOL = {torch.float64: 1e-12, torch.float32: 2e-6}
 
 
-@pytest.mark.parametrize("box", [8, 9, 33, 64, 65, 128, 256])
+@pytest.mark.parametrize("box", [2, 3, 8, 9, 33, 64, 65, 128, 256])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("per_particle", [False, True])
 def test_matches_direct_formula(box, dtype, per_particle):
