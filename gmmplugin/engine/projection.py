@@ -84,12 +84,12 @@ def _axis_factor(theta, env, weight=None):
     return out
 
 
-def _factor_grads(grad, f, jw):
+def _factor_grads(grad, f, jw, im):
     """jw @ [Re; Im] of conj(g_j)·f_j, (B, 3, N), for the gradient g and factor f
-    as (B, H, 2, N) real tensors; ``grad`` is overwritten."""
+    as (B, H, 2, N) real tensors; ``grad`` and ``im`` (B, H, N) are overwritten."""
     gr, gi = grad[:, :, 0], grad[:, :, 1]
     fr, fi = f[:, :, 0], f[:, :, 1]
-    im = gr * fi                                    # gr fi - gi fr
+    torch.mul(gr, fi, out=im)                       # gr fi - gi fr
     im.addcmul_(gi, fr, value=-1)
     re = gr.mul_(fr).addcmul_(gi, fi)               # gr fr + gi fi
     H = f.shape[1]
@@ -128,9 +128,10 @@ class _AxisProduct(torch.autograd.Function):
         jw[2, 1] = j
         jw = jw.flatten(1, 2)
         buf = torch.bmm(grad.transpose(1, 2), y.flatten(1, 2))      # dL/dx
-        sx = _factor_grads(buf.unflatten(1, (H, 2)), x, jw)          # (B, 3, N)
+        im = torch.empty_like(x[:, :, 0])
+        sx = _factor_grads(buf.unflatten(1, (H, 2)), x, jw, im)      # (B, 3, N)
         torch.bmm(grad, x.flatten(1, 2), out=buf)                     # dL/dy
-        sy = _factor_grads(buf.unflatten(1, (H, 2)), u, jw)
+        sy = _factor_grads(buf.unflatten(1, (H, 2)), u, jw, im)
         d_theta_x = sx[:, 2]
         d_theta_y = weight * sy[:, 2]
         d_alpha = sx[:, 1] + weight * sy[:, 1]
