@@ -31,11 +31,14 @@ leave the product as the main cost:
 * The factors are laid out (B, H, re/im, N), N contiguous: every elementwise
   pass is a long vectorised loop in real arithmetic, and the GEMM takes
   them as they are.
+* The Gaussian's weight is folded into the few block phases of the y factor,
+  so no weighted copy of a factor is made.
 * The backward is written out (``_AxisProduct``): the gradients with respect
   to θ, α and the weight are sums over j of ``conj(g_j) f_j`` weighted by
-  ``j``, ``j²`` and 1, so each axis costs one GEMM, one elementwise pass and
-  one small matrix product, with no intermediates kept beyond the factors.
-  It is first-order only (no double backward).
+  ``j``, ``j²`` and 1 (the last divided by the weight, or recomputed for the
+  Gaussians whose weight is zero), so each axis costs one GEMM, one
+  elementwise pass and one small matrix product, with no intermediates kept
+  beyond the factors. It is first-order only (no double backward).
 
 Everything is plain torch and runs unchanged on CPU and GPU.
 """
@@ -96,6 +99,12 @@ def _factor_grads(grad, f, jw, im):
     return jw[:, :H] @ re + jw[:, H:] @ im
 
 
+def _envelope(alpha, H):
+    """exp(-α j²), j = 0 … H-1, as (B, H, N) for α (B, N)."""
+    j = torch.arange(H, device=alpha.device, dtype=alpha.dtype)
+    return torch.mul((j * j)[:, None], alpha[:, None, :].neg()).exp_()
+
+
 class _AxisProduct(torch.autograd.Function):
     """R = [Yr Yi] [Xr Xi]ᵀ with X = f(θx, α), Y = w · f(θy, α) (see module
     docstring); inputs (B, N) each, output (B, 2H, 2H) real, rows and columns
@@ -103,20 +112,17 @@ class _AxisProduct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, theta_x, theta_y, alpha, weight, H):
-        j = torch.arange(H, device=alpha.device, dtype=alpha.dtype)
-        env = torch.mul((j * j)[:, None], alpha[:, None, :].neg())
-        env.exp_()                                                   # (B, H, N)
+        env = _envelope(alpha, H)
         x = _axis_factor(theta_x, env)                               # (B, H, 2, N)
-        u = _axis_factor(theta_y, env)
-        y = u * weight[:, None, None, :]
+        y = _axis_factor(theta_y, env, weight)                       # weight folded in
         del env
-        ctx.save_for_backward(x, u, y, weight)
+        ctx.save_for_backward(x, y, theta_y, alpha, weight)
         return torch.bmm(y.flatten(1, 2), x.flatten(1, 2).transpose(1, 2))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, u, y, weight = ctx.saved_tensors
+        x, y, theta_y, alpha, weight = ctx.saved_tensors
         H = x.shape[1]
         j = torch.arange(H, device=x.device, dtype=grad.dtype)
         # f_j = c·exp(-αj² - iθj): ∂f/∂θ = -ij f, ∂f/∂α = -j² f, ∂f/∂c = f/c, so
@@ -127,15 +133,24 @@ class _AxisProduct(torch.autograd.Function):
         jw[1, 0] = -j * j
         jw[2, 1] = j
         jw = jw.flatten(1, 2)
-        buf = torch.bmm(grad.transpose(1, 2), y.flatten(1, 2))      # dL/dx
+        buf = torch.bmm(grad, x.flatten(1, 2))                      # dL/dy
+        # dw = Σ Re q(y) / w; where w is (nearly) zero, y has lost the unweighted
+        # factor, so dw comes from that factor recomputed for those Gaussians alone
+        tiny = weight.abs() < torch.finfo(weight.dtype).tiny / torch.finfo(weight.dtype).eps
+        bi, ni = tiny.nonzero(as_tuple=True)
+        if len(bi):
+            g_sub = buf.unflatten(1, (H, 2))[bi, :, :, ni]           # (K, H, 2)
+            th, al = theta_y[bi, ni][None], alpha[bi, ni][None]      # (1, K)
+            f_sub = _axis_factor(th, _envelope(al, H))[0].permute(2, 0, 1)
+            dw_tiny = (g_sub * f_sub).sum((1, 2))
         im = torch.empty_like(x[:, :, 0])
-        sx = _factor_grads(buf.unflatten(1, (H, 2)), x, jw, im)      # (B, 3, N)
-        torch.bmm(grad, x.flatten(1, 2), out=buf)                     # dL/dy
-        sy = _factor_grads(buf.unflatten(1, (H, 2)), u, jw, im)
-        d_theta_x = sx[:, 2]
-        d_theta_y = weight * sy[:, 2]
-        d_alpha = sx[:, 1] + weight * sy[:, 1]
-        return d_theta_x, d_theta_y, d_alpha, sy[:, 0], None
+        sy = _factor_grads(buf.unflatten(1, (H, 2)), y, jw, im)      # (B, 3, N)
+        torch.bmm(grad.transpose(1, 2), y.flatten(1, 2), out=buf)   # dL/dx
+        sx = _factor_grads(buf.unflatten(1, (H, 2)), x, jw, im)
+        d_weight = sy[:, 0] / torch.where(tiny, torch.ones_like(weight), weight)
+        if len(bi):
+            d_weight[bi, ni] = dw_tiny
+        return sx[:, 2], sy[:, 2], sx[:, 1] + sy[:, 1], d_weight, None
 
 
 def project(params, rotations, shifts, box, apix):
