@@ -33,12 +33,18 @@ leave the product as the main cost:
   them as they are.
 * The Gaussian's weight is folded into the few block phases of the y factor,
   so no weighted copy of a factor is made.
+* On the CPU the Gaussians are taken a block of a few hundred at a time: the
+  block's factors (a few MB) stay in cache, their products are accumulated
+  into the GEMM result, and the backward builds them again block by block
+  instead of keeping (B, H, N) tensors between the passes. Fresh large
+  tensors cost the CPU page faults on every call; recomputing costs less.
+  On a GPU all Gaussians form one block.
 * The backward is written out (``_AxisProduct``): the gradients with respect
   to θ, α and the weight are sums over j of ``conj(g_j) f_j`` weighted by
   ``j``, ``j²`` and 1 (the last divided by the weight, or recomputed for the
   Gaussians whose weight is zero), so each axis costs one GEMM, one
-  elementwise pass and one small matrix product, with no intermediates kept
-  beyond the factors. It is first-order only (no double backward).
+  elementwise pass and one small matrix product. It is first-order only (no
+  double backward).
 
 Everything is plain torch and runs unchanged on CPU and GPU.
 """
@@ -105,52 +111,78 @@ def _envelope(alpha, H):
     return torch.mul((j * j)[:, None], alpha[:, None, :].neg()).exp_()
 
 
+# Elements of one (B, H, 2, chunk) factor block: the Gaussians are processed in
+# blocks of columns this size (a few MB, cache-sized) on the CPU, all at once on a GPU.
+CHUNK_ELEMENTS = {"cpu": 1 << 20}
+
+
+def _chunks(B, H, N, device):
+    limit = CHUNK_ELEMENTS.get(torch.device(device).type)
+    step = N if limit is None else max(1, min(N, limit // (2 * B * H)))
+    return [slice(lo, min(N, lo + step)) for lo in range(0, N, step)]
+
+
+def _block_factors(theta_x, theta_y, alpha, weight, H):
+    """x = f(θx, α), y = w·f(θy, α) for a block of Gaussians, (B, H, 2, n) each."""
+    env = _envelope(alpha, H)
+    return _axis_factor(theta_x, env), _axis_factor(theta_y, env, weight)
+
+
 class _AxisProduct(torch.autograd.Function):
     """R = [Yr Yi] [Xr Xi]ᵀ with X = f(θx, α), Y = w · f(θy, α) (see module
     docstring); inputs (B, N) each, output (B, 2H, 2H) real, rows and columns
-    in (j, re/im) order."""
+    in (j, re/im) order. The factors are built block by block of Gaussians and
+    accumulated into R; the backward builds them again, so no (B, H, N)
+    tensor lives between forward and backward."""
 
     @staticmethod
     def forward(ctx, theta_x, theta_y, alpha, weight, H):
-        env = _envelope(alpha, H)
-        x = _axis_factor(theta_x, env)                               # (B, H, 2, N)
-        y = _axis_factor(theta_y, env, weight)                       # weight folded in
-        del env
-        ctx.save_for_backward(x, y, theta_y, alpha, weight)
-        return torch.bmm(y.flatten(1, 2), x.flatten(1, 2).transpose(1, 2))
+        B, N = alpha.shape
+        ctx.save_for_backward(theta_x, theta_y, alpha, weight)
+        ctx.H = H
+        r = torch.zeros(B, 2 * H, 2 * H, device=alpha.device, dtype=alpha.dtype)
+        for c in _chunks(B, H, N, alpha.device):
+            x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c], weight[:, c], H)
+            r.baddbmm_(y.flatten(1, 2), x.flatten(1, 2).transpose(1, 2))
+        return r
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, y, theta_y, alpha, weight = ctx.saved_tensors
-        H = x.shape[1]
-        j = torch.arange(H, device=x.device, dtype=grad.dtype)
+        theta_x, theta_y, alpha, weight = ctx.saved_tensors
+        H = ctx.H
+        B, N = alpha.shape
+        j = torch.arange(H, device=grad.device, dtype=grad.dtype)
         # f_j = c·exp(-αj² - iθj): ∂f/∂θ = -ij f, ∂f/∂α = -j² f, ∂f/∂c = f/c, so
         # with conj(q_j) = conj(g_j) f_j:  dθ = Σ j Im conj(q), dα = -Σ j² Re q,
         # dc·c = Σ Re q.  Rows of jw act on [Re (H rows); Im (H rows)].
-        jw = torch.zeros(3, 2, H, device=x.device, dtype=grad.dtype)
+        jw = torch.zeros(3, 2, H, device=grad.device, dtype=grad.dtype)
         jw[0, 0] = 1
         jw[1, 0] = -j * j
         jw[2, 1] = j
         jw = jw.flatten(1, 2)
-        buf = torch.bmm(grad, x.flatten(1, 2))                      # dL/dy
         # dw = Σ Re q(y) / w; where w is (nearly) zero, y has lost the unweighted
-        # factor, so dw comes from that factor recomputed for those Gaussians alone
+        # factor, so dw comes from that factor (weight 1) instead
         tiny = weight.abs() < torch.finfo(weight.dtype).tiny / torch.finfo(weight.dtype).eps
-        bi, ni = tiny.nonzero(as_tuple=True)
-        if len(bi):
-            g_sub = buf.unflatten(1, (H, 2))[bi, :, :, ni]           # (K, H, 2)
-            th, al = theta_y[bi, ni][None], alpha[bi, ni][None]      # (1, K)
-            f_sub = _axis_factor(th, _envelope(al, H))[0].permute(2, 0, 1)
-            dw_tiny = (g_sub * f_sub).sum((1, 2))
-        im = torch.empty_like(x[:, :, 0])
-        sy = _factor_grads(buf.unflatten(1, (H, 2)), y, jw, im)      # (B, 3, N)
-        torch.bmm(grad.transpose(1, 2), y.flatten(1, 2), out=buf)   # dL/dx
-        sx = _factor_grads(buf.unflatten(1, (H, 2)), x, jw, im)
-        d_weight = sy[:, 0] / torch.where(tiny, torch.ones_like(weight), weight)
-        if len(bi):
-            d_weight[bi, ni] = dw_tiny
-        return sx[:, 2], sy[:, 2], sx[:, 1] + sy[:, 1], d_weight, None
+        safe_weight = torch.where(tiny, torch.ones_like(weight), weight)
+        sx = torch.empty(B, 3, N, device=grad.device, dtype=grad.dtype)
+        sy = torch.empty_like(sx)
+        grad_t = grad.transpose(1, 2)
+        for c in _chunks(B, H, N, grad.device):
+            x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c],
+                                  safe_weight[:, c], H)
+            # y holds the unweighted factor where w is tiny: there Σ Re q is dw itself,
+            # and the factor's gradient is w·(that of the unweighted one)
+            gy = torch.bmm(grad, x.flatten(1, 2))
+            gx = torch.bmm(grad_t, y.flatten(1, 2))
+            scratch = torch.empty_like(x[:, :, 0])
+            sy[:, :, c] = _factor_grads(gy.unflatten(1, (H, 2)), y, jw, scratch)
+            sx[:, :, c] = _factor_grads(gx.unflatten(1, (H, 2)), x, jw, scratch)
+        # sx came from gradients through y built with safe_weight instead of w
+        fix = torch.where(tiny, weight, torch.ones_like(weight))
+        d_weight = sy[:, 0] / safe_weight
+        return (sx[:, 2] * fix, sy[:, 2] * fix, sx[:, 1] * fix + sy[:, 1] * fix,
+                d_weight, None)
 
 
 def project(params, rotations, shifts, box, apix):

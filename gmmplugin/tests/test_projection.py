@@ -179,3 +179,35 @@ def test_gradients_equal_direct_formula(box, dtype):
     for got, want in zip(*grads):
         err = ((got - want).abs().max() / want.abs().max()).item()
         assert err < tol, err
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_blocks_of_gaussians(monkeypatch, dtype):
+    """Factors built and accumulated a few Gaussians at a time (uneven last block),
+    with zero and subnormal weights in later blocks: same image and gradients."""
+    import gmmplugin.engine.projection as projection
+    rng = np.random.default_rng(11)
+    box, apix = 24, 1.5
+    p, A, sh = _scene(rng, box, apix, n=37, batch=2, per_particle=True)
+    p[..., 4] = rng.uniform(1.0, 4.0, (2, 37)) * apix
+    p[1, 20, 3] = 0.0
+    p[0, 33, 3] = 1e-40
+    weights = torch.tensor(rng.normal(size=(2, box, box // 2 + 1, 2)), dtype=dtype)
+    results = []
+    for elements in (None, 2 * 2 * (box // 2 + 1) * 5):   # one block; blocks of 5
+        if elements is not None:
+            monkeypatch.setitem(projection.CHUNK_ELEMENTS, "cpu", elements)
+            assert len(projection._chunks(2, box // 2 + 1, 37, "cpu")) == 8
+        args = [torch.tensor(a, dtype=dtype, requires_grad=True) for a in (p, A, sh)]
+        out = project(*args, box, apix)
+        (torch.view_as_real(out) * weights).sum().backward()
+        results.append([out.detach()] + [a.grad for a in args])
+    args = [torch.tensor(a, dtype=dtype, requires_grad=True) for a in (p, A, sh)]
+    (torch.view_as_real(_direct_torch(*args, box, apix)) * weights).sum().backward()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for got, one_block in zip(results[1], results[0]):
+        assert ((got - one_block).abs().max() / one_block.abs().max()).item() < tol
+    for got, want in zip(results[1][1:], [a.grad for a in args]):
+        assert ((got - want).abs().max() / want.abs().max()).item() < tol
+    # the zero and subnormal amplitudes still get their gradient
+    assert results[1][1][1, 20, 3] != 0 and results[1][1][0, 33, 3] != 0
