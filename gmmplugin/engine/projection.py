@@ -63,7 +63,7 @@ def _phases(theta, j):
     return torch.cos(arg), torch.sin(arg).neg_()
 
 
-def _axis_factor(theta, env, weight=None):
+def _axis_factor(theta, env, weight=None, out=None):
     """f_j = [weight ·] env_j · exp(-iθ j), j = 0 … H-1, for θ (B, N) and the
     envelope ``env`` (B, H, N): a real (B, H, 2, N) tensor (real and imaginary
     parts of row j at [:, j, 0] and [:, j, 1]). Phases by blocks, j = a·b + r:
@@ -76,7 +76,8 @@ def _axis_factor(theta, env, weight=None):
                                                dtype=env.dtype) * b)   # (B, blocks, N)
     if weight is not None:
         c_out, s_out = c_out * weight[:, None, :], s_out * weight[:, None, :]
-    out = torch.empty(B, H, 2, N, device=env.device, dtype=env.dtype)
+    if out is None:
+        out = torch.empty(B, H, 2, N, device=env.device, dtype=env.dtype)
     # rows [lo, hi) = blocks a0 … a0+na-1 of nb rows each: the full blocks, then the rest
     for lo, hi, a0, na, nb in ((0, n_full * b, 0, n_full, b), (n_full * b, H, n_full, 1, rest)):
         if hi == lo:
@@ -105,10 +106,10 @@ def _factor_grads(grad, f, jw, im):
     return jw[:, :H] @ re + jw[:, H:] @ im
 
 
-def _envelope(alpha, H):
+def _envelope(alpha, H, out=None):
     """exp(-α j²), j = 0 … H-1, as (B, H, N) for α (B, N)."""
     j = torch.arange(H, device=alpha.device, dtype=alpha.dtype)
-    return torch.mul((j * j)[:, None], alpha[:, None, :].neg()).exp_()
+    return torch.mul((j * j)[:, None], alpha[:, None, :].neg(), out=out).exp_()
 
 
 # Elements of one (B, H, 2, chunk) factor block: the Gaussians are processed in
@@ -122,10 +123,30 @@ def _chunks(B, H, N, device):
     return [slice(lo, min(N, lo + step)) for lo in range(0, N, step)]
 
 
-def _block_factors(theta_x, theta_y, alpha, weight, H):
+class _Blocks:
+    """Buffers for one block of Gaussians, allocated once per pass and reused
+    by every block of that size (fresh memory costs page faults on a CPU)."""
+
+    def __init__(self, like, B, H, step):
+        self.step, self.bufs, self.like = step, {}, like
+        self.shapes = {"env": (B, H), "x": (B, H, 2), "y": (B, H, 2),
+                       "gx": (B, 2 * H), "gy": (B, 2 * H), "scratch": (B, H)}
+
+    def __call__(self, name, n):
+        shape = self.shapes[name] + (n,)
+        if n != self.step:                      # the last, shorter block
+            return self.like.new_empty(shape)
+        if name not in self.bufs:
+            self.bufs[name] = self.like.new_empty(shape)
+        return self.bufs[name]
+
+
+def _block_factors(theta_x, theta_y, alpha, weight, H, blocks):
     """x = f(θx, α), y = w·f(θy, α) for a block of Gaussians, (B, H, 2, n) each."""
-    env = _envelope(alpha, H)
-    return _axis_factor(theta_x, env), _axis_factor(theta_y, env, weight)
+    n = alpha.shape[1]
+    env = _envelope(alpha, H, out=blocks("env", n))
+    return (_axis_factor(theta_x, env, out=blocks("x", n)),
+            _axis_factor(theta_y, env, weight, out=blocks("y", n)))
 
 
 class _AxisProduct(torch.autograd.Function):
@@ -141,8 +162,11 @@ class _AxisProduct(torch.autograd.Function):
         ctx.save_for_backward(theta_x, theta_y, alpha, weight)
         ctx.H = H
         r = torch.zeros(B, 2 * H, 2 * H, device=alpha.device, dtype=alpha.dtype)
-        for c in _chunks(B, H, N, alpha.device):
-            x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c], weight[:, c], H)
+        chunks = _chunks(B, H, N, alpha.device)
+        blocks = _Blocks(alpha, B, H, chunks[0].stop)
+        for c in chunks:
+            x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c], weight[:, c], H,
+                                  blocks)
             r.baddbmm_(y.flatten(1, 2), x.flatten(1, 2).transpose(1, 2))
         return r
 
@@ -168,14 +192,17 @@ class _AxisProduct(torch.autograd.Function):
         sx = torch.empty(B, 3, N, device=grad.device, dtype=grad.dtype)
         sy = torch.empty_like(sx)
         grad_t = grad.transpose(1, 2)
-        for c in _chunks(B, H, N, grad.device):
+        chunks = _chunks(B, H, N, grad.device)
+        blocks = _Blocks(grad, B, H, chunks[0].stop)
+        for c in chunks:
+            n = c.stop - c.start
             x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c],
-                                  safe_weight[:, c], H)
+                                  safe_weight[:, c], H, blocks)
             # y holds the unweighted factor where w is tiny: there Σ Re q is dw itself,
             # and the factor's gradient is w·(that of the unweighted one)
-            gy = torch.bmm(grad, x.flatten(1, 2))
-            gx = torch.bmm(grad_t, y.flatten(1, 2))
-            scratch = torch.empty_like(x[:, :, 0])
+            gy = torch.bmm(grad, x.flatten(1, 2), out=blocks("gy", n))
+            gx = torch.bmm(grad_t, y.flatten(1, 2), out=blocks("gx", n))
+            scratch = blocks("scratch", n)
             sy[:, :, c] = _factor_grads(gy.unflatten(1, (H, 2)), y, jw, scratch)
             sx[:, :, c] = _factor_grads(gx.unflatten(1, (H, 2)), x, jw, scratch)
         # sx came from gradients through y built with safe_weight instead of w
