@@ -30,7 +30,7 @@ FLOP conventions (useful flops, not what the implementation happens to do)
   (``--quick``: 2 repetitions); the two implementations run one after the
   other on the same inputs. "bare GEMM" is the best time of the bare matrix
   product that implementation performs, at the configuration's size: the
-  real ``(B, 2H, N) @ (B, N, 2H)`` for ``project``, the complex
+  real ``(B, 2H, N) @ (B, 2H, N)ᵀ`` for ``project``, the complex
   ``(B, D, N) @ (B, N, H)`` for ``project_direct``; "GEMM share" is that
   time divided by the forward time, i.e. the part of the forward pass the
   implementation could not avoid. "other procs' CPU" is the CPU (in cores) that *other*
@@ -259,13 +259,14 @@ def matmul_reference(device, reps, warmup):
 
 def bare_gemm_time(impl, batch, n, box, device, reps, warmup):
     """Best time of the matrix product alone that ``impl`` performs at this size,
-    in its layout (left factor built as (B, N, ·) and transposed): real
-    ``(B, 2H, N) @ (B, N, 2H)`` for project, complex ``(B, D, N) @ (B, N, H)``
-    for project_direct."""
+    in its layout: real ``(B, 2H, N) @ (B, 2H, N)ᵀ`` (both N-contiguous; project
+    does it block by block of Gaussians, same flops) for project, complex
+    ``(B, D, N) @ (B, N, H)`` with the left factor built as (B, N, D) and
+    transposed for project_direct."""
     H = box // 2 + 1
     if impl == "project":
-        a = torch.randn(batch, n, 2 * H, device=device).transpose(1, 2)
-        b = torch.randn(batch, n, 2 * H, device=device)
+        a = torch.randn(batch, 2 * H, n, device=device)
+        b = torch.randn(batch, 2 * H, n, device=device).transpose(1, 2)
     else:
         a = torch.randn(batch, n, box, dtype=torch.complex64, device=device).transpose(1, 2)
         b = torch.randn(batch, n, H, dtype=torch.complex64, device=device)

@@ -38,13 +38,14 @@ leave the product as the main cost:
   into the GEMM result, and the backward builds them again block by block
   instead of keeping (B, H, N) tensors between the passes. Fresh large
   tensors cost the CPU page faults on every call; recomputing costs less.
-  On a GPU all Gaussians form one block.
+  On a GPU all Gaussians form one block (still rebuilt in the backward).
 * The backward is written out (``_AxisProduct``): the gradients with respect
   to θ, α and the weight are sums over j of ``conj(g_j) f_j`` weighted by
-  ``j``, ``j²`` and 1 (the last divided by the weight, or recomputed for the
-  Gaussians whose weight is zero), so each axis costs one GEMM, one
-  elementwise pass and one small matrix product. It is first-order only (no
-  double backward).
+  ``j``, ``j²`` and 1 (the last divided by the weight; where the weight is
+  zero, y is rebuilt with weight 1 and the other sums scaled back), so each
+  axis costs one GEMM, one elementwise pass and one small matrix product,
+  and autograd keeps only (B, N) tensors. It is first-order only (no double
+  backward).
 
 Everything is plain torch and runs unchanged on CPU and GPU.
 """
