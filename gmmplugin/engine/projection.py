@@ -164,7 +164,7 @@ class _AxisProduct(torch.autograd.Function):
         ctx.H = H
         r = torch.zeros(B, 2 * H, 2 * H, device=alpha.device, dtype=alpha.dtype)
         chunks = _chunks(B, H, N, alpha.device)
-        blocks = _Blocks(alpha, B, H, chunks[0].stop)
+        blocks = _Blocks(alpha, B, H, chunks[0].stop if chunks else 0)
         for c in chunks:
             x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c], weight[:, c], H,
                                   blocks)
@@ -194,7 +194,7 @@ class _AxisProduct(torch.autograd.Function):
         sy = torch.empty_like(sx)
         grad_t = grad.transpose(1, 2)
         chunks = _chunks(B, H, N, grad.device)
-        blocks = _Blocks(grad, B, H, chunks[0].stop)
+        blocks = _Blocks(grad, B, H, chunks[0].stop if chunks else 0)
         for c in chunks:
             n = c.stop - c.start
             x, y = _block_factors(theta_x[:, c], theta_y[:, c], alpha[:, c],

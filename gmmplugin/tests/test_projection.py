@@ -211,3 +211,11 @@ def test_blocks_of_gaussians(monkeypatch, dtype):
         assert ((got - want).abs().max() / want.abs().max()).item() < tol
     # the zero and subnormal amplitudes still get their gradient
     assert results[1][1][1, 20, 3] != 0 and results[1][1][0, 33, 3] != 0
+
+
+def test_no_gaussians():
+    A = torch.eye(3)[None].repeat(2, 1, 1).requires_grad_()
+    out = project(torch.zeros(0, 5), A, None, 8, 1.0)
+    assert out.shape == (2, 8, 5) and not out.abs().any()
+    torch.view_as_real(out).sum().backward()
+    assert not A.grad.any()
