@@ -503,7 +503,7 @@ def main(argv=None):
     print()
     goal = [r for r in rows if r["D"] == 64 and r["N"] == 2000]
     if goal:
-        print("goal row (D=64, N=2000, forward+backward, aim >= 50%% of the bmm rate): "
+        print("goal row (D=64, N=2000, forward+backward, aim >= 50% of the bmm rate): "
               + ", ".join("%s %.0f%% (%.1f ms, %.0f img/s)"
                           % (r["impl"], 100 * r["fb_frac"], 1e3 * r["fb_s"], r["fb_img_s"])
                           for r in goal))
