@@ -14,15 +14,21 @@ from .protocol_base import GmmProtBase
 INFO = "export.json"
 
 
+def _series_of(volume):
+    """The series name a volume of 'analyze latent space' carries (None for others).
+    Read while iterating: a set's iteration reuses one item object."""
+    name = getattr(volume, "_gmmSeries", None)
+    return name.get() if name is not None else None
+
+
 def series_maps(volumes, series):
     """Files of the volume series to play, in order: the frames of ``series``
     ("pc1", "class2", "path") when the volumes are frames of 'analyze latent
     space' (they carry their series' name), otherwise (or with no series name)
     every volume by id."""
-    items = [(getattr(v, "_gmmSeries", None), v.getFileName())
-             for v in volumes.iterItems(orderBy="id")]
+    items = [(_series_of(v), v.getFileName()) for v in volumes.iterItems(orderBy="id")]
     if series:
-        frames = [fn for name, fn in items if name is not None and name.get() == series]
+        frames = [fn for name, fn in items if name == series]
         if frames:
             return frames               # the analysis appends each series' frames in order
     return [fn for _, fn in items]
@@ -120,14 +126,11 @@ class GmmProtExportLatents(GmmProtBase):
         if vols is not None and vols.getSize() == 0:
             errors.append("The volume series is empty.")
         series = (self.series.get() or "").strip()
-        if vols is not None and series and vols.getSize() and not any(
-                getattr(v, "_gmmSeries", None) is not None and v._gmmSeries.get() == series
-                for v in vols.iterItems()):
-            names = sorted({v._gmmSeries.get() for v in vols.iterItems()
-                            if getattr(v, "_gmmSeries", None) is not None})
-            if names:
-                errors.append("These volumes have no series '%s' (they have: %s)."
-                              % (series, ", ".join(names)))
+        names = ({_series_of(v) for v in vols.iterItems()} - {None}
+                 if vols is not None and series else set())
+        if names and series not in names:
+            errors.append("These volumes have no series '%s' (they have: %s)."
+                          % (series, ", ".join(sorted(names))))
         return errors
 
     def _info(self):
