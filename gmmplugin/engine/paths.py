@@ -10,7 +10,8 @@ frames are then guesses. These curves stay where the particles are:
   next, then smoothed and resampled to evenly spaced frames;
 * a class's **principal curve** (Hastie & Stuetzle 1989) starts as the graph
   path between the class's two ends (its particles at the 2nd and 98th
-  percentile of its first principal axis) and is refined by projecting every
+  percentile of its first principal axis; the straight line between them
+  when no chain of neighbours joins them) and is refined by projecting every
   particle of the class onto the curve and replacing each frame by a local
   linear fit of the particles projected near it, over the 2nd–98th
   percentile of the projections: it follows a curved population through its
@@ -120,7 +121,11 @@ def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS):
     z = np.asarray(z, dtype=np.float64)
     pc1 = PCA(n_components=1).fit(z).transform(z)[:, 0]
     ends = [int(np.argmin(np.abs(pc1 - np.percentile(pc1, q)))) for q in (2.0, 98.0)]
-    curve = resample(smooth(z[graph_path(z, ends, k)], 9), n_frames)
+    try:
+        start = smooth(z[graph_path(z, ends, k)], 9)
+    except ValueError:                # the class falls apart into pieces: a straight start
+        start = z[ends]
+    curve = resample(start, n_frames)
     for _ in range(iterations):
         lam, _ = project(z, curve)
         lo, hi = np.percentile(lam, [2.0, 98.0])

@@ -133,14 +133,17 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       help="Seed of the network initialisation and particle order; the "
                            "same seed and input give the same result on the same device.")
         form.addSection(label="Latent refinement")
-        form.addParam("refineLatents", params.BooleanParam, default=True,
+        form.addParam("refineLatents", params.BooleanParam, default=False,
                       label="Refine latents by 3D classification?",
                       help="After training, re-read each particle's latent against "
                            "reconstructions of classes along the latent space (below). "
                            "It sharpens the latents at the cost of about one more "
                            "training's time on a CPU; the log and the summary give the "
                            "time it took. Sets too small for enough particles per class "
-                           "skip it (the log says so). Switch it off for a quick look.")
+                           "skip it (the log says so). The refined latents gather at the "
+                           "class centres: the outlier scores and the automatic classes of "
+                           "'analyze latent space' read such latents poorly, so check "
+                           "them against the encoder's.")
         form.addParam("refineClasses", params.IntParam, default=0,
                       condition="refineLatents", label="Classes (0 = automatic)",
                       help="After training, re-read each particle's latent by masked 3D "

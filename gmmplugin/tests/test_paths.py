@@ -91,3 +91,13 @@ def test_anchors_are_read_and_checked():
     for bad in ("class:3; class:1", "particle:99; class:1", "point:1,2,3; class:1"):
         with pytest.raises(ValueError):
             anchor_rows(parse_anchors(bad), z, ids, labels)
+
+
+def test_principal_curve_of_a_class_in_pieces():
+    """A class made of two separate blobs has no graph path between its ends:
+    the curve starts from the straight line instead of failing."""
+    rng = np.random.default_rng(9)
+    z = np.concatenate([rng.normal([0, 0], 0.1, (300, 2)), rng.normal([40, 0], 0.1, (300, 2))])
+    curve = principal_curve(z, 5)
+    assert curve.shape == (5, 2) and np.all(np.isfinite(curve))
+    assert curve[0, 0] < 5 and curve[-1, 0] > 35

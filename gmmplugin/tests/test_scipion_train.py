@@ -79,8 +79,8 @@ class TestTrainPipeline(BaseTest):
     def test_continue_resumes_and_refines_latents(self):
         """A continued run, this time with latent refinement: the output's zFlex are
         the refined latents, the encoder's are kept, summary and methods say so."""
-        more = self._train(epochs=8, previous=self.train, refineClasses=4,
-                           refineIterations=1)
+        more = self._train(epochs=8, previous=self.train, refineLatents=True,
+                           refineClasses=4, refineIterations=1)
         log = open(more.getLogPaths()[0]).read()
         self.assertIn("continuing from epoch 6", log)
         self.assertNotIn("epoch 1/8", log)
@@ -100,6 +100,8 @@ class TestTrainPipeline(BaseTest):
 
     def test_bad_continue_and_analysis_settings_are_rejected_by_validate(self):
         def continue_errors(**kw):
+            if "refineClasses" in kw:
+                kw["refineLatents"] = True
             prot = self.newProtocol(GmmProtTrain, **dict(dict(latentDim=2, maxResolution=8.0),
                                                          **kw))
             prot.inputParticles.set(self.imp)
@@ -129,7 +131,7 @@ class TestTrainPipeline(BaseTest):
                       continue_errors(numEpochs=9, batchSize=0))
         self.assertIn("learning rate must be positive",
                       continue_errors(numEpochs=9, learningRate=0.0))
-        few = self.newProtocol(GmmProtTrain, refineClasses=6)
+        few = self.newProtocol(GmmProtTrain, refineLatents=True, refineClasses=6)
         few.inputParticles.set(self.imp)
         few.inputParticles.setExtended("outputParticles")
         self.assertIn("leaves 50 particles per class", " ".join(few._warnings()))

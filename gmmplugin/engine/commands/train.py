@@ -49,7 +49,7 @@ def add_args(t):
                    help="frc: mean Fourier ring correlation (the paper); whitened: "
                         "noise-whitened correlation, each Fourier pixel weighted by the "
                         "inverse noise power of its ring (default: TrainConfig's)")
-    t.add_argument("--refine-classes", type=int, default=-1,
+    t.add_argument("--refine-classes", type=int, default=0,
                    help="after training, re-read each latent by masked 3D classification "
                         "against reconstructions of this many classes along the latent "
                         "space (0 = off; -1 = automatic: from the number of particles "
