@@ -161,8 +161,14 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
     rho_present = spearmanr(PCA(1).fit_transform(z[present])[:, 0],
                             conf[present]).correlation
     from gmmplugin.engine.analyze import frame_members
-    frames = frame_members(res)[:7]
-    means = [conf[np.searchsorted(ids, m)].mean() for m in frames]
+    members = frame_members(res)
+    by_series = {}
+    for f, m in zip(info["frames"], members):
+        by_series.setdefault(f["series"], []).append(conf[np.searchsorted(ids, m)].mean())
+    means = by_series.get("pc1", [])
+    curves = ["%s curve: mean true angle of each frame's particles: %s." % (
+        name.replace("class", "Class "), ", ".join("%.2f" % m for m in values))
+        for name, values in by_series.items() if name.startswith("class")]
     lines = [
         "gmmplugin demo report (%.0f s in all)" % (time.time() - t0),
         "",
@@ -185,6 +191,7 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
             rho_all, rho_present),
         "PC1 trajectory: mean true angle of each frame's particles: %s." % (
             ", ".join("%.2f" % m for m in means)),
+    ] + curves + [
         "Outliers flagged: %d (%.1f%%)." % (info["outliers"],
                                             100 * info["outliers"] / len(ids)),
         "",
