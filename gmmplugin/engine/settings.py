@@ -47,7 +47,12 @@ class TrainConfig:
     ctf_mode: str = "full"        # full | phase_flip
     pos_scale: float = 5.0        # Å per unit of decoder output
     seed: int = 0
-    warmup_epochs: float = 1.0    # linear warm-up of the learning rate, then cosine decay
+    warmup_epochs: float = 1.0    # linear warm-up of the learning rate
+    held_out: float = 0.05        # fraction of the particles kept out of the gradient steps
+                                  # to decide when to stop (engine/schedule.py); 0 = run
+                                  # exactly ``epochs`` epochs with a cosine decay
+    plateau_gain: float = 0.01    # an epoch is flat when the held-out score rises by less
+                                  # than this fraction of its gain over the neutral model
     amp_mode: str = "linear"      # decoder amplitude parametrisation: linear | tanh
     latent_kl: float = 5e-3       # > 0: variational encoder (learned σ, starting at
                                   # latent_noise), loss += latent_kl · KL(q(z|x) || N(0, I))
@@ -63,6 +68,9 @@ class TrainConfig:
         if self.max_res >= self.min_res:
             raise ValueError("max resolution (%.1f Å) must be finer than min resolution "
                              "(%.1f Å)" % (self.max_res, self.min_res))
+        if not 0 <= self.held_out < 0.5 or self.plateau_gain < 0:
+            raise ValueError("the held-out fraction must be in [0, 0.5) and the plateau "
+                             "gain >= 0")
         if self.learning_rate <= 0:
             raise ValueError("the learning rate must be positive, got %g" % self.learning_rate)
         if self.latent_kl < 0 or self.latent_noise < 0:

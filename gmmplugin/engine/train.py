@@ -59,6 +59,7 @@ from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
 from .layout import work_path
 from .networks import Decoder, Encoder, varying_columns
 from .projection import project
+from .schedule import CosineSchedule, PlateauSchedule
 from .sampling import crop_box_for
 from .settings import SCORE_NAMES
 
@@ -70,7 +71,8 @@ class Trainer:
         if len(particles) < 2:
             raise ValueError("at least 2 particles are needed to train")
         distributed.check_particles(len(particles))
-        last = len(particles) % cfg.batch_size          # the last batch of an epoch
+        self.held, self.train_rows = held_out_rows(len(particles), cfg.held_out, cfg.seed)
+        last = len(self.train_rows) % cfg.batch_size    # the last batch of an epoch
         if cfg.batch_size < distributed.world() or 0 < last < distributed.world():
             raise ValueError("batches of %d particles (the last of %d) cannot be shared among "
                              "%d processes, each needs a part of every batch: choose another "
@@ -102,6 +104,8 @@ class Trainer:
         self.opt = torch.optim.Adam(list(self.encoder.parameters())
                                     + list(self.decoder.parameters()), lr=cfg.learning_rate)
         self.epoch, self.history = 0, []
+        self.schedule, self._schedule_state, self._restart = None, None, False
+        self.stopped_because = ""
         self._pca_done = False
         self.run_id = uuid.uuid4().hex     # this run's networks, latents and record
         self.signature = particles.signature()           # what the caches are made from
@@ -244,6 +248,7 @@ class Trainer:
                     "torch_rng": torch.get_rng_state(),
                     "cuda_rng": (torch.cuda.get_rng_state_all()
                                  if torch.cuda.is_available() else None),
+                    "schedule": self.schedule.state if self.schedule else None,
                     "columns": self.columns, "box": self.box, "apix": self.apix,
                     "focus": self.focus}, tmp)
         os.replace(tmp, self.checkpoint_path())
@@ -269,6 +274,10 @@ class Trainer:
         self.decoder.load_state_dict(ck["decoder"])
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.history = ck["epoch"], ck["history"]
+        # the same run goes on with its schedule; a continued one starts a new
+        # constant phase from here
+        self.schedule, self._schedule_state = None, ck.get("schedule")
+        self._restart = not same_run
         self.rng.bit_generator.state = ck["order_rng"]
         torch.set_rng_state(ck["torch_rng"].cpu())
         if ck["cuda_rng"] is not None and torch.cuda.is_available():
@@ -315,35 +324,64 @@ class Trainer:
                  "%s of PC1)" % (L, ", ".join("%.2f" % (float(s) / float(sv[0])) ** 2
                                              for s in sv)))
 
-    def _lr(self, step, total, steps_per_epoch):
+    def _make_schedule(self, cap):
+        """Plateau stopping on the held-out particles, or a fixed count without
+        them; a plateau schedule goes on from this run's state (the previous
+        call's, or the checkpoint's)."""
         cfg = self.cfg
-        warm = cfg.warmup_epochs * steps_per_epoch
-        if step < warm:
-            return cfg.learning_rate * (step + 1) / warm
-        x = min(1.0, (step - warm) / max(total - warm, 1))
-        return cfg.learning_rate * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * x)))
+        if not len(self.held):
+            return CosineSchedule(cfg.learning_rate, cap, cfg.warmup_epochs)
+        schedule = PlateauSchedule(cfg.learning_rate, cap,
+                                   float(np.mean(self.neutral_frc[self.held])),
+                                   cfg.warmup_epochs, flat_gain=cfg.plateau_gain)
+        schedule.load(self.schedule.state if self.schedule else self._schedule_state)
+        if self._restart:
+            schedule.restart(self.epoch)
+            self._restart = False
+        return schedule
+
+    @torch.no_grad()
+    def held_out_score(self, images, feats):
+        """Mean score of the held-out particles at their (noise-free) latents."""
+        bs = self.cfg.batch_size
+        mine = distributed.shard(self.held, bs)
+        total = 0.0
+        for start in range(0, len(mine), bs):
+            rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
+            z = self.encoder(self._features(feats, rows))
+            total += float(self._score(self.decoder(z), data, ctf, rot, sh).sum())
+        return distributed.all_sum(total) / len(self.held)
 
     def _features(self, feats, rows):
         return torch.from_numpy(np.asarray(feats[np.sort(rows)], dtype=np.float32)
                                 ).to(self.device)
 
     def train(self, images, feats, epochs=None):
-        cfg, n = self.cfg, len(self.p)
+        """Epochs until the schedule stops them: at a plateau of the held-out
+        score (then a cool-down), or at the cap, cfg.epochs. ``epochs`` ends
+        this call earlier (the run can go on) or raises the cap."""
+        cfg, n = self.cfg, len(self.train_rows)
         target = epochs or cfg.epochs
         t_start = time.time()
         start_epoch = self.epoch
         if self.epoch == 0 and not self._pca_done:
             self.init_encoder_pca(feats)
             self._pca_done = True
+        self.schedule = self._make_schedule(max(cfg.epochs, target))
+        if self.schedule.finished(self.epoch):
+            return
+        if len(self.held) and self.epoch == start_epoch == 0:
+            self.log("held out %d particles (not used for gradient steps) to stop training "
+                     "at a plateau of their mean %s, within %d epochs"
+                     % (len(self.held), self.score_name, target))
         # the same networks on every rank (DDP starts from rank 0's)
         model = distributed.data_parallel(_Networks(self.encoder, self.decoder,
                                                     cfg.latent_noise), self.device)
         steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
-        total_steps = max(cfg.epochs, target) * steps_per_epoch
         step = self.epoch * steps_per_epoch
         while self.epoch < target:
             t0 = time.time()
-            order = self.rng.permutation(n)
+            order = self.train_rows[self.rng.permutation(n)]
             tot_loss = tot_frc = 0.0
             for start in range(0, n, cfg.batch_size):
                 batch = np.sort(order[start:start + cfg.batch_size])
@@ -366,7 +404,7 @@ class Trainer:
                     kl = torch.clamp(kl, min=0.0).sum()
                     loss = loss + cfg.latent_kl * kl
                 for g in self.opt.param_groups:
-                    g["lr"] = self._lr(step, total_steps, steps_per_epoch)
+                    g["lr"] = self.schedule.rate(step, steps_per_epoch)
                 step += 1
                 self.opt.zero_grad()
                 loss.backward()
@@ -375,15 +413,25 @@ class Trainer:
                 tot_frc += f.sum().item()
             tot_loss, tot_frc = distributed.all_sum(tot_loss), distributed.all_sum(tot_frc)
             self.epoch += 1
+            entry = {"epoch": self.epoch, "loss": tot_loss / n, "frc": tot_frc / n}
+            held = ""
+            if len(self.held):
+                entry["held_out"] = self.held_out_score(images, feats)
+                held = ", held-out %.5f" % entry["held_out"]
+            stop, why = self.schedule.end_epoch(self.epoch, entry.get("held_out"))
             dt = time.time() - t0
-            rate = n / dt
-            eta = (target - self.epoch) * (time.time() - t_start) / (self.epoch - start_epoch)
-            self.history.append({"epoch": self.epoch, "loss": tot_loss / n,
-                                 "frc": tot_frc / n, "particles_per_s": rate})
-            self.log("epoch %d/%d: loss %.5f, mean %s %.5f, %.0f particles/s, ETA %.0f s"
-                     % (self.epoch, target, tot_loss / n, self.score_name, tot_frc / n,
-                        rate, eta))
+            entry["particles_per_s"] = (n + len(self.held)) / dt
+            self.history.append(entry)
+            left = (target - self.epoch) * (time.time() - t_start) / (self.epoch - start_epoch)
+            self.log("epoch %d/%d: loss %.5f, mean %s %.5f%s, %.0f particles/s, ETA %s%.0f s"
+                     % (self.epoch, target, entry["loss"], self.score_name, entry["frc"],
+                        held, entry["particles_per_s"], "at most " if len(self.held) else "",
+                        0 if stop else left))
             self.save_checkpoint()
+            if stop:
+                self.stopped_because = why
+                self.log("training stopped after %d epochs: %s" % (self.epoch, why))
+                break
 
     def run(self):
         """The whole training on this trainer's particles: cached images and
@@ -426,6 +474,20 @@ class _Networks(torch.nn.Module):
         else:
             zn = z + self.latent_noise * noise
         return z, logvar, self.decoder(zn)
+
+
+MIN_HELD_OUT, MAX_HELD_OUT = 50, 1000
+
+
+def held_out_rows(n, fraction, seed):
+    """(held-out rows, training rows), each sorted: ``fraction`` of the n particles,
+    at most MAX_HELD_OUT (their mean score is already precise), none when that is
+    fewer than MIN_HELD_OUT (small sets train for a fixed number of epochs)."""
+    count = min(MAX_HELD_OUT, int(round(fraction * n)))
+    if count < MIN_HELD_OUT:
+        return np.zeros(0, dtype=int), np.arange(n)
+    held = np.sort(np.random.default_rng([seed, 7]).choice(n, count, replace=False))
+    return held, np.setdiff1d(np.arange(n), held)
 
 
 def _shared_memmap(path, dtype, shape):

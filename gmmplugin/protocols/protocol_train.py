@@ -18,6 +18,7 @@ from .protocol_base import GmmProtBase
 CTF_FULL, CTF_PHASE_FLIP = 0, 1
 LOSS_FRC, LOSS_WHITENED = 0, 1
 LOSS_NAMES = {LOSS_FRC: "frc", LOSS_WHITENED: "whitened"}
+HELD_OUT = TrainConfig.held_out     # fraction of particles that decides when to stop
 
 
 # Output name -> class (a dict: two outputs may share a class, which an Enum
@@ -110,10 +111,22 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "a small domain moving on a closed loop. A run can only be "
                            "continued with the score it started with.")
         form.addSection(label="Training")
-        form.addParam("numEpochs", params.IntParam, default=10, label="Epochs",
-                      help="Passes over all particles (the total, also when continuing a "
-                           "run). Large data sets need fewer; raise it when the training "
-                           "curve is still rising at the end.")
+        form.addParam("stopOnPlateau", params.BooleanParam, default=True,
+                      label="Stop when the held-out score levels off?",
+                      help="Keep 5 % of the particles (at most 1000) out of the "
+                           "optimisation and score them after every epoch; once their "
+                           "score stops rising, the learning rate cools down over a "
+                           "quarter of the epochs run so far and the training stops. The "
+                           "held-out particles still get their latents. Sets under 1000 "
+                           "particles always train the number of epochs below. No: train "
+                           "exactly that many epochs, the learning rate decaying over "
+                           "all of them.")
+        form.addParam("numEpochs", params.IntParam, default=20, label="Epochs (at most)",
+                      help="With stopping at a plateau, the most passes over the particles "
+                           "(the log and the summary say why the training stopped: raise "
+                           "it when they say the cap was reached while the score still "
+                           "rose); otherwise the exact number. It is the total, also when "
+                           "continuing a run.")
         form.addParam("batchSize", params.IntParam, default=64, label="Batch size",
                       help="Particles per optimisation step. Larger batches are faster on "
                            "a GPU and use more memory (about batch × Gaussians × box).")
@@ -214,6 +227,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--gmm %s" % os.path.abspath(self.inputGmm.get().getFileName()),
                 "--out-dir %s" % self._getExtraPath(),
                 "--latent-dim %d" % self.latentDim.get(), "--epochs %d" % self.numEpochs.get(),
+                "--held-out %g" % (HELD_OUT if self.stopOnPlateau.get() else 0),
                 "--batch %d" % self.batchSize.get(), "--lr %g" % self.learningRate.get(),
                 "--max-res %g" % self.maxResolution.get(),     # 0: the engine chooses
                 "--min-res %g" % self.minResolution.get(),
@@ -290,6 +304,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     # -- checks --------------------------------------------------------------------------
     def _trainConfig(self):
         return TrainConfig(latent_dim=self.latentDim.get(), epochs=self.numEpochs.get(),
+                           held_out=HELD_OUT if self.stopOnPlateau.get() else 0.0,
                            batch_size=self.batchSize.get(),
                            learning_rate=self.learningRate.get(),
                            max_res=self._maxResolution(),
@@ -416,6 +431,8 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                     len(info["history"]), info["seconds"]),
                  "Final loss %.5f; %.0f particles/s per epoch." %
                  (info["final_loss"], info["particles_per_s"]),
+                 "Stopped after %d epochs: %s." % (len(info["history"]),
+                                                  info.get("stopped_because") or "done"),
                  "Training band %g-%.1f Å%s." % (
                      info["config"]["min_res"], info["config"]["max_res"],
                      " (automatic, from the neutral GMM)"
@@ -463,6 +480,10 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                  % (info["particles"], c["latent_dim"], len(info["history"]),
                     "a noise-whitened correlation" if c["loss"] == "whitened"
                     else "an FRC", c["min_res"], c["max_res"])]
+        if info.get("held_out"):
+            lines.append("Training stopped when the score of %d held-out particles, not "
+                         "used for optimisation, stopped rising (at most %d epochs)."
+                         % (info["held_out"], c["epochs"]))
         ref = info.get("latent_refinement")
         if ref:
             lines.append("The latents were then refined by %d rounds of masked 3D "

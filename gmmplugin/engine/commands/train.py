@@ -21,7 +21,12 @@ def add_args(t):
     t.add_argument("--gmm", required=True, help="neutral GMM (.npz)")
     t.add_argument("--out-dir", required=True)
     t.add_argument("--latent-dim", type=int, default=4)
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=10,
+                   help="the most epochs to train (with --held-out 0: exactly this many)")
+    t.add_argument("--held-out", type=float, default=None,
+                   help="fraction of the particles (at most 1000) kept out of the "
+                        "gradient steps; training stops once their mean score stops "
+                        "rising (0 = a fixed number of epochs; default: TrainConfig's)")
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-res", type=float, default=0.0,
@@ -93,6 +98,7 @@ def train_config(a, gmm=None, apix=None):
                        vary_amplitudes=bool(a.vary_amplitudes),
                        vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
                        **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}),
+                       **({} if a.held_out is None else {"held_out": a.held_out}),
                        **({} if a.loss is None else {"loss": a.loss}))
 
 
@@ -255,6 +261,7 @@ def main(a):
         "varying_gaussians": int(len(gmm) if focus is None else focus.sum()),
         "gaussians": len(gmm), "box": trainer.box, "apix": trainer.apix,
         "seconds": time.time() - t0, "checkpoint": os.path.abspath(trainer.checkpoint_path()),
+        "stopped_because": trainer.stopped_because, "held_out": len(trainer.held),
         "final_loss": hist[-1]["loss"] if hist else None,
         "particles_per_s": float(np.mean([h["particles_per_s"] for h in hist])) if hist
         else None, "latent_refinement": refinement, "latent_confidence": confidence})
