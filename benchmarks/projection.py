@@ -3,7 +3,9 @@
 
 Measures ``gmmplugin.engine.projection.project(params, rotations, shifts, box,
 apix)`` against this machine's float32 matrix-product rate, measured in the
-same run.
+same run, and beside it ``project_direct`` below: the previous implementation
+(every factor from exp/cos/sin at every frequency, one complex bmm over all D
+rows), kept here only as the baseline.
 
 FLOP conventions (useful flops, not what the implementation happens to do)
 ---------------------------------------------------------------------------
@@ -13,6 +15,9 @@ FLOP conventions (useful flops, not what the implementation happens to do)
   ``(B, D, N) @ (B, N, H)`` or of one real bmm ``(B, 2D, N) @ (B, N, 2H)`` on
   stacked real/imaginary blocks (the two ways ``project`` has been written);
   computing the exp/cos/sin factors and assembling the result count as zero.
+  ``project`` exploits the conjugate symmetry along ky and its GEMM executes
+  only ``2·B·(2H)·N·(2H)`` flops, (D+2)/(2D) of the count (0.52 at D=64), so
+  its "% of matmul" can in principle exceed 100 %; img/s compare directly.
 * Forward + backward: ``3 × 8·B·N·D·H`` (the backward of a matmul is two
   matmuls of the same size).
 * Matmul reference rate ("matmul rate"): best of several repetitions, after
@@ -22,11 +27,13 @@ FLOP conventions (useful flops, not what the implementation happens to do)
   column divides achieved GFLOP/s by the bmm reference. A complex64 bmm of
   the comparable shape ``(64, D, N) @ (64, N, H)`` is reported too.
 * Projection timings are the median of ≥5 repetitions after warm-up
-  (``--quick``: 2 repetitions). "bare GEMM" is the best time of a bare
-  matrix product of the configuration's exact size, the faster of the real
-  stacked bmm and the complex bmm; "GEMM share" is that time divided by the
-  forward time, i.e. the part of the forward pass a perfect implementation
-  could not avoid. "other procs' CPU" is the CPU (in cores) that *other*
+  (``--quick``: 2 repetitions); the two implementations run one after the
+  other on the same inputs. "bare GEMM" is the best time of the bare matrix
+  product that implementation performs, at the configuration's size: the
+  real ``(B, 2H, N) @ (B, 2H, N)ᵀ`` for ``project``, the complex
+  ``(B, D, N) @ (B, N, H)`` for ``project_direct``; "GEMM share" is that
+  time divided by the forward time, i.e. the part of the forward pass the
+  implementation could not avoid. "other procs' CPU" is the CPU (in cores) that *other*
   processes used meanwhile; anything above ~0.05 makes the row unreliable.
 
 Inputs are realistic: Gaussian centres uniform in a ball of radius
@@ -37,6 +44,7 @@ The loss for the backward pass is ``view_as_real(out).square().sum()``.
 Usage::
 
     python benchmarks/projection.py [--device auto|cpu|cuda[:N]] [--quick]
+                                    [--impl both|project|direct]
                                     [--out results.json] [--profile]
 
 ``--profile`` additionally runs ``torch.profiler`` on one configuration
@@ -57,13 +65,51 @@ import torch
 
 import cases  # puts the repository on sys.path
 from gmmplugin.engine.device import pick_device
+from gmmplugin.engine.fourier import freqs_1d
 from gmmplugin.engine.geometry import random_rotations
+from gmmplugin.engine.gmm import AMP, WIDTH
 from gmmplugin.engine.projection import project
 
 APIX = 1.5
 BATCH = 64
 NS = (500, 2000, 8000)
 DS = (64, 128)
+
+
+# ----------------------------------------------------------------------------
+# baseline: the previous projector, verbatim (package version up to 2026-12-07)
+# ----------------------------------------------------------------------------
+def project_direct(params, rotations, shifts, box, apix):
+    """Same contract as ``project``: exp/cos/sin at every (Gaussian, frequency)
+    for k >= 0, one complex bmm over all D rows."""
+    B = rotations.shape[0]
+    dtype, device = rotations.dtype, rotations.device
+    if params.dim() == 2:
+        params = params.unsqueeze(0).expand(B, -1, -1)
+    centers = params[..., :3]
+    u = torch.einsum("bij,bnj->bni", rotations[:, :2, :], centers)  # (B, N, 2)
+    if shifts is not None:
+        u = u - shifts[:, None, :]
+    s = params[..., WIDTH]
+    weight = params[..., AMP] * (2 * np.pi) ** 1.5 * s ** 3 / apix ** 2  # (B, N)
+
+    k = freqs_1d(box, apix, device, dtype, half=True)   # (H,) 0 … Nyquist, 1/Å
+    s2 = (-2 * np.pi ** 2) * s[..., None] ** 2           # (B, N, 1)
+
+    def factor(coord, scale=None):
+        env = torch.exp(s2 * k ** 2)
+        if scale is not None:
+            env = env * scale[..., None]
+        return torch.polar(env, (-2 * np.pi) * coord[..., None] * k)
+
+    x = factor(u[..., 0])                                 # (B, N, H)
+    y_pos = factor(u[..., 1], weight)                      # (B, N, H)
+    head = y_pos[..., :box // 2] if box % 2 == 0 else y_pos
+    y = torch.cat([head, y_pos[..., 1:].flip(-1).conj()], dim=-1)   # (B, N, D)
+    return torch.bmm(y.transpose(1, 2), x)                # (B, D, H) complex
+
+
+IMPLS = {"project": project, "direct": project_direct}
 
 
 # ----------------------------------------------------------------------------
@@ -211,36 +257,43 @@ def matmul_reference(device, reps, warmup):
     }
 
 
-def bare_gemm_times(batch, n, box, device, reps, warmup):
-    """Best times of the matrix product alone at this size, in the layouts
-    project() uses (left factor built as (B, N, ·) and transposed): real
-    stacked ``(B, 2D, N) @ (B, N, 2H)`` and complex ``(B, D, N) @ (B, N, H)``."""
+def bare_gemm_time(impl, batch, n, box, device, reps, warmup):
+    """Best time of the matrix product alone that ``impl`` performs at this size,
+    in its layout: real ``(B, 2H, N) @ (B, 2H, N)ᵀ`` (both N-contiguous; project
+    does it block by block of Gaussians, same flops) for project, complex
+    ``(B, D, N) @ (B, N, H)`` with the left factor built as (B, N, D) and
+    transposed for project_direct."""
     H = box // 2 + 1
-    a = torch.randn(batch, n, 2 * box, device=device).transpose(1, 2)
-    b = torch.randn(batch, n, 2 * H, device=device)
-    t_real = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
-    del a, b
-    a = torch.randn(batch, n, box, dtype=torch.complex64, device=device).transpose(1, 2)
-    b = torch.randn(batch, n, H, dtype=torch.complex64, device=device)
-    t_cplx = min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
-    return t_real, t_cplx
+    if impl == "project":
+        a = torch.randn(batch, 2 * H, n, device=device)
+        b = torch.randn(batch, 2 * H, n, device=device).transpose(1, 2)
+    else:
+        a = torch.randn(batch, n, box, dtype=torch.complex64, device=device).transpose(1, 2)
+        b = torch.randn(batch, n, H, dtype=torch.complex64, device=device)
+    return min(time_fn(lambda: torch.bmm(a, b), device, reps, warmup))
 
 
 # ----------------------------------------------------------------------------
 # projection benchmark
 # ----------------------------------------------------------------------------
-def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
+def bench_config(n, box, device, reps, warmup, rng, ref_gflops, impls):
     params, rots, shifts = make_inputs(n, box, BATCH, device, rng)
+    return [bench_impl(name, params, rots, shifts, n, box, device, reps, warmup,
+                       ref_gflops) for name in impls]
+
+
+def bench_impl(impl, params, rots, shifts, n, box, device, reps, warmup, ref_gflops):
+    project_fn = IMPLS[impl]
 
     def fwd():
         with torch.no_grad():
-            return project(params, rots, shifts, box, APIX)
+            return project_fn(params, rots, shifts, box, APIX)
 
     p_leaf = params.clone().requires_grad_(True)
 
     def fwd_bwd():
         p_leaf.grad = None
-        out = project(p_leaf, rots, shifts, box, APIX)
+        out = project_fn(p_leaf, rots, shifts, box, APIX)
         loss = torch.view_as_real(out).square().sum()
         loss.backward()
 
@@ -251,14 +304,13 @@ def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
     with OtherLoad() as other:
         t_f = statistics.median(time_fn(fwd, device, reps, warmup))
         t_fb = statistics.median(time_fn(fwd_bwd, device, reps, warmup))
-        t_real, t_cplx = bare_gemm_times(BATCH, n, box, device, max(reps, 3), warmup)
-    t_mm = min(t_real, t_cplx)
+        t_mm = bare_gemm_time(impl, BATCH, n, box, device, max(reps, 3), warmup)
     fl = proj_flops(BATCH, n, box)
     row = {
-        "N": n, "D": box, "B": BATCH,
+        "impl": impl, "N": n, "D": box, "B": BATCH,
         "fwd_s": t_f, "fwd_img_s": BATCH / t_f, "fwd_gflops": fl / t_f / 1e9,
         "fb_s": t_fb, "fb_img_s": BATCH / t_fb, "fb_gflops": 3 * fl / t_fb / 1e9,
-        "bare_gemm_s": t_mm, "bare_real_bmm_s": t_real, "bare_complex_bmm_s": t_cplx,
+        "bare_gemm_s": t_mm,
         "other_cpu_cores": other.cores,
     }
     row["fwd_frac"] = row["fwd_gflops"] / ref_gflops
@@ -268,15 +320,16 @@ def bench_config(n, box, device, reps, warmup, rng, ref_gflops):
 
 
 def markdown_table(rows):
-    head = ("| D | N | fwd ms/batch | fwd img/s | fwd GFLOP/s | fwd % of matmul "
+    head = ("| implementation | D | N | fwd ms/batch | fwd img/s | fwd GFLOP/s | fwd % of matmul "
             "| fwd+bwd ms/batch | fwd+bwd img/s | fwd+bwd GFLOP/s | fwd+bwd % of matmul "
             "| bare GEMM ms | GEMM share of fwd | other procs' CPU |")
-    sep = "|" + "---|" * 13
+    sep = "|" + "---|" * 14
     lines = [head, sep]
     for r in rows:
         lines.append(
-            "| %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f%% | %.2f |"
-            % (r["D"], r["N"],
+            "| %s | %d | %d | %.1f | %.0f | %.1f | %.0f%% | %.1f | %.0f | %.1f | %.0f%% | %.1f "
+            "| %.0f%% | %.2f |"
+            % (r["impl"], r["D"], r["N"],
                1e3 * r["fwd_s"], r["fwd_img_s"], r["fwd_gflops"], 100 * r["fwd_frac"],
                1e3 * r["fb_s"], r["fb_img_s"], r["fb_gflops"], 100 * r["fb_frac"],
                1e3 * r["bare_gemm_s"], 100 * r["gemm_share"], r["other_cpu_cores"]))
@@ -386,6 +439,9 @@ def main(argv=None):
     ap.add_argument("--profile", action="store_true",
                     help="also profile one configuration with torch.profiler")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--impl", choices=("both", "project", "direct"), default="both",
+                    help="project (the package's), direct (the previous one, the "
+                         "baseline) or both, one after the other on the same inputs")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -414,13 +470,16 @@ def main(argv=None):
           " re-checked at the end of the run)" % ref["bmm_gflops"])
     print(flush=True)
 
+    impls = ("project", "direct") if args.impl == "both" else (args.impl,)
     rows = []
     for box in DS:
         for n in NS:
-            row = bench_config(n, box, device, reps, warmup, rng, ref["bmm_gflops"])
-            rows.append(row)
-            print("  D=%d N=%d: fwd %.1f ms, fwd+bwd %.1f ms" %
-                  (box, n, 1e3 * row["fwd_s"], 1e3 * row["fb_s"]), file=sys.stderr, flush=True)
+            for row in bench_config(n, box, device, reps, warmup, rng, ref["bmm_gflops"],
+                                    impls):
+                rows.append(row)
+                print("  %s D=%d N=%d: fwd %.1f ms, fwd+bwd %.1f ms" %
+                      (row["impl"], box, n, 1e3 * row["fwd_s"], 1e3 * row["fb_s"]),
+                      file=sys.stderr, flush=True)
 
     ref_end = matmul_reference(device, reps=max(reps, 5), warmup=warmup)
     ref["bmm_gflops_end"] = ref_end["bmm_gflops"]
@@ -442,6 +501,13 @@ def main(argv=None):
           "fwd+bwd = 3×;\nlast column = CPU cores used by other processes meanwhile"
           % (reps, warmup, BATCH, APIX))
     print()
+    goal = [r for r in rows if r["D"] == 64 and r["N"] == 2000]
+    if goal:
+        print("goal row (D=64, N=2000, forward+backward, aim >= 50% of the bmm rate): "
+              + ", ".join("%s %.0f%% (%.1f ms, %.0f img/s)"
+                          % (r["impl"], 100 * r["fb_frac"], 1e3 * r["fb_s"], r["fb_img_s"])
+                          for r in goal))
+        print()
     print(markdown_table(rows))
     print()
 
