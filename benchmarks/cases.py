@@ -91,29 +91,47 @@ DATASETS = {
     "cyclic_wide": Heterogeneity(move="B", motion="cyclic", amount=14.0),
 }
 
+# datasets of another structure or geometry than 1bd2 at BOX, APIX: (structure,
+# box, pixel size Å, neutral-fit resolution Å)
+OTHER_GEOMETRY = {
+    # a small protein (HIV protease dimer, 22 kDa): one monomer rotates 0-30 degrees
+    # about the hinge with the other, a closure whose far end moves by 16 Å
+    "small_closure": ("1hvr.pdb", 48, 1.8, 6.0),
+}
+DATASETS["small_closure"] = Heterogeneity(move="B", motion="rotate", amount=30.0)
+
 # per-particle arrays of ground_truth.npz (a prefix of the set keeps their first rows)
 PER_PARTICLE = ("conformation", "composition", "ids")
 
 
-def settings(n):
-    """Simulation settings of the heterogeneity datasets, for n particles."""
-    return SimulationSettings(n_particles=n, box=BOX, apix=APIX, snr=SNR, seed=SIM_SEED)
+def geometry(name=None):
+    """(structure path, box, pixel size, neutral-fit resolution) of dataset ``name``."""
+    if name in OTHER_GEOMETRY:
+        pdb, box, apix, fit_res = OTHER_GEOMETRY[name]
+        return structure(pdb), box, apix, fit_res
+    return PDB, BOX, APIX, FIT_RES
+
+
+def settings(n, name=None):
+    """Simulation settings of heterogeneity dataset ``name``, for n particles."""
+    _, box, apix, _ = geometry(name)
+    return SimulationSettings(n_particles=n, box=box, apix=apix, snr=SNR, seed=SIM_SEED)
 
 
 OLD_HETEROGENEITY_FIELDS = ("move", "motion", "amount", "axis", "remove", "present_fraction")
 
 
-def _signature(het):
+def _signature(het, name=None):
     """What makes a stored dataset reusable. Fields of ``Heterogeneity`` left at
     their defaults are omitted, so adding a field to the simulator does not
     invalidate (and re-simulate) the stored datasets."""
-    s = settings(0).__dict__.copy()
+    s = settings(0, name).__dict__.copy()
     s.pop("n_particles")
     defaults = Heterogeneity()
     sig = {"settings": s, "heterogeneity": {
         k: v for k, v in het.__dict__.items()
         if k in OLD_HETEROGENEITY_FIELDS or v != getattr(defaults, k)},
-        "source": os.path.basename(PDB)}
+        "source": os.path.basename(geometry(name)[0])}
     return json.loads(json.dumps(sig))      # as stored: tuples become lists
 
 
@@ -129,7 +147,7 @@ def ensure_dataset(name, n):
     folder = dataset_folder(name)
     info_path = os.path.join(folder, "dataset.json")
     het = DATASETS[name]
-    sig = _signature(het)
+    sig = _signature(het, name)
     if os.path.exists(info_path):
         info = json.load(open(info_path))
         if info.get("signature") == sig and info.get("n_particles", 0) >= n:
@@ -139,7 +157,7 @@ def ensure_dataset(name, n):
     os.makedirs(folder)
     print("[%s] simulating %d particles ..." % (name, n), flush=True)
     t0 = time.time()
-    simulate(PDB, folder, settings(n), het)
+    simulate(geometry(name)[0], folder, settings(n, name), het)
     info = {"signature": sig, "n_particles": n, "sim_seconds": time.time() - t0,
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
     json.dump(info, open(info_path, "w"), indent=1)

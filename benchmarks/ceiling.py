@@ -87,7 +87,9 @@ def main():
     ap.add_argument("--dataset", default="continuous", choices=sorted(cases.DATASETS))
     ap.add_argument("--particles", type=int, default=1000)
     ap.add_argument("--grid", type=int, default=21)
-    ap.add_argument("--train-res", type=float, default=8.0)
+    ap.add_argument("--train-res", type=float, default=0.0,
+                    help="training band limit (Å); 0 = the automatic band of the "
+                         "dataset's neutral fit (its resolution, no finer than 6 Å)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=cases.output("ceiling.json"))
     a = ap.parse_args()
@@ -96,7 +98,9 @@ def main():
     het = cases.DATASETS[a.dataset]
     if het.motion == "cyclic":
         raise SystemExit("the cyclic datasets have their own ceiling: cyclic_oracle.py")
-    model = Model(cases.PDB, cases.settings(1), het)
+    pdb, _, _, fit_res = cases.geometry(a.dataset)
+    model = Model(pdb, cases.settings(1, a.dataset), het)
+    a.train_res = a.train_res or max(fit_res, 6.0)
     compositional = bool(het.remove)
     grid = np.linspace(0, 1, a.grid)
     states, labels = states_of(model, grid, compositional)

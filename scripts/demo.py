@@ -5,7 +5,7 @@ simulate 1bd2 with compositional + conformational heterogeneity (ground truth)
 gmm fit neutral GMM -> gmm heterogeneity training -> gmm analyze latent space
 -> latent plots, class volumes, volume series and a report vs the truth.
 
-Usage: python scripts/demo.py --out demo_output [--particles 3000] [--epochs 10]
+Usage: python scripts/demo.py --out demo_output [--particles 3000] [--epochs 20]
 """
 import argparse
 import os
@@ -23,7 +23,8 @@ def main():
     ap.add_argument("--out", default="demo_output")
     ap.add_argument("--particles", type=int, default=3000)
     ap.add_argument("--snr", type=float, default=0.1)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=20,
+                    help="the most training epochs (it stops earlier at a plateau)")
     ap.add_argument("--model", default=os.path.join(REPO, "gmmplugin", "tests", "data",
                                                     "1bd2.pdb"))
     a = ap.parse_args()
@@ -97,8 +98,8 @@ def main():
                                 numberOfThreads=cores)
     connect(train.inputParticles, imp, "outputParticles")
     connect(train.inputGmm, fit, "Gmm")
-    run(train, "5/6 heterogeneity training, %d epochs (gmmplugin - heterogeneity training)"
-        % a.epochs)
+    run(train, "5/6 heterogeneity training, at most %d epochs (gmmplugin - heterogeneity "
+        "training)" % a.epochs)
     ana = project.newProtocol(GmmProtAnalyze, numClasses=0, numPCs=2, numFrames=7,
                               particlesPerFrame=300, objLabel="latent analysis",
                               numberOfThreads=cores)
@@ -121,6 +122,7 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
     from gmmplugin.engine.io import read_map
 
     info = ana.readResult("analysis_info")
+    train_info = train.readResult("training")
     res = np.load(ana._getFileName("analysis"))
     ids = res["ids"]
     rows = ids - 1                      # the importer numbers star rows from 1
@@ -180,6 +182,9 @@ def write_outputs(out, rec, fit, train, ana, truth, sim_dir, t0):
         "Consensus reconstruction: FSC 0.143 at %.2f A." % float(
             rec.FSC.calculateResolution()),
         "Neutral GMM: %d Gaussians at 8 A." % fit.Gmm.getNumGaussians(),
+        "Training: %d epochs (%s); final mean FRC %.3f." % (
+            len(train_info["history"]), train_info.get("stopped_because") or "done",
+            train_info["history"][-1]["frc"]),
         "Classes: %d (%s); sizes %s; resolutions %s A." % (
             info["num_classes"], "automatic" if info["k_chosen_automatically"] else "given",
             [c["size"] for c in info["classes"]],

@@ -2,22 +2,24 @@
 
 A fixed number of epochs with a cosine decay over all of them ends wherever
 the count says: on a large set it stops while the latents still improve, on a
-small one it spends epochs after they stopped. ``PlateauSchedule`` instead
-watches a score on held-out particles (never used for a gradient step, so it
-measures what the networks learnt, not what they memorised):
+small one it spends epochs after they stopped; and whether the networks find a
+weak motion before the rate has decayed depends on the run. ``PlateauSchedule``
+instead watches a score on held-out particles (never used for a gradient step,
+so it measures what the networks learnt, not what they memorised):
 
 1. linear warm-up of the learning rate (``warmup`` epochs);
-2. constant rate while the held-out score still rises;
-3. once it rises by less than ``flat_gain`` of its total gain (over the
-   neutral model's score on the same particles) for ``patience`` epochs in a
-   row, a cosine cool-down over a quarter of the epochs run so far (at least
-   one), which settles the latent layout, then stop.
+2. constant rate while the held-out score improves;
+3. when no epoch has beaten the best score by ``flat_gain`` of its gain over
+   the neutral model (the same particles' score before training) for
+   ``patience`` epochs, the rate is halved and the count starts again: a
+   stalled score often rises again at a lower rate, when the networks find a
+   motion that the noise of larger steps hid;
+4. after ``reductions`` halvings, the next such plateau stops the training.
 
-``cap`` (the user's number of epochs) bounds the whole: the cool-down starts
-early enough to end at the cap. Without held-out particles
-(``CosineSchedule``) the rate decays over exactly ``epochs`` epochs, as it
-always did. Both keep their state in a dict that goes into the checkpoint, so
-a resumed run ends where an uninterrupted one would.
+``cap`` (the user's number of epochs) bounds the whole. Without held-out
+particles (``CosineSchedule``) the rate decays over exactly ``epochs`` epochs,
+as it always did. Both keep their state in a dict that goes into the
+checkpoint, so a resumed run ends where an uninterrupted one would.
 """
 import math
 
@@ -59,32 +61,29 @@ class CosineSchedule:
 
 
 class PlateauSchedule:
-    """Warm-up, constant rate until the held-out score plateaus, cool-down, stop."""
+    """Warm-up, then the rate halves at each plateau of the held-out score;
+    the plateau after the last halving (or the cap) stops the training."""
 
     def __init__(self, peak, cap, baseline, warmup=1.0, flat_gain=0.01, patience=2,
-                 cooldown=0.25):
+                 reductions=3, factor=0.5):
         self.peak, self.cap, self.warmup = peak, cap, warmup
-        self.flat_gain, self.patience, self.cooldown = flat_gain, patience, cooldown
+        self.flat_gain, self.patience = flat_gain, patience
+        self.reductions, self.factor = reductions, factor
         self.state = {"kind": "plateau", "baseline": float(baseline), "scores": [],
-                      "flat": 0, "cool_start": None, "cool_end": None, "why": ""}
+                      "best": None, "flat": 0, "level": 0, "stopped": False}
 
     def load(self, state):
         """The state of a checkpoint of this same run."""
-        if state and state.get("kind") == "plateau":
+        if state and state.get("kind") == "plateau" and "level" in state:
             self.state = dict(state)
 
     def finished(self, epoch):
         """A run that already stopped (resumed after its end) trains no more."""
-        end = self.state["cool_end"]
-        return epoch >= self.cap or (end is not None and epoch >= end)
+        return epoch >= self.cap or self.state["stopped"]
 
     def restart(self, epoch):
-        """A continued run: a new constant phase from ``epoch`` (its scores kept)."""
-        self.state.update(flat=0, cool_start=None, cool_end=None, why="")
-        self.state["restart"] = epoch
-
-    def _cool_length(self, epoch):
-        return max(1, int(math.ceil(self.cooldown * epoch)))
+        """A continued run: the full rate again from ``epoch`` (its scores kept)."""
+        self.state.update(flat=0, best=None, level=0, stopped=False, restart=epoch)
 
     def rate(self, step, steps_per_epoch):
         s = self.state
@@ -92,39 +91,33 @@ class PlateauSchedule:
         since = step - s.get("restart", 0) * steps_per_epoch
         if since < warm:
             return self.peak * (since + 1) / warm
-        epoch_position = step / steps_per_epoch
-        if s["cool_start"] is None:
-            return self.peak
-        span = s["cool_end"] - s["cool_start"]
-        return self.peak * _cosine((epoch_position - s["cool_start"]) / span)
-
-    def _start_cooling(self, epoch, why):
-        s = self.state
-        length = min(self._cool_length(epoch), self.cap - epoch)
-        s["cool_start"], s["cool_end"], s["why"] = epoch, epoch + length, why
+        return self.peak * self.factor ** s["level"]
 
     def end_epoch(self, epoch, held_out_score):
-        """Record the held-out score after ``epoch`` epochs; (stop now?, why)."""
+        """Record the held-out score after ``epoch`` epochs: (stop now?, a line
+        for the log or "")."""
         s = self.state
-        s["scores"].append(float(held_out_score))
-        if s["cool_start"] is not None:
-            if epoch >= s["cool_end"]:
-                return True, s["why"]
-            return False, ""
-        if epoch >= self.cap:
-            return True, "the cap of %d epochs is reached" % self.cap
-        scores = s["scores"]
-        if len(scores) >= 2:
-            gain = scores[-1] - scores[-2]
-            total = scores[-1] - s["baseline"]
-            s["flat"] = s["flat"] + 1 if gain < self.flat_gain * max(total, 0.0) else 0
+        score = float(held_out_score)
+        s["scores"].append(score)
+        margin = self.flat_gain * max(score - s["baseline"], 0.0)
+        if s["best"] is None or score > s["best"] + margin:
+            s["best"], s["flat"] = score, 0
+        else:
+            s["flat"] += 1
         if s["flat"] >= self.patience:
-            self._start_cooling(epoch, "the held-out score rose by less than %g of its gain "
-                                "for %d epochs (plateau at epoch %d); then a cool-down"
-                                % (self.flat_gain, self.patience, epoch))
-        elif epoch + self._cool_length(epoch) >= self.cap:
-            self._start_cooling(epoch, "the cap of %d epochs (the held-out score was still "
-                                "rising; more epochs may help)" % self.cap)
-        if s["cool_start"] is not None and epoch >= s["cool_end"]:
-            return True, s["why"]
-        return False, ""
+            if s["level"] >= self.reductions:
+                s["stopped"] = True
+                return True, ("the held-out score improved by less than %g of its gain for "
+                              "%d epochs at the lowest learning rate (%g)"
+                              % (self.flat_gain, s["flat"], self.peak * self.factor ** s["level"]))
+            s["level"] += 1
+            s["flat"] = 0
+            note = ("the held-out score levelled off: learning rate lowered to %g"
+                    % (self.peak * self.factor ** s["level"]))
+        else:
+            note = ""
+        if epoch >= self.cap:
+            s["stopped"] = True
+            return True, ("the cap of %d epochs (the held-out score had not levelled off at "
+                          "the lowest learning rate; more epochs may help)" % self.cap)
+        return False, note

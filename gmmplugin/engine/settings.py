@@ -35,7 +35,7 @@ def automatic_max_res(gmm_resolution, apix):
 @dataclass
 class TrainConfig:
     latent_dim: int = 4
-    epochs: int = 10
+    epochs: int = 20               # the cap when held_out > 0
     batch_size: int = 64
     learning_rate: float = 1e-3
     max_res: float = 8.0          # Å: FRC band high end; particles cropped to it
@@ -51,8 +51,9 @@ class TrainConfig:
     held_out: float = 0.05        # fraction of the particles kept out of the gradient steps
                                   # to decide when to stop (engine/schedule.py); 0 = run
                                   # exactly ``epochs`` epochs with a cosine decay
-    plateau_gain: float = 0.01    # an epoch is flat when the held-out score rises by less
-                                  # than this fraction of its gain over the neutral model
+    plateau_gain: float = 0.01    # an epoch is flat when it beats the best held-out score
+                                  # by less than this fraction of its gain over the neutral
+                                  # model
     amp_mode: str = "linear"      # decoder amplitude parametrisation: linear | tanh
     latent_kl: float = 5e-3       # > 0: variational encoder (learned σ, starting at
                                   # latent_noise), loss += latent_kl · KL(q(z|x) || N(0, I))

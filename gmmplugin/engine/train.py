@@ -13,8 +13,10 @@ Stages, each resumable from files in ``work_dir``:
    default the paper's mean FRC, which gives every ring the same say, and with
    ``loss = "whitened"`` the noise-whitened correlation (the matched filter:
    each Fourier pixel weighted by the inverse noise power of its ring); Adam
-   with a linear warm-up and cosine decay of the learning rate; a checkpoint
-   and a log line per epoch. Choices that make the latent axes line up with
+   with a linear warm-up, then the rate halved at each plateau of the score of
+   held-out particles until the last plateau ends the training
+   (engine/schedule.py; a cosine decay over a fixed count without them); a
+   checkpoint and a log line per epoch. Choices that make the latent axes line up with
    the conformation:
    * the encoder's linear branch starts as the features' top PCs (its MLP
      branch at zero), so training starts from the linear PCA baseline;
@@ -26,8 +28,8 @@ Stages, each resumable from files in ``work_dir``:
    * β is small: large enough to switch off dimensions that only carry a
      per-particle nuisance (e.g. how well the neutral model fits), small
      enough to keep weak motions;
-   * the learning rate decays (cosine), which stops the latent layout from
-     drifting between epochs late in training;
+   * the learning rate decreases late in training, which stops the latent
+     layout from drifting between epochs;
    * with latent_kl = 0 the encoder is deterministic and a fixed noise σ =
      latent_noise is added to z during training.
 4. Latents: ids, z (no noise), the final per-particle score.
@@ -419,6 +421,7 @@ class Trainer:
                 entry["held_out"] = self.held_out_score(images, feats)
                 held = ", held-out %.5f" % entry["held_out"]
             stop, why = self.schedule.end_epoch(self.epoch, entry.get("held_out"))
+            entry["learning_rate"] = self.opt.param_groups[0]["lr"]
             dt = time.time() - t0
             entry["particles_per_s"] = (n + len(self.held)) / dt
             self.history.append(entry)
@@ -428,6 +431,8 @@ class Trainer:
                         held, entry["particles_per_s"], "at most " if len(self.held) else "",
                         0 if stop else left))
             self.save_checkpoint()
+            if why and not stop:
+                self.log(why)
             if stop:
                 self.stopped_because = why
                 self.log("training stopped after %d epochs: %s" % (self.epoch, why))

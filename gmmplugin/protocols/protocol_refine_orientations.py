@@ -72,7 +72,9 @@ class GmmProtRefineOrientations(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "so the latents match the new poses.")
         form.addParam("retrainEpochs", params.IntParam, default=5, condition="retrain",
                       label="Extra epochs",
-                      help="Epochs of the retraining round, added to those already run.")
+                      help="The most epochs of the retraining round, added to those "
+                           "already run; like the training, it stops earlier once the "
+                           "held-out particles' score levels off.")
         self._defineEngineParams(form, nodes=True)
 
     # -- helpers -----------------------------------------------------------------------

@@ -114,13 +114,14 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("stopOnPlateau", params.BooleanParam, default=True,
                       label="Stop when the held-out score levels off?",
                       help="Keep 5 % of the particles (at most 1000) out of the "
-                           "optimisation and score them after every epoch; once their "
-                           "score stops rising, the learning rate cools down over a "
-                           "quarter of the epochs run so far and the training stops. The "
-                           "held-out particles still get their latents. Sets under 1000 "
-                           "particles always train the number of epochs below. No: train "
-                           "exactly that many epochs, the learning rate decaying over "
-                           "all of them.")
+                           "optimisation and score them after every epoch. When their "
+                           "score stops improving for two epochs, the learning rate is "
+                           "halved (a stalled score often rises again at a lower rate); "
+                           "after the third halving, the next stall ends the training. "
+                           "The held-out particles still get their latents. Sets under "
+                           "1000 particles always train the number of epochs below. No: "
+                           "train exactly that many epochs, the learning rate decaying "
+                           "over all of them.")
         form.addParam("numEpochs", params.IntParam, default=20, label="Epochs (at most)",
                       help="With stopping at a plateau, the most passes over the particles "
                            "(the log and the summary say why the training stopped: raise "
@@ -132,8 +133,9 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "a GPU and use more memory (about batch × Gaussians × box).")
         form.addParam("learningRate", params.FloatParam, default=1e-3,
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)",
-                      help="Peak learning rate, reached after a one-epoch warm-up and "
-                           "then decayed (cosine).")
+                      help="Peak learning rate, reached after a one-epoch warm-up, then "
+                           "halved at each plateau of the held-out score (or decayed over "
+                           "all epochs when the training does not stop at a plateau).")
         form.addParam("klWeight", params.FloatParam, default=5e-3,
                       expertLevel=params.LEVEL_ADVANCED, label="Latent KL weight",
                       help="Weight of the variational term that pulls the latents towards "
@@ -481,8 +483,10 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                     "a noise-whitened correlation" if c["loss"] == "whitened"
                     else "an FRC", c["min_res"], c["max_res"])]
         if info.get("held_out"):
-            lines.append("Training stopped when the score of %d held-out particles, not "
-                         "used for optimisation, stopped rising (at most %d epochs)."
+            lines.append("The learning rate was halved whenever the score of %d held-out "
+                         "particles, not used for optimisation, stopped improving, and the "
+                         "training ended at the plateau after the third halving (at most "
+                         "%d epochs)."
                          % (info["held_out"], c["epochs"]))
         ref = info.get("latent_refinement")
         if ref:

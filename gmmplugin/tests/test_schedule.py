@@ -28,48 +28,64 @@ def _run(schedule, scores, steps=10):
     return len(scores), rates, ""
 
 
-def test_a_plateau_starts_a_cool_down_then_stops():
-    rising = [0.35, 0.37, 0.38, 0.385, 0.387]
-    flat = [0.3872, 0.3873, 0.3873, 0.3874, 0.3874, 0.3874, 0.3874]
+RISING = [0.35, 0.37, 0.38, 0.385, 0.387]
+FLAT = [0.3872, 0.3873, 0.3873, 0.3874, 0.3874, 0.3874, 0.3874, 0.3875, 0.3875]
+
+
+def test_each_plateau_halves_the_rate_and_the_last_one_stops():
     s = PlateauSchedule(1e-3, cap=40, baseline=0.30)
-    epochs, rates, why = _run(s, rising + flat)
-    # flat from epoch 6 (gain < 1 % of 0.087), two flat epochs -> plateau at 7,
-    # cool-down of ceil(7/4) = 2 epochs, stop at 9
-    assert epochs == 9, (epochs, why)
-    assert "plateau at epoch 7" in why
-    assert rates[1:8] == [1e-3] * 7               # constant after the warm-up
-    assert rates[8] < 1e-3                         # cooling in the epochs 8 and 9
-    assert s.rate(9 * 10 - 1, 10) == pytest.approx(1e-3 * FLOOR, rel=0.5)   # last step
+    epochs, rates, why = _run(s, RISING + FLAT)
+    # no gain of 1 % of 0.087 over the best (epoch 5) from epoch 6 on: every two
+    # such epochs halve the rate (after 7, 9 and 11), the plateau after the third
+    # halving stops the training at 13
+    assert epochs == 13, (epochs, why)
+    assert "lowest learning rate" in why
+    assert rates[1:7] == [1e-3] * 6               # constant after the warm-up
+    assert rates[7:13] == [5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4, 1.25e-4]
+    assert s.finished(13)
 
 
-def test_a_score_that_keeps_rising_cools_down_into_the_cap():
+def test_a_score_that_rises_again_after_a_halving_goes_on():
+    """A stall is often the networks searching for a motion: after the rate is
+    halved the score rises again, and the training goes on at that rate."""
+    s = PlateauSchedule(1e-3, cap=40, baseline=0.30)
+    notes = []
+    for epoch, score in enumerate([0.35, 0.36, 0.3601, 0.3600, 0.37, 0.38, 0.39], 1):
+        stop, note = s.end_epoch(epoch, score)
+        notes.append(note)
+        assert not stop
+    assert "lowered to 0.0005" in notes[3] and s.state["level"] == 1
+    assert s.rate(60, 10) == 5e-4 and s.state["flat"] == 0
+
+
+def test_a_score_that_keeps_rising_stops_at_the_cap():
     s = PlateauSchedule(1e-3, cap=10, baseline=0.30)
     epochs, rates, why = _run(s, [0.3 + 0.01 * e for e in range(1, 30)])
-    assert epochs == 10
-    assert "cap of 10 epochs" in why and "still rising" in why
-    assert rates[8] == 1e-3 and rates[9] < 1e-3   # epochs 9 and 10 cool down
+    assert epochs == 10 and "cap of 10 epochs" in why
+    assert rates[1:] == [1e-3] * 9
 
 
 def test_a_noisy_dip_is_not_a_plateau():
-    """One flat epoch among rising ones does not stop the training."""
+    """One flat epoch among rising ones changes nothing."""
     s = PlateauSchedule(1e-3, cap=40, baseline=0.30)
     epochs, _, _ = _run(s, [0.35, 0.36, 0.359, 0.37, 0.38, 0.39, 0.40, 0.41])
-    assert epochs == 8 and s.state["cool_start"] is None
+    assert epochs == 8 and s.state["level"] == 0
 
 
 def test_the_state_survives_a_checkpoint():
-    scores = [0.35, 0.37, 0.38, 0.385, 0.387, 0.3872, 0.3873, 0.3873, 0.3874]
+    scores = RISING + FLAT
     whole = PlateauSchedule(1e-3, cap=40, baseline=0.30)
     n_whole, _, _ = _run(whole, scores)
     first = PlateauSchedule(1e-3, cap=40, baseline=0.30)
-    for e, sc in enumerate(scores[:6], 1):
+    for e, sc in enumerate(scores[:8], 1):
         first.end_epoch(e, sc)
     second = PlateauSchedule(1e-3, cap=40, baseline=0.30)
     second.load(json.loads(json.dumps(first.state)))
-    for e, sc in enumerate(scores[6:], 7):
+    assert second.rate(80, 10) == 5e-4
+    for e, sc in enumerate(scores[8:], 9):
         if second.end_epoch(e, sc)[0]:
             break
-    assert e == n_whole and second.state == whole.state
+    assert e == n_whole == 13 and second.state == whole.state
 
 
 def test_without_held_out_particles_the_count_is_fixed():
@@ -131,7 +147,9 @@ def test_training_stops_at_the_plateau_and_never_steps_on_held_out_particles(
     trainer.train(images, feats)
     assert stepped == set(trainer.train_rows.tolist())
     assert trainer.epoch < 40, "no plateau in 40 epochs"
-    assert "plateau" in trainer.stopped_because
+    assert "lowest learning rate" in trainer.stopped_because
+    rates = [h["learning_rate"] for h in trainer.history]
+    assert sorted(set(rates), reverse=True) == [1e-3, 5e-4, 2.5e-4, 1.25e-4], rates
     assert all("held_out" in h for h in trainer.history)
     assert any("training stopped after %d epochs" % trainer.epoch in l for l in lines)
     held = [h["held_out"] for h in trainer.history]

@@ -21,12 +21,14 @@ def add_args(t):
     t.add_argument("--gmm", required=True, help="neutral GMM (.npz)")
     t.add_argument("--out-dir", required=True)
     t.add_argument("--latent-dim", type=int, default=4)
-    t.add_argument("--epochs", type=int, default=10,
+    t.add_argument("--epochs", type=int, default=20,
                    help="the most epochs to train (with --held-out 0: exactly this many)")
     t.add_argument("--held-out", type=float, default=None,
                    help="fraction of the particles (at most 1000) kept out of the "
-                        "gradient steps; training stops once their mean score stops "
-                        "rising (0 = a fixed number of epochs; default: TrainConfig's)")
+                        "gradient steps; the learning rate halves whenever their mean "
+                        "score levels off, and the plateau after the third halving ends "
+                        "the training (0 = a fixed number of epochs; default: "
+                        "TrainConfig's)")
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-res", type=float, default=0.0,
