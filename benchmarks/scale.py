@@ -123,8 +123,14 @@ def trainer_for(a, particles, rows):
             return distributed.shard(rows, batch)
 
     gmm = Gmm.load(os.path.join(a.data, "gmm.npz"))
-    cfg = TrainConfig(latent_dim=4, epochs=1, batch_size=a.batch, max_res=cases.FIT_RES)
-    t = Sampled(particles, gmm, cfg, os.path.join(a.work, "train"), log=print)
+    if a.gaussians:                                   # fewer: every k-th Gaussian
+        gmm = Gmm(gmm.params[::int(np.ceil(len(gmm) / a.gaussians))], apix=gmm.apix,
+                  box=gmm.box, resolution=gmm.resolution)
+    cfg = TrainConfig(latent_dim=4, epochs=1, batch_size=a.batch,
+                      max_res=a.max_res or cases.FIT_RES)
+    folder = "train" + ("_n%d_res%g" % (len(gmm), cfg.max_res) if a.gaussians or a.max_res
+                        else "")
+    t = Sampled(particles, gmm, cfg, os.path.join(a.work, folder), log=print)
     held, train = held_out_rows(len(rows), cfg.held_out, cfg.seed)
     t.held, t.train_rows = rows[held], rows[train]
     return t
@@ -175,6 +181,42 @@ def step(a):
                                       seconds=seconds, per_particle_s=seconds / done,
                                       peak_rss_bytes=rss, full=done == a.size, **extra)),
           flush=True)
+
+
+# -- memory of a training step per particle of the batch --------------------------------
+def batch_memory(a, batches=(16, 64), configs=((1897, 8.0), (950, 8.0), (1897, 5.6))):
+    """Peak RSS of one epoch on 2 batches of particles at two batch sizes, for a
+    few numbers of Gaussians and training boxes: the growth per particle of the
+    batch, against settings.training_bytes_per_particle (what --batch 0 uses)."""
+    from gmmplugin.engine.settings import training_bytes_per_particle
+    work = os.path.join(a.data, "work_%d" % a.sizes[0])
+    rows = []
+    for gaussians, res in configs:
+        peak = {}
+        for b in batches:
+            cmd = [sys.executable, os.path.abspath(__file__), "step", "epoch",
+                   "--size", str(a.sizes[0]), "--data", a.data, "--work", work,
+                   "--sample", str(2 * b), "--full", "", "--batch", str(b),
+                   "--threads", str(a.threads), "--gaussians", str(gaussians),
+                   "--max-res", str(res)]
+            out = subprocess.run(cmd, capture_output=True, text=True).stdout
+            r = json.loads([x for x in out.splitlines() if x.startswith("RESULT ")][-1][7:])
+            peak[b] = r["peak_rss_bytes"]
+        per = (peak[batches[1]] - peak[batches[0]]) / (batches[1] - batches[0])
+        model = training_bytes_per_particle(r["train_box"], r["gaussians"], 4)
+        d = r["train_box"]
+        rows.append(dict(gaussians=r["gaussians"], box=d, measured_per_particle=per,
+                         model_per_particle=model,
+                         measured_per_gaussian_frequency=per / (r["gaussians"]
+                                                                * (d + d // 2 + 1)),
+                         peaks=peak))
+        print("N=%d box %d: %.2f MB per batch particle measured (%.1f B per Gaussian and "
+              "frequency), model %.2f MB" % (r["gaussians"], d, per / 1e6,
+                                             rows[-1]["measured_per_gaussian_frequency"],
+                                             model / 1e6), flush=True)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "batch_memory.json"), "w") as f:
+        json.dump(rows, f, indent=1)
 
 
 # -- all steps at all sizes ---------------------------------------------------------------
@@ -266,7 +308,7 @@ def table(results):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["make", "run", "step"])
+    ap.add_argument("what", choices=["make", "run", "step", "batch-memory"])
     ap.add_argument("name", nargs="?", help="the step (with 'step')")
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--particles", type=int, default=1000000)
@@ -280,6 +322,10 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=0)
+    ap.add_argument("--gaussians", type=int, default=0,
+                    help="step: use about this many of the GMM's Gaussians (0 = all)")
+    ap.add_argument("--max-res", type=float, default=0.0,
+                    help="step: training band (Å), which sets the training box")
     ap.add_argument("--work", default="")
     a = ap.parse_args()
     a.sizes = [int(s) for s in a.sizes.split(",")]
@@ -289,6 +335,8 @@ def main():
         make(a)
     elif a.what == "run":
         run(a)
+    elif a.what == "batch-memory":
+        batch_memory(a)
     else:
         a.step = a.name
         step(a)
