@@ -164,6 +164,10 @@ def step(a):
             if a.step != "images":
                 t0 = time.time()
                 feats = trainer.prepare_features(images)
+                if len(trainer.neutral_frc) != len(p):    # one process's gather_rows
+                    full = np.zeros(len(p), np.float32)  # keeps the computed rows only
+                    full[rows] = trainer.neutral_frc
+                    trainer.neutral_frc = full
             if a.step == "epoch":
                 t0 = time.time()
                 trainer.train(images, feats)
@@ -222,8 +226,11 @@ def batch_memory(a, batches=(16, 64), configs=((1897, 8.0), (950, 8.0), (1897, 5
 # -- all steps at all sizes ---------------------------------------------------------------
 def run(a):
     os.makedirs(OUT, exist_ok=True)
-    results = []
     out_json = os.path.join(OUT, "scale.json")
+    results = []          # an earlier run's results, but for the steps run again now
+    if os.path.exists(out_json):
+        results = [r for r in json.load(open(out_json))["results"]
+                   if not (r["step"] in a.steps and r["size"] in a.sizes)]
     for size in a.sizes:
         work = os.path.join(a.data, "work_%d" % size)
         os.makedirs(work, exist_ok=True)
@@ -244,6 +251,7 @@ def run(a):
             r["process_s"] = time.time() - t0
             r["load"] = os.getloadavg()[0]
             results.append(r)
+            results.sort(key=lambda r: (r["size"], STEPS.index(r["step"])))
             print("%-12s n=%-8d %8.1f s for %d particles (%.3g ms each), peak RSS %.2f GB, "
                   "load %.1f" % (name, size, r["seconds"], r["particles"],
                                  1e3 * r["per_particle_s"], r["peak_rss_bytes"] / 1e9,
