@@ -54,3 +54,42 @@ def total_memory_bytes(device):
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+def available_memory_bytes(device):
+    """Memory ``device`` can give now, in bytes, or 0 when unknown: free GPU memory
+    on CUDA; on the CPU the RAM the kernel reports as available (free plus
+    reclaimable caches), within this process's cgroup limit where one is set
+    (a queue's allocation)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    available = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    limit = _cgroup_room()
+    return min(available, limit) if limit is not None else available
+
+
+def _cgroup_room():
+    """Bytes this process's cgroup may still allocate, None without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max",
+                                    "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 1 << 60:
+            return None
+        return max(int(limit) - usage, 0)
+    return None

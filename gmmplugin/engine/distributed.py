@@ -136,6 +136,16 @@ def all_sum(value):
     return float(all_reduce_(t).item())
 
 
+def all_min(value):
+    """The smallest of a Python number over the ranks: what every rank can count
+    on (e.g. its free memory), so that all take the same decision from it."""
+    if not _active():
+        return value
+    t = torch.tensor(float(value), dtype=torch.float64, device=_state["device"])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return float(t.item())
+
+
 def gather_rows(local, n, rows=None):
     """The (n, ...) array whose block ``rows`` (this rank's ``shard(range(n))``
     by default) is ``local``, on every rank: each rank fills its block of a

@@ -1,7 +1,8 @@
 """Particle metadata and lazy image access.
 
 ``Particles`` holds per-particle arrays; images stay on disk in MRC stacks,
-opened memory-mapped, so a 10⁷-particle set costs only its metadata in RAM.
+read by explicit file reads when asked for (stacks.py), so a 10⁷-particle set
+costs only its metadata in RAM.
 
 File format (``particles.npz``), all arrays of length n unless noted:
   ``ids``        int64   object ids of the source set (Scipion objId), the key
@@ -17,7 +18,6 @@ File format (``particles.npz``), all arrays of length n unless noted:
 from dataclasses import dataclass, field
 import os
 
-import mrcfile
 import numpy as np
 
 
@@ -124,35 +124,28 @@ class Particles:
 
     # -- image access -------------------------------------------------------------
     def _stack(self, i):
+        """Stack ``i``'s reader (its header read once; files opened per read)."""
         if i not in self._handles:
-            path = self.stacks[i]
-            if not os.path.exists(path):
-                raise FileNotFoundError("particle stack not found: %s" % path)
-            try:
-                self._handles[i] = mrcfile.mmap(path, mode="r", permissive=False)
-            except ValueError as e:
-                raise ValueError("cannot read particle stack %s: %s" % (path, e))
-            data = self._handles[i].data
-            if data.shape[-1] != self.box or data.shape[-2] != self.box:
+            from .stacks import MrcStack
+            stack = MrcStack(self.stacks[i])
+            if stack.shape[1:] != (self.box, self.box):
                 raise ValueError("stack %s has %dx%d images, expected %dx%d"
-                                 % (path, data.shape[-1], data.shape[-2],
+                                 % (stack.path, stack.shape[2], stack.shape[1],
                                     self.box, self.box))
-        data = self._handles[i].data
-        return data if data.ndim == 3 else data[None]
+            self._handles[i] = stack
+        return self._handles[i]
 
     def images(self, rows):
-        """Images of the given rows as a float32 numpy array (len(rows), box, box)."""
+        """Images of the given rows as a float32 numpy array (len(rows), box, box),
+        read from their stacks (stacks.py: only these images enter memory)."""
         rows = np.asarray(rows)
         out = np.empty((len(rows), self.box, self.box), dtype=np.float32)
-        for s in np.unique(self.stack_idx[rows]):
-            sel = np.nonzero(self.stack_idx[rows] == s)[0]
-            frames = self.frame[rows[sel]]
-            order = np.argsort(frames)  # sequential reads on the memory map
-            stack = self._stack(int(s))
-            if frames.max() >= stack.shape[0]:
-                raise ValueError("stack %s has %d images; image %d requested"
-                                 % (self.stacks[s], stack.shape[0], frames.max() + 1))
-            out[sel[order]] = stack[frames[order]]
+        idx = self.stack_idx[rows]
+        for s in np.unique(idx):
+            sel = np.nonzero(idx == s)[0]
+            out[sel] = self._stack(int(s)).read(self.frame[rows[sel]],
+                                                np.empty((len(sel), self.box, self.box),
+                                                         dtype=np.float32))
         if not np.all(np.isfinite(out)):
             raise ValueError("particle images contain NaN or infinite values "
                              "(rows %d..%d)" % (rows.min(), rows.max()))
@@ -175,6 +168,5 @@ class Particles:
             }
 
     def close(self):
-        for h in self._handles.values():
-            h.close()
+        """Forget the stacks' headers (no file stays open between reads)."""
         self._handles.clear()

@@ -154,3 +154,58 @@ def memory_bytes(box, classes):
     return int((classes * 64 + 96) * (2 * box) ** 3)
 
 
+
+
+# -- the automatic batch size of training (batch 0) -----------------------------------
+AUTOMATIC_BATCH_MAX = 64      # the batch size the learning rate and the schedule were
+                              # tuned at: a larger batch takes fewer steps per epoch
+BATCH_MEMORY_SHARE = 0.5      # of the memory available when training starts
+PROJECTION_BYTES = 48         # per particle, Gaussian and frequency row/column of the
+                              # projection: the complex factors of each Gaussian along
+                              # ky (box) and kx (box/2+1) and what autograd keeps of them
+
+
+def training_bytes_per_particle(box, gaussians, columns):
+    """Memory one particle of a batch takes in a training step, in bytes: the
+    projection's per-Gaussian factors (PROJECTION_BYTES for each of its box +
+    box/2+1 frequencies), its features and decoded parameters (float32, with
+    their gradients) and its image, Fourier transform and CTF. The networks and
+    the optimiser do not depend on the batch and are not counted."""
+    per_gaussian = PROJECTION_BYTES * (box + box // 2 + 1) + 8 * (columns + 5)
+    return int(gaussians * per_gaussian + 64 * box * box)
+
+
+def automatic_batch_size(box, gaussians, columns, memory, processes=1, particles=None):
+    """(batch size, why) of training when the user leaves it at 0: the most
+    particles whose training step fits BATCH_MEMORY_SHARE of ``memory`` (bytes
+    available to each process: free GPU memory, or RAM), at most
+    AUTOMATIC_BATCH_MAX; a multiple of ``processes`` (each takes a part of every
+    batch) and, given the number of training ``particles``, one whose last
+    batch of an epoch can be shared among them too. ``box`` is the training box
+    (after the Fourier crop); ``columns`` the varying parameters per Gaussian."""
+    per = training_bytes_per_particle(box, gaussians, columns)
+    need = "%.1f MB per particle (%d Gaussians, box %d)" % (per / 1e6, gaussians, box)
+    if not memory or memory <= 0:
+        batch, why = AUTOMATIC_BATCH_MAX, "the available memory is not known"
+    else:
+        fit = int(BATCH_MEMORY_SHARE * memory // per)
+        have = "%.1f GB available%s" % (memory / 1e9,
+                                        " per process" if processes > 1 else "")
+        if fit >= AUTOMATIC_BATCH_MAX // processes:
+            batch, why = AUTOMATIC_BATCH_MAX, ("the largest automatic batch; a step needs "
+                                               "%s, %s" % (need, have))
+        elif fit >= 1:
+            batch, why = fit * processes, ("what fits in %.0f %% of %s at %s"
+                                           % (100 * BATCH_MEMORY_SHARE, have, need))
+        else:
+            batch, why = processes, ("WARNING: even one particle per process needs more "
+                                     "than %.0f %% of %s (%s): expect to run out of "
+                                     "memory; use fewer Gaussians, a coarser band or a "
+                                     "device with more memory"
+                                     % (100 * BATCH_MEMORY_SHARE, have, need))
+    batch = max(processes, batch - batch % processes)
+    if particles:
+        batch = max(processes, min(batch, particles - particles % processes))
+        while batch > processes and 0 < particles % batch < processes:
+            batch -= processes          # the epoch's last batch: a part for each process
+    return batch, why

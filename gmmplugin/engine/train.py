@@ -1,11 +1,13 @@
 """Heterogeneity training: particles -> latent vectors (Chen & Ludtke 2021).
 
 Stages, each resumable from files in ``work_dir``:
-1. Images: particles Fourier-cropped so that Nyquist = max_res, a disk
-   memmap (the raw stack is read once, in batches).
+1. Images: particles Fourier-cropped so that Nyquist = max_res, a .npy file
+   on disk (the raw stack is read once, in batches). It and the features are
+   read and written by rows with explicit file I/O (rowfile.py), so memory
+   holds a batch of them whatever the number of particles.
 2. Features: per-particle gradient of -score(particle, CTF·projection of the
    neutral GMM), the score of stage 3, w.r.t. the varying GMM parameters
-   (N × k), computed once, stored as a float16 memmap after scaling by the
+   (N × k), computed once, stored as a float16 .npy file after scaling by the
    global standard deviation; recomputed if the band, score, GMM, CTF mode or
    particles differ from the cached ones.
 3. Training of encoder + decoder: loss = -score(particle, CTF·projection of
@@ -61,6 +63,7 @@ from .fourier import (band_mask, crop_images, freq_grid_2d, frc, image_ft,
 from .layout import work_path
 from .networks import Decoder, Encoder, varying_columns
 from .projection import project
+from .rowfile import RowFile
 from .schedule import CosineSchedule, PlateauSchedule
 from .sampling import crop_box_for
 from .settings import SCORE_NAMES
@@ -126,13 +129,13 @@ class Trainer:
         n, d = len(self.p), self.box
         key = {"box": d, "images": self.p.signature(poses=False)}
         if distributed.agree(_cached(path, key)):
-            return self._set_weights(np.load(path, mmap_mode="r"))
+            return self._set_weights(RowFile(path))
         if os.path.exists(path + ".done"):
             self.log("images: cached for another particle set; reading them again")
             if distributed.is_main():
                 os.remove(path + ".done")
-        out = _shared_memmap(path, np.float32, (n, d, d))
-        mine = distributed.shard(np.arange(n), batch)
+        out = _shared_rows(path, np.float32, (n, d, d))
+        mine = self._my_rows(n, batch)
         for start in range(0, len(mine), batch):
             rows = mine[start:start + batch]
             out[rows] = crop_images(torch.from_numpy(self.p.images(rows)).to(self.device),
@@ -142,20 +145,25 @@ class Trainer:
         distributed.barrier()                   # every rank's rows are on disk
         if distributed.is_main():
             _mark_cached(path, key)
-        return self._set_weights(np.load(path, mmap_mode="r"))
+        return self._set_weights(RowFile(path))
 
     def _set_weights(self, images, sample=512):
         """Noise-whitening weights of the band (loss "whitened"): at cryo-EM SNRs
         the images' mean power per ring is the noise power."""
         if self.cfg.loss == "whitened":
             rows = np.linspace(0, len(images) - 1, min(sample, len(images))).astype(int)
-            data = image_ft(torch.from_numpy(np.ascontiguousarray(images[rows])).to(self.device))
+            data = image_ft(torch.from_numpy(images[rows]).to(self.device))
             self.weights = whitening_weights(data, self.rings, self.band)
         return images
 
+    def _my_rows(self, n, batch):
+        """The rows of all n particles that this process computes in stages 1, 2
+        and 4 (its share under torchrun, in blocks of ``batch``)."""
+        return distributed.shard(np.arange(n), batch)
+
     def _batch(self, images, rows):
         rows = np.sort(rows)
-        img = torch.from_numpy(np.ascontiguousarray(images[rows])).to(self.device)
+        img = torch.from_numpy(images[rows]).to(self.device)
         ctf = compute_ctf(self.ky, self.kx, torch.from_numpy(self.p.ctf[rows]).to(self.device))
         if self.cfg.ctf_mode == "phase_flip":
             ctf = ctf.abs()
@@ -191,16 +199,16 @@ class Trainer:
         if distributed.agree(_cached(path, key)):
             self.feature_scale = json.load(open(path + ".json"))["scale"]
             self.neutral_frc = np.load(work_path(self.dir, "neutral_score"))
-            return np.load(path, mmap_mode="r")
+            return RowFile(path)
         if os.path.exists(path + ".done"):
             self.log("features: cached for other settings or particles; recomputing")
             if distributed.is_main():
                 os.remove(path + ".done")
-        raw = _shared_memmap(path + ".raw.npy", np.float32, (n, N, k))
+        raw = _shared_rows(path + ".raw.npy", np.float32, (n, N, k))
         neutral_frc = np.zeros(n, dtype=np.float32)
         sumsq, t0 = 0.0, time.time()
         bs = self.cfg.batch_size
-        mine = distributed.shard(np.arange(n), bs)
+        mine = self._my_rows(n, bs)
         for start in range(0, len(mine), bs):
             rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
             params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
@@ -210,14 +218,13 @@ class Trainer:
             raw[rows] = g
             sumsq += float((g.astype(np.float64) ** 2).sum())
             neutral_frc[rows] = f.detach().cpu().numpy()
-        raw.flush()
         sumsq = distributed.all_sum(sumsq)
         neutral_frc = distributed.gather_rows(neutral_frc[mine], n, mine)
         scale = float(np.sqrt(sumsq / max(raw.size, 1))) or 1.0
-        feats = _shared_memmap(path, np.float16, (n, N, k))  # after the barrier in it,
+        feats = _shared_rows(path, np.float16, (n, N, k))    # after the barrier in it,
         for start in range(0, len(mine), 4096):              # every raw row is written
-            sl = slice(mine[start], mine[min(start + 4096, len(mine)) - 1] + 1)
-            feats[sl] = np.clip(raw[sl] / scale, -6e4, 6e4)
+            rows = mine[start:start + 4096]
+            feats[rows] = np.clip(raw[rows] / scale, -6e4, 6e4)
         feats.flush()
         del feats, raw
         distributed.barrier()
@@ -229,7 +236,7 @@ class Trainer:
         self.log("features: %d particles x %d Gaussians x %d parameters in %.1f s "
                  "(mean neutral %s %.4f)" % (n, N, k, time.time() - t0, self.score_name,
                                              neutral_frc.mean()))
-        return np.load(path, mmap_mode="r")
+        return RowFile(path)
 
     # -- stage 3: training ------------------------------------------------------------
     def checkpoint_path(self):
@@ -453,7 +460,7 @@ class Trainer:
         n, bs = len(self.p), self.cfg.batch_size
         z = np.zeros((n, self.cfg.latent_dim), dtype=np.float32)
         final_frc = np.zeros(n, dtype=np.float32)
-        mine = distributed.shard(np.arange(n), bs)
+        mine = self._my_rows(n, bs)
         for start in range(0, len(mine), bs):
             rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
             zz = self.encoder(self._features(feats, rows))
@@ -495,13 +502,13 @@ def held_out_rows(n, fraction, seed):
     return held, np.setdiff1d(np.arange(n), held)
 
 
-def _shared_memmap(path, dtype, shape):
-    """A new .npy memmap at ``path`` that every rank writes its rows into:
+def _shared_rows(path, dtype, shape):
+    """A new .npy row file at ``path`` that every rank writes its rows into:
     rank 0 makes the file, the others open it once it exists."""
     if distributed.is_main():
-        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+        RowFile.create(path, dtype, shape).close()
     distributed.barrier()
-    return np.load(path, mmap_mode="r+")
+    return RowFile(path, mode="r+")
 
 
 def _cached(path, key):

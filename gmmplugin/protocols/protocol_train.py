@@ -10,8 +10,9 @@ from ..constants import FLEX_PROGRAM
 from ..convert import append_flex_particles, map_file, mask_voxels, validate_particles
 from ..engine import checks
 from ..engine.particles import Particles
-from ..engine.settings import (FEW_PER_CLASS, RefineLatentsConfig, TrainConfig,
-                               automatic_classes, automatic_max_res)
+from ..engine.settings import (AUTOMATIC_BATCH_MAX, FEW_PER_CLASS, PROJECTION_BYTES,
+                               RefineLatentsConfig, TrainConfig, automatic_classes,
+                               automatic_max_res)
 from ..engine.symmetry import parse_symmetry, symmetry_operators
 from .protocol_base import GmmProtBase
 
@@ -128,9 +129,15 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "it when they say the cap was reached while the score still "
                            "rose); otherwise the exact number. It is the total, also when "
                            "continuing a run.")
-        form.addParam("batchSize", params.IntParam, default=64, label="Batch size",
-                      help="Particles per optimisation step. Larger batches are faster on "
-                           "a GPU and use more memory (about batch × Gaussians × box).")
+        form.addParam("batchSize", params.IntParam, default=0, label="Batch size",
+                      help="Particles per optimisation step; 0 = automatic: the most whose "
+                           "step fits in half of the memory free when training starts "
+                           "(GPU memory, or RAM when training on the CPU), at most %d, "
+                           "the batch the learning rate was tuned at; the log says what "
+                           "was chosen and why. A step needs about batch × Gaussians × "
+                           "1.5 box × %d bytes. Set a number when other jobs will take "
+                           "memory from the device later, or to repeat a run exactly on "
+                           "another machine." % (AUTOMATIC_BATCH_MAX, PROJECTION_BYTES))
         form.addParam("learningRate", params.FloatParam, default=1e-3,
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)",
                       help="Peak learning rate, reached after a one-epoch warm-up, then "
@@ -307,7 +314,8 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
     def _trainConfig(self):
         return TrainConfig(latent_dim=self.latentDim.get(), epochs=self.numEpochs.get(),
                            held_out=HELD_OUT if self.stopOnPlateau.get() else 0.0,
-                           batch_size=self.batchSize.get(),
+                           # 0 (automatic) is chosen by the engine
+                           batch_size=self.batchSize.get() or AUTOMATIC_BATCH_MAX,
                            learning_rate=self.learningRate.get(),
                            max_res=self._maxResolution(),
                            min_res=self.minResolution.get(),

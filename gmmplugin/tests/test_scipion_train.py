@@ -128,7 +128,8 @@ class TestTrainPipeline(BaseTest):
         # settings that would train nothing are refused before the conversion step
         self.assertIn("Epochs and batch size must be positive", continue_errors(numEpochs=0))
         self.assertIn("Epochs and batch size must be positive",
-                      continue_errors(numEpochs=9, batchSize=0))
+                      continue_errors(numEpochs=9, batchSize=-1))
+        self.assertEqual(continue_errors(numEpochs=9, batchSize=0), "")   # automatic
         self.assertIn("learning rate must be positive",
                       continue_errors(numEpochs=9, learningRate=0.0))
         few = self.newProtocol(GmmProtTrain, refineLatents=True, refineClasses=6)

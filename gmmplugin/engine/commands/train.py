@@ -29,7 +29,11 @@ def add_args(t):
                         "score levels off, and the plateau after the third halving ends "
                         "the training (0 = a fixed number of epochs; default: "
                         "TrainConfig's)")
-    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--batch", type=int, default=0,
+                   help="particles per optimisation step; 0 = automatic: the most that "
+                        "fit in the memory of the device (GPU memory, or RAM), at most "
+                        "64. Set it when several jobs share the device, or to repeat a "
+                        "run exactly on another machine")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--max-res", type=float, default=0.0,
                    help="high end (Å) of the training band; 0 = automatic: the neutral "
@@ -102,6 +106,29 @@ def train_config(a, gmm=None, apix=None):
                        **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}),
                        **({} if a.held_out is None else {"held_out": a.held_out}),
                        **({} if a.loss is None else {"loss": a.loss}))
+
+
+def automatic_batch(cfg, gmm, particles, device):
+    """The batch size for --batch 0 (settings.automatic_batch_size), logged with
+    the reason: from the memory the device has free now, the training box and
+    the number of Gaussians, shared among the torchrun processes."""
+    import torch
+    from ..device import available_memory_bytes
+    from ..networks import varying_columns
+    from ..sampling import crop_box_for
+    from ..settings import automatic_batch_size
+    from ..train import held_out_rows
+    box = crop_box_for(particles.box, particles.apix, cfg.max_res)
+    columns = len(varying_columns(cfg.vary_positions, cfg.vary_amplitudes, cfg.vary_widths))
+    train_rows = len(held_out_rows(len(particles), cfg.held_out, cfg.seed)[1])
+    memory = available_memory_bytes(device)
+    if torch.device(device).type == "cpu":     # the processes of a node share its RAM
+        memory //= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    memory = distributed.all_min(memory)      # every rank takes the same batch
+    batch, why = automatic_batch_size(box, len(gmm), columns, memory, distributed.world(),
+                                      train_rows)
+    log("batch size: %d (automatic: %s)" % (batch, why))
+    return batch
 
 
 def refinement_config(a, cfg, particles):
@@ -228,6 +255,8 @@ def main(a):
     checks.same_extent(gmm.box, gmm.apix, particles.box, particles.apix)
     os.makedirs(a.out_dir, exist_ok=True)
     particles, focus, expansion = varying_gaussians(a, gmm, particles)
+    if not cfg.batch_size:
+        cfg.batch_size = automatic_batch(cfg, gmm, particles, a.device_obj)
     rcfg = refinement_config(a, cfg, particles)
     if a.likelihood_steps < 0 or not 0 <= a.likelihood_significance < 1:
         raise ValueError("--likelihood-steps must be >= 0 and --likelihood-significance "
