@@ -204,32 +204,35 @@ class Trainer:
             self.log("features: cached for other settings or particles; recomputing")
             if distributed.is_main():
                 os.remove(path + ".done")
-        raw = _shared_rows(path + ".raw.npy", np.float32, (n, N, k))
+        if distributed.is_main() and os.path.exists(path + ".raw.npy"):
+            os.remove(path + ".raw.npy")       # a float32 copy left by an older version
+        # Stored as float16 in units of a provisional scale, the RMS of the first
+        # batch (the same rows on every rank, so any number of ranks stores the same
+        # numbers), then rescaled in place to the RMS over all particles: no float32
+        # copy of the features is ever on disk.
+        bs = self.cfg.batch_size
+        provisional = _rms(self._neutral_gradients(images, np.arange(min(n, bs)))[0])
+        feats = _shared_rows(path, np.float16, (n, N, k))
         neutral_frc = np.zeros(n, dtype=np.float32)
         sumsq, t0 = 0.0, time.time()
-        bs = self.cfg.batch_size
         mine = self._my_rows(n, bs)
         for start in range(0, len(mine), bs):
-            rows, data, ctf, rot, sh = self._batch(images, mine[start:start + bs])
-            params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
-            f = self._score(params, data, ctf, rot, sh)
-            (-f.sum()).backward()
-            g = params.grad[..., self.columns].cpu().numpy()
-            raw[rows] = g
+            rows = np.sort(mine[start:start + bs])
+            g, f = self._neutral_gradients(images, rows)
+            feats[rows] = np.clip(g / provisional, -6e4, 6e4)
             sumsq += float((g.astype(np.float64) ** 2).sum())
-            neutral_frc[rows] = f.detach().cpu().numpy()
+            neutral_frc[rows] = f
         sumsq = distributed.all_sum(sumsq)
         neutral_frc = distributed.gather_rows(neutral_frc[mine], n, mine)
-        scale = float(np.sqrt(sumsq / max(raw.size, 1))) or 1.0
-        feats = _shared_rows(path, np.float16, (n, N, k))    # after the barrier in it,
-        for start in range(0, len(mine), 4096):              # every raw row is written
-            rows = mine[start:start + 4096]
-            feats[rows] = np.clip(raw[rows] / scale, -6e4, 6e4)
+        scale = float(np.sqrt(sumsq / max(n * N * k, 1))) or 1.0
+        ratio = provisional / scale
+        for start in range(0, len(mine), 4096):
+            rows = np.sort(mine[start:start + 4096])
+            feats[rows] = np.clip(feats[rows].astype(np.float32) * ratio, -6e4, 6e4)
         feats.flush()
-        del feats, raw
-        distributed.barrier()
+        del feats
+        distributed.barrier()                  # every rank's rows are rescaled
         if distributed.is_main():
-            os.remove(path + ".raw.npy")
             np.save(work_path(self.dir, "neutral_score"), neutral_frc)
             _mark_cached(path, key, scale=scale)
         self.feature_scale, self.neutral_frc = scale, neutral_frc
@@ -237,6 +240,16 @@ class Trainer:
                  "(mean neutral %s %.4f)" % (n, N, k, time.time() - t0, self.score_name,
                                              neutral_frc.mean()))
         return RowFile(path)
+
+    def _neutral_gradients(self, images, rows):
+        """(gradient of -score w.r.t. the varying parameters of the neutral GMM,
+        (len(rows), N, k) float32; the neutral score) of the particles ``rows``."""
+        rows, data, ctf, rot, sh = self._batch(images, rows)
+        params = self.neutral.unsqueeze(0).repeat(len(rows), 1, 1).requires_grad_(True)
+        f = self._score(params, data, ctf, rot, sh)
+        (-f.sum()).backward()
+        return (params.grad[..., self.columns].cpu().numpy(),
+                f.detach().cpu().numpy())
 
     # -- stage 3: training ------------------------------------------------------------
     def checkpoint_path(self):
@@ -500,6 +513,11 @@ def held_out_rows(n, fraction, seed):
         return np.zeros(0, dtype=int), np.arange(n)
     held = np.sort(np.random.default_rng([seed, 7]).choice(n, count, replace=False))
     return held, np.setdiff1d(np.arange(n), held)
+
+
+def _rms(a):
+    """Root mean square of ``a``, or 1 where it is zero."""
+    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) or 1.0
 
 
 def _shared_rows(path, dtype, shape):

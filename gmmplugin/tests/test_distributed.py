@@ -26,7 +26,7 @@ def _env():
     return dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
 
 
-def _torchrun(launch, args, cwd, timeout=240):
+def _torchrun(launch, args, cwd, timeout=600):
     """``python -m torch.distributed.run <launch> -m gmmplugin.engine ... <args>``."""
     return subprocess.run([sys.executable, "-m", "torch.distributed.run"] + launch + ENGINE
                           + args, capture_output=True, text=True, cwd=cwd, env=_env(),
@@ -83,7 +83,7 @@ def test_two_nodes_meet_at_a_c10d_rendezvous(data):
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run"] + launch + args,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=data["dir"], env=_env()) for _ in range(2)]
-    outs = [n.communicate(timeout=240) for n in nodes]
+    outs = [n.communicate(timeout=600) for n in nodes]
     assert [n.returncode for n in nodes] == [0, 0], [o[1][-2000:] for o in outs]
     assert sum("reconstructed 300 particles" in o[0] for o in outs) == 1   # rank 0 alone
     one, two = _maps(data["dir"] + "/rec1"), _maps(data["dir"] + "/rec_nodes")
