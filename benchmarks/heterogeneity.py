@@ -418,7 +418,7 @@ def fmt_metrics(r):
 def _fmt_metrics(r):
     m, ok = r["metrics"], r["pass"]
     tick = lambda k: "✅" if ok[k] else "❌"
-    if r["case"] in ("continuous", "focused"):
+    if METRIC_OF.get(r["case"], r["case"]) in ("continuous", "focused"):
         s = ["\\|ρ(PC1, t)\\| = %.3f (≥ 0.9 %s)" % (m["rho"], tick("rho"))]
         if r["case"] == "focused":
             s.append("outside-mask change: %.3g Å, %.3g rel. amp. (= 0 %s)"
