@@ -1,5 +1,8 @@
 """Large sets in bounded memory: row files, stacks read by explicit reads, the
-streaming .star reader and writer, and the automatic batch size."""
+streaming .star reader and writer, the automatic batch size, and features
+written without a float32 copy."""
+import os
+
 import mrcfile
 import numpy as np
 import pytest
@@ -152,3 +155,31 @@ def test_available_memory_is_known_on_this_machine():
     from gmmplugin.engine.device import available_memory_bytes, total_memory_bytes
     free = available_memory_bytes("cpu")
     assert 0 < free <= total_memory_bytes("cpu")
+
+
+def test_features_are_the_gradients_over_their_rms_in_half_precision(tmp_path):
+    """The features are written in half precision in units of a provisional scale
+    and rescaled in place (no float32 copy on disk): they must still be each
+    particle's gradient over the RMS of all of them."""
+    from gmmplugin.engine.gmm import Gmm
+    from gmmplugin.engine.settings import TrainConfig
+    from gmmplugin.engine.simulate import SimulationSettings, simulate
+    from gmmplugin.engine.train import Trainer
+    from gmmplugin.tests import data_path
+    star = simulate(data_path("5a7u.pdb"), str(tmp_path / "sim"),
+                    SimulationSettings(n_particles=70, box=32, apix=1.5, snr=1.0, seed=3))
+    rng = np.random.default_rng(0)
+    gmm = Gmm(np.column_stack([rng.normal(0, 8, (30, 3)), np.ones(30), np.full(30, 3.0)]),
+              apix=1.5, box=32, resolution=6.0)
+    trainer = Trainer(read_star(star), gmm, TrainConfig(latent_dim=2, max_res=6.0,
+                                                        batch_size=16),
+                      str(tmp_path / "work"), log=lambda m: None)
+    images = trainer.prepare_images()
+    feats = trainer.prepare_features(images)
+    assert not any(name.endswith(".raw.npy") for name in os.listdir(tmp_path / "work"))
+    g, _ = trainer._neutral_gradients(images, np.arange(70))
+    rms = np.sqrt(np.mean(g.astype(np.float64) ** 2))
+    assert trainer.feature_scale == pytest.approx(rms, rel=1e-5)
+    stored = np.asarray(feats[np.arange(70)], dtype=np.float32)
+    assert feats[0].dtype == np.float16
+    np.testing.assert_allclose(stored, g / rms, rtol=2e-3, atol=2e-3 * np.abs(g / rms).max())
