@@ -5,7 +5,11 @@ Decisions (ours, documented for users):
   space is cut, class by class, along the hyperplane of lowest particle
   density (whitened coordinates, the central part of the class), until k
   classes or, with ``k = 0``, until no class has a valley deeper than
-  VALLEY_SPLIT of its peak density. Two compositions that both move are two
+  VALLEY_SPLIT of its peak density and is separate on the particles'
+  nearest-neighbour graph (at most SEPARATE_CROSSING of the smaller piece's
+  neighbours on the other side): a lobe that the latents of one population
+  form, joined to the rest by particles all along, can show a valley but stays
+  in its class. Two compositions that both move are two
   elongated populations side by side: no Gaussian or round class describes
   them, but the density between them drops, in whatever direction; a
   population spread evenly along a motion has no valley and stays whole.
@@ -107,6 +111,34 @@ def _sample(zs, size, seed):
 VALLEY_SPLIT = 0.25     # a class splits (automatic k) where its density dips below this
 MIN_CLASS = 0.03        # fraction of the particles below which a piece is no class
 VALLEY_STARTS = 16      # random starts of the valley search, besides the principal axes
+SEPARATE_CROSSING = 0.03  # automatic k: the most neighbours across a cut between classes
+NEIGHBOURS = 10
+
+
+def _neighbours(x, sample=5000, seed=0):
+    """(rows, their NEIGHBOURS nearest neighbours) in the whitened coordinates of
+    ``x``, for a sample of at most ``sample`` rows."""
+    from sklearn.neighbors import NearestNeighbors
+    xw = _whiten(x)
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(x)) if len(x) <= sample else rng.choice(len(x), sample,
+                                                                 replace=False)
+    k = min(NEIGHBOURS, len(x) - 1)
+    if xw.shape[1] == 0 or k < 1:
+        return rows, np.zeros((len(rows), 0), dtype=np.int64)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(xw).kneighbors(
+        xw[rows], return_distance=False)[:, 1:]
+    return rows, idx
+
+
+def crossing_fraction(neighbours, side):
+    """Fraction of the smaller piece's nearest neighbours (from ``_neighbours``)
+    on the other side of the cut ``side``."""
+    rows, idx = neighbours
+    small = side[rows] == (1 if 2 * side.sum() < len(side) else 0)
+    if not small.any() or idx.shape[1] == 0:
+        return 1.0
+    return float((side[idx[small]] != side[rows[small]][:, None]).mean())
 
 
 def _whiten(x):
@@ -129,21 +161,23 @@ def _valley_along(p, alpha=1.0, grid=41):
     return dens.min() / dens.max(), at[dens.argmin()]
 
 
-def density_valley(x, seed=0, sample=2000):
+def density_valley(x, seed=0, sample=2000, candidates=False):
     """(depth, labels) of the minimum-density hyperplane of the points ``x``
     (Pavlidis, Hofmeyr & Tasoulis 2016): among hyperplanes through the central
     part of the (whitened) points, the one crossing the lowest density, found
     by Nelder-Mead from the principal axes and random directions. ``depth`` is
-    that density relative to the peak (near 1: no valley)."""
+    that density relative to the peak (near 1: no valley). ``candidates``: the
+    local minima of every start instead, deepest first."""
     from scipy.optimize import minimize
     xw = _whiten(x)
     if xw.shape[1] == 0 or len(x) < 10:
-        return 1.0, np.zeros(len(x), dtype=np.int64)
+        found = (1.0, np.zeros(len(x), dtype=np.int64))
+        return [found] if candidates else found
     rng = np.random.default_rng(seed)
     sub = xw[rng.choice(len(xw), min(sample, len(xw)), replace=False)]
     starts = list(np.eye(xw.shape[1])) + list(rng.normal(size=(VALLEY_STARTS, xw.shape[1])))
-    best = None
-    for v0 in starts:
+    found = []
+    for v0 in starts[:1] if xw.shape[1] == 1 else starts:
         if xw.shape[1] == 1:
             fun, v = _valley_along(sub[:, 0])[0], np.ones(1)
         else:
@@ -152,11 +186,14 @@ def density_valley(x, seed=0, sample=2000):
                          options={"maxiter": 200 * xw.shape[1], "xatol": 1e-3,
                                   "fatol": 1e-4})
             fun, v = r.fun, r.x
-        if best is None or fun < best[0]:
-            best = (fun, v / (np.linalg.norm(v) + 1e-12))
-    p = xw @ best[1]
-    depth, cut = _valley_along(p)
-    return float(depth), (p > cut).astype(np.int64)
+        found.append((fun, v / (np.linalg.norm(v) + 1e-12)))
+    found.sort(key=lambda f: f[0])
+
+    def cut(v):
+        p = xw @ v
+        depth, at = _valley_along(p)
+        return float(depth), (p > at).astype(np.int64)
+    return [cut(v) for _, v in found] if candidates else cut(found[0][1])
 
 
 def split_by_valleys(z, k=0, seed=0, threshold=VALLEY_SPLIT, k_max=8):
@@ -176,10 +213,9 @@ def split_by_valleys(z, k=0, seed=0, threshold=VALLEY_SPLIT, k_max=8):
             if c in valleys:
                 continue
             rows = np.nonzero(labels == c)[0]
-            depth, side = (density_valley(z[rows], seed=seed + c)
+            depth, side = (_best_cut(z[rows], min_size, threshold if k <= 0 else None,
+                                     seed + c)
                            if len(rows) >= 2 * min_size else (np.inf, None))
-            if side is not None and min(side.sum(), len(side) - side.sum()) < min_size:
-                depth = np.inf        # it would only cut a sliver off
             valleys[c] = (depth, rows, side)
         c = min(valleys, key=lambda c: valleys[c][0])
         depth, rows, side = valleys[c]
@@ -188,6 +224,25 @@ def split_by_valleys(z, k=0, seed=0, threshold=VALLEY_SPLIT, k_max=8):
         labels[rows[side == 1]] = labels.max() + 1
         del valleys[c]                # the cut class's pieces are new classes
     return labels
+
+
+def _best_cut(x, min_size, threshold, seed):
+    """(depth, side) of the deepest valley of ``x`` that cuts off no sliver
+    (pieces of at least ``min_size``); with a ``threshold`` (automatic k), the
+    deepest one below it whose pieces are also separate on the neighbour graph,
+    or (inf, None)."""
+    neighbours = None
+    for depth, side in density_valley(x, seed=seed, candidates=True):
+        if min(side.sum(), len(side) - side.sum()) < min_size:
+            continue                  # it would only cut a sliver off
+        if threshold is None:
+            return depth, side
+        if depth > threshold:
+            break
+        neighbours = neighbours or _neighbours(x, seed=seed)
+        if crossing_fraction(neighbours, side) <= SEPARATE_CROSSING:
+            return depth, side        # otherwise a lobe of one population
+    return np.inf, None
 
 
 def choose_k(z, k_max=8, seed=0, min_silhouette=0.25, method="valley"):

@@ -110,3 +110,26 @@ def test_density_valleys_split_states_that_move_and_keep_a_motion_whole():
     assert choose_k(one) == 1
     moving, state2 = _states_that_also_move()
     assert adjusted_rand_score(state2, classify(moving, 2)[0]) > 0.9
+
+
+def test_a_lobe_joined_to_its_population_is_not_a_class():
+    """The neighbour-graph test behind the automatic k: two populations apart
+    have almost no nearest neighbours across their cut; a cut through one
+    population (here a band with a denser lobe at one end, joined to it all
+    along) has many."""
+    from gmmplugin.engine.analyze import (SEPARATE_CROSSING, _neighbours,
+                                          crossing_fraction, split_by_valleys)
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 1, (600, 4))
+    b = rng.normal(0, 1, (600, 4)) + [6, 0, 0, 0]
+    x = np.vstack([a, b])
+    side = np.repeat([0, 1], 600)
+    assert crossing_fraction(_neighbours(x), side) < 0.01
+    band = np.column_stack([rng.uniform(0, 10, 900), rng.normal(0, 0.6, (900, 3))])
+    lobe = np.column_stack([rng.normal(10.5, 0.5, 300), rng.normal(0, 0.6, (300, 3))])
+    y = np.vstack([band, lobe])
+    cut = (y[:, 0] > 9.0).astype(np.int64)
+    assert crossing_fraction(_neighbours(y), cut) > SEPARATE_CROSSING
+    assert split_by_valleys(y, 0).max() == 0                 # one class
+    labels = split_by_valleys(x, 0)
+    assert adjusted_rand_score(side, labels) > 0.99          # two classes
