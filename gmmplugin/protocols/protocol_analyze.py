@@ -79,8 +79,10 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "into steps.")
         form.addParam("numClasses", params.IntParam, default=0, label="Number of classes",
                       help="0 = automatic: for density valleys, cut while some class has "
-                           "a valley below a quarter of its peak density (up to 8 "
-                           "classes); for the Gaussian mixture, k in 1..8 with the "
+                           "a valley below a quarter of its peak density whose two sides "
+                           "are also apart (few of their particles' nearest neighbours "
+                           "across the cut: a lobe of one population, joined to it all "
+                           "along, stays in it), up to 8 classes; for the Gaussian mixture, k in 1..8 with the "
                            "lowest Bayesian information criterion, then classes with no "
                            "density valley between them are merged (a state spread along "
                            "a motion stays one class); for k-means, k in 2..8 with the "
