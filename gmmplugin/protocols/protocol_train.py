@@ -129,7 +129,8 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "it when they say the cap was reached while the score still "
                            "rose); otherwise the exact number. It is the total, also when "
                            "continuing a run.")
-        form.addParam("batchSize", params.IntParam, default=0, label="Batch size",
+        form.addParam("batchSize", params.IntParam, default=0,
+                      label="Batch size (0 = automatic)",
                       help="Particles per optimisation step; 0 = automatic: the most whose "
                            "step fits in half of the memory free when training starts "
                            "(GPU memory, or RAM when training on the CPU), at most %d, "
