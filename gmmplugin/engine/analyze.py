@@ -239,7 +239,8 @@ def _best_cut(x, min_size, threshold, seed):
             return depth, side
         if depth > threshold:
             break
-        neighbours = neighbours or _neighbours(x, seed=seed)
+        if neighbours is None:        # one neighbour search serves every candidate
+            neighbours = _neighbours(x, seed=seed)
         if crossing_fraction(neighbours, side) <= SEPARATE_CROSSING:
             return depth, side        # otherwise a lobe of one population
     return np.inf, None
