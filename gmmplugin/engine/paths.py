@@ -9,13 +9,18 @@ frames are then guesses. These curves stay where the particles are:
   neighbour graph (edge length: latent distance), from each anchor to the
   next, then smoothed and resampled to evenly spaced frames;
 * a class's **principal curve** (Hastie & Stuetzle 1989) starts as the graph
-  path between the class's two ends (its particles at the 2nd and 98th
-  percentile of its first principal axis; the straight line between them
-  when no chain of neighbours joins them) and is refined by projecting every
+  path between the class's two ends and is refined by projecting every
   particle of the class onto the curve and replacing each frame by a local
   linear fit of the particles projected near it, over the 2nd–98th
   percentile of the projections: it follows a curved population through its
-  middle instead of cutting across it, and reaches its ends.
+  middle instead of cutting across it, and reaches its ends. The ends are
+  the particles at the 2nd and 98th percentile of the population's first
+  Laplacian eigenmap coordinate (Belkin & Niyogi 2003: the smoothest ordering
+  of the neighbour graph, which runs along a bent population end to end,
+  where its first principal axis, once the bend is as wide as it is long,
+  joins two points of its middle); of its first principal axis when the
+  neighbour graph falls apart, and the straight line between them when no
+  chain of neighbours joins them.
 
 Torch-free (numpy, scipy, scikit-learn).
 """
@@ -113,14 +118,41 @@ def project(z, curve):
     return arc[seg] + t[rows, seg] * np.sqrt(len2[seg]), np.sqrt(dist2[rows, seg])
 
 
+def ordering(z, k=NEIGHBOURS, sample=5000, seed=0):
+    """(rows, coordinate): a 1-D ordering of (a sample of at most ``sample``
+    of) the particles ``z`` along their population, the first Laplacian
+    eigenmap coordinate of their neighbour graph (see the module docstring);
+    the first principal axis when that graph is not connected."""
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import spectral_embedding
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(z), sample, replace=False)) if len(z) > sample \
+        else np.arange(len(z))
+    x = z[rows] - z[rows].mean(0)
+    if len(x) > k + 2:
+        g = knn_graph(x, k)
+        if connected_components(g, directed=False)[0] == 1:
+            g.data = np.ones_like(g.data)
+            coord = spectral_embedding(g, n_components=1, drop_first=True,
+                                       random_state=seed)[:, 0]
+            return rows, coord
+    return rows, PCA(n_components=1).fit_transform(x)[:, 0]
+
+
+def curve_ends(z, k=NEIGHBOURS):
+    """Rows of the particles at the 2nd and 98th percentile of ``ordering``."""
+    rows, coord = ordering(z, k)
+    return [int(rows[np.argmin(np.abs(coord - np.percentile(coord, q)))])
+            for q in (2.0, 98.0)]
+
+
 def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS):
     """Frames (n_frames, L) of the principal curve of the points ``z`` (see the
-    module docstring). Its direction: from the low to the high end of ``z``'s
-    first principal axis."""
-    from sklearn.decomposition import PCA
+    module docstring). Its direction: from the low to the high end of
+    ``ordering``."""
     z = np.asarray(z, dtype=np.float64)
-    pc1 = PCA(n_components=1).fit(z).transform(z)[:, 0]
-    ends = [int(np.argmin(np.abs(pc1 - np.percentile(pc1, q)))) for q in (2.0, 98.0)]
+    ends = curve_ends(z, k)
     try:
         start = smooth(z[graph_path(z, ends, k)], 9)
     except ValueError:                # the class falls apart into pieces: a straight start

@@ -3,9 +3,10 @@ follows a curved population, a path between states stays on the particles,
 and anchors are read and checked."""
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from gmmplugin.engine.paths import (anchor_rows, curve_frames, graph_path, latent_path,
-                                    parse_anchors, principal_curve, resample)
+                                    parse_anchors, principal_curve, project, resample)
 
 
 def _arc(n=3000, seed=0, noise=0.08):
@@ -101,3 +102,21 @@ def test_principal_curve_of_a_class_in_pieces():
     curve = principal_curve(z, 5)
     assert curve.shape == (5, 2) and np.all(np.isfinite(curve))
     assert curve[0, 0] < 5 and curve[-1, 0] > 35
+
+
+def test_principal_curve_runs_along_a_bend_as_wide_as_it_is_long():
+    """A U whose arms are longer than it is wide: its first principal axis
+    runs along both arms at once (their ends are its extremes on the same
+    side), the curve must still run from one arm's end to the other's."""
+    rng = np.random.default_rng(1)
+    arm, n = 2.0, 4000
+    s = rng.uniform(0, np.pi + 2 * arm, n)            # true position along the U
+    bottom = s - arm
+    x = np.where(s < arm, -1.0, np.where(bottom > np.pi, 1.0, -np.cos(bottom)))
+    y = np.where(s < arm, arm - s, np.where(bottom > np.pi, bottom - np.pi, -np.sin(bottom)))
+    z = np.column_stack([x, y, np.zeros(n)]) + rng.normal(0, 0.3, (n, 3)) * [1, 1, 0.2]
+    curve = principal_curve(z, 15)
+    position, _ = project(z, curve)
+    assert abs(spearmanr(position, s)[0]) > 0.97
+    assert curve[0, 1] > 1 and curve[-1, 1] > 1               # both ends up the arms
+    assert abs(curve[0, 0] - curve[-1, 0]) > 1.5              # one on each arm
