@@ -33,7 +33,8 @@ Decisions (ours, documented for users):
 * Outliers: a particle is suspicious if its decoded GMM explains it poorly
   (low FRC) or its latent vector is far from the others. The score is the
   larger of two robust z-scores (median/MAD): of -FRC and of the latent
-  Mahalanobis distance. By default a particle is an outlier when its score
+  Mahalanobis distance (``analyze`` takes the encoder's latents for it when
+  training refined them). By default a particle is an outlier when its score
   exceeds 3.5 (Iglewicz & Hoaglin's cut-off for robust z-scores: ~0.4 % of a
   clean simulated set, while noise images and another protein score 10+);
   alternatively the ``outlier_fraction`` highest scores are outliers, for

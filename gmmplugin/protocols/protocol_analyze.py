@@ -130,7 +130,8 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       help="A particle's outlier score is the larger of two robust z-scores "
                            "(median/MAD): of its FRC against its decoded GMM (low = poorly "
                            "explained: junk, another protein, noise) and of its latent "
-                           "distance from the rest. Particles scoring above this are "
+                           "distance from the rest, both at the encoder's latent (before "
+                           "any refinement of the latents in training). Particles scoring above this are "
                            "outliers. 3.5 is the usual cut-off for robust z-scores; it "
                            "flags ~0.4% of a clean simulated set. 0 = no outliers.")
         form.addParam("outlierFraction", params.FloatParam, default=0.0,

@@ -133,3 +133,22 @@ def test_a_lobe_joined_to_its_population_is_not_a_class():
     assert split_by_valleys(y, 0).max() == 0                 # one class
     labels = split_by_valleys(x, 0)
     assert adjusted_rand_score(side, labels) > 0.99          # two classes
+
+
+def test_outliers_are_read_from_the_encoder_latents_of_refined_ones(tmp_path):
+    """Training's latent refinements pull junk towards the population; analyze
+    scores outliers at the encoder's latents, which still lie apart."""
+    from gmmplugin.engine.commands.analyze import _encoder_latents
+    rng = np.random.default_rng(8)
+    z_encoder, _ = _two_states(1000)
+    z_encoder[:50] = rng.normal(0, 6.0, (50, 4))          # junk: atypical latents
+    refined = z_encoder.copy()
+    refined[:50] = rng.normal(0, 0.3, (50, 4))             # pulled into the population
+    np.savez(tmp_path / "latents.npz", ids=np.arange(1000), z=refined,
+             z_before_likelihood=z_encoder)
+    lat = np.load(tmp_path / "latents.npz")
+    flag, _ = find_outliers(_encoder_latents(refined, lat))
+    assert flag[:50].mean() >= 0.9 and flag[50:].mean() <= 0.02
+    assert find_outliers(refined)[0][:50].mean() < 0.2     # the refined ones hide them
+    np.savez(tmp_path / "plain.npz", ids=np.arange(1000), z=refined)
+    assert _encoder_latents(refined, np.load(tmp_path / "plain.npz")) is refined

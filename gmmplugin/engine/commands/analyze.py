@@ -188,6 +188,18 @@ def _landscape(a, zred, curves=None, centres=None):
     return land
 
 
+def _encoder_latents(z, lat):
+    """The encoder's latents when train refined them (by classification or each
+    particle's likelihood), else ``z``. Outliers are read from these: the
+    refinements pull every image, junk too, towards the population it is
+    compared with, while the encoder's latent (and its FRC, which train
+    computed there) says how well the model explains the image as it is."""
+    for key in ("z_encoder", "z_before_likelihood"):
+        if key in lat.files:
+            return np.asarray(lat[key], dtype=np.float64)
+    return z
+
+
 def main(a):
     from ..analyze import find_outliers, locate_in_view, reduce
     from ..io import write_json, write_npz
@@ -211,7 +223,8 @@ def main(a):
     apix = particles.apix * particles.box / box
     recon = _Maps(a, particles, rows, box,
                   weights=confidence if a.weights == "confidence" else None)
-    outlier, score = find_outliers(z, frc, a.outlier_fraction, a.outlier_threshold)
+    outlier, score = find_outliers(_encoder_latents(z, lat), frc, a.outlier_fraction,
+                                   a.outlier_threshold)
     zred = reduce(z, a.reduction, seed=a.seed)
     labels, centres = _classes(a, z)
     series = _series(a, z, ids, labels)   # bad anchors fail here, before the maps
