@@ -136,16 +136,18 @@ class LatentLikelihood:
         return 2.0 * a[:, None, None] ** 2 * f
 
     @torch.no_grad()
-    def fisher(self, z, step=None):
-        """(n, L, L) Fisher information of every particle's latent ``z`` (n, L)."""
+    def fisher(self, z, step=None, rows=None):
+        """(n, L, L) Fisher information of every particle's latent ``z`` (n, L)
+        (only of ``rows``, the others zero, when given)."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:
             self.estimate_noise(z)
         step = step or self._step(z)
         out = np.zeros((n, L, L), dtype=np.float64)
-        for start in range(0, n, self.bs):
-            rows = np.arange(start, min(start + self.bs, n))
+        todo = np.arange(n) if rows is None else np.asarray(rows)
+        for start in range(0, len(todo), self.bs):
+            rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
             _, jac, a, _ = self._expand(torch.from_numpy(z[rows]).to(self.device),
                                         data, ctf, rot, sh, step)
@@ -153,9 +155,11 @@ class LatentLikelihood:
         return out
 
     @torch.no_grad()
-    def refine(self, z, iterations=5, max_step=0.5, significance=0.0, log=None):
+    def refine(self, z, iterations=5, max_step=0.5, significance=0.0, rows=None, log=None):
         """(refined z (n, L), log-likelihood gain (n,), moved (n,) bool): see the
-        module docstring. The prior is the population of ``z`` (mean, covariance)."""
+        module docstring. The prior is the population of ``z`` (mean, covariance),
+        all of it even when only ``rows`` are refined (the others keep their
+        latents, gain 0: a process's share of the particles)."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:
@@ -173,8 +177,9 @@ class LatentLikelihood:
             d = v - mean
             return -0.5 * torch.einsum("bi,ij,bj->b", d, prec, d)
 
-        for start in range(0, n, self.bs):
-            rows = np.arange(start, min(start + self.bs, n))
+        todo = np.arange(n) if rows is None else np.asarray(rows)
+        for start in range(0, len(todo), self.bs):
+            rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
             z0 = torch.from_numpy(z[rows]).to(self.device)
             cur = z0.clone()
@@ -205,7 +210,7 @@ class LatentLikelihood:
             out[rows] = cur.cpu().numpy()
             gain[rows] = (ll - ll0).cpu().numpy()
             if log and (start // self.bs) % 50 == 0:
-                log("latent refinement: %d / %d particles" % (rows[-1] + 1, n))
+                log("latent refinement: %d / %d particles" % (start + len(rows), len(todo)))
         moved = gain > min_gain
         out[~moved] = z[~moved]
         return out, gain, moved

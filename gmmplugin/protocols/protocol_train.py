@@ -164,9 +164,9 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "training's time on a CPU; the log and the summary give the "
                            "time it took. Sets too small for enough particles per class "
                            "skip it (the log says so). The refined latents gather at the "
-                           "class centres: the outlier scores and the automatic classes of "
-                           "'analyze latent space' read such latents poorly, so check "
-                           "them against the encoder's.")
+                           "class centres: the automatic classes of 'analyze latent "
+                           "space' read such latents poorly, so check them against the "
+                           "encoder's (outlier scores use the encoder's latents).")
         form.addParam("refineClasses", params.IntParam, default=0,
                       condition="refineLatents", label="Classes (0 = automatic)",
                       help="After training, re-read each particle's latent by masked 3D "
@@ -201,7 +201,7 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "classification uses the particle images directly, and the "
                            "class maps are filtered by their half-set FSC, so shells "
                            "without class-specific signal do not add noise.")
-        form.addParam("likelihoodSteps", params.IntParam, default=0,
+        form.addParam("likelihoodSteps", params.IntParam, default=5,
                       label="Likelihood steps per particle",
                       help="Last, each particle's latent moves to where its own image "
                            "fits best: a few Gauss-Newton steps on its noise-whitened "
@@ -209,7 +209,11 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "population of latents as the prior (a latent moves only "
                            "where image and prior together favour it). It closes the gap "
                            "between one encoder for all particles and each particle's "
-                           "own best latent. 0 = off; 5 is enough to converge.")
+                           "own best latent, so motions read more sharply from the "
+                           "latents; it costs a fraction of the training's time (the log "
+                           "and the summary give it). The encoder's latents are kept as "
+                           "well, and the outlier scores of 'analyze latent space' use "
+                           "them. 5 steps are enough to converge; 0 = off.")
         form.addParam("likelihoodSignificance", params.FloatParam, default=0.0,
                       condition="likelihoodSteps > 0", expertLevel=params.LEVEL_ADVANCED,
                       label="Significance of a move",

@@ -106,8 +106,11 @@ def test_pose_refinement_from_two_ranks_gives_the_same_poses(data):
 
 
 def _latents(folder):
+    """(ids, the encoder's latents): before train's refinement on each
+    particle's likelihood, which the tests compare separately."""
     lat = np.load(os.path.join(folder, "latents.npz"))
-    return lat["ids"], lat["z"]
+    return lat["ids"], lat["z_before_likelihood"] if "z_before_likelihood" in lat.files \
+        else lat["z"]
 
 
 def _agree(a, b):
@@ -132,6 +135,17 @@ def test_training_on_two_ranks_gives_the_one_process_latents(data):
     assert np.array_equal(ids1, ids2)
     rho, diff = _agree(z1, z2)
     assert rho >= 0.999 and diff < 1e-3, (rho, diff)
+    # each rank refined its share of the latents on their likelihood (the default)
+    # and read its share of the confidences: together the one process's. The
+    # refinement's Jacobians are float32 finite differences, which turn the
+    # encoders' 1e-7 differences into about 1e-4 of the latents' range, far
+    # below any latent's posterior spread.
+    lat1, lat2 = (np.load(os.path.join(d, f, "latents.npz")) for f in ("t1", "t2"))
+    moved = np.abs(lat1["z"] - lat1["z_before_likelihood"]).max(1)
+    assert np.median(moved) > 0.05 * np.abs(lat1["z"]).max()
+    apart = np.abs(lat1["z"] - lat2["z"]).max(1) / np.abs(lat1["z"]).max()
+    assert np.median(apart) < 1e-3 and apart.max() < 2e-2, (np.median(apart), apart.max())
+    assert np.abs(lat1["confidence"] - lat2["confidence"]).max() < 5e-3
     assert os.path.exists(d + "/t2/work/checkpoint.pt")
     # resumed across world sizes: 1 -> 2 ranks and 2 -> 1 process, one more epoch
     _ranks(2, common + TRAIN + ["--epochs", "3", "--resume", "--out-dir", "t1"], d)

@@ -67,7 +67,7 @@ def add_args(t):
                         "and the memory, off for small sets)")
     t.add_argument("--refine-iterations", type=int, default=4,
                    help="classification rounds of the latent refinement")
-    t.add_argument("--likelihood-steps", type=int, default=0,
+    t.add_argument("--likelihood-steps", type=int, default=5,
                    help="Gauss-Newton steps of each particle's latent on its own "
                         "likelihood through the decoder, after the training (and the "
                         "latent refinement); 0 = none")
@@ -203,9 +203,12 @@ def _refine(particles, z, rcfg, device):
 def _latent_likelihood(trainer, particles, z, iterations, significance):
     """Each particle's latent through its own likelihood (engine/latent_likelihood.py):
     refined by ``iterations`` steps (0 = not), then its spread and confidence.
-    Returns (z, arrays for latents.npz, record for training.json)."""
+    Under torchrun every rank takes its share of the particles and all get the
+    whole result. Returns (z, arrays for latents.npz, record for training.json)."""
     from ..latent_likelihood import LatentLikelihood, posterior_spread
     t0 = time.time()
+    n = len(z)
+    mine = distributed.shard(np.arange(n), trainer.cfg.batch_size)
     like = LatentLikelihood(trainer.decoder, particles, trainer.prepare_images(),
                             trainer.box, trainer.apix, trainer.rings, trainer.band,
                             device=trainer.device,
@@ -216,19 +219,24 @@ def _latent_likelihood(trainer, particles, z, iterations, significance):
     if iterations > 0:
         z_in = z
         z, gain, moved = like.refine(z, iterations=iterations, significance=significance,
-                                     log=log)
+                                     rows=mine, log=log)
+        z = distributed.gather_rows(z[mine], n, mine)
+        gain = distributed.gather_rows(gain[mine], n, mine)
+        moved = distributed.gather_rows(moved[mine].astype(np.int64), n, mine).astype(bool)
         arrays.update(z_before_likelihood=z_in, likelihood_gain=gain)
         shift = np.linalg.norm(z - z_in, axis=1)
         record["refinement"] = {"iterations": iterations, "significance": significance,
                                 "moved": float(moved.mean()),
                                 "median_shift": float(np.median(shift[moved]))
                                 if moved.any() else 0.0, "seconds": time.time() - t0}
-        log("latents refined by their own likelihood: %.0f %% moved (2 x gain above the "
-            "chi-square %.2f level), median move %.3g, %.0f s"
-            % (100 * moved.mean(), significance, record["refinement"]["median_shift"],
-               record["refinement"]["seconds"]))
+        log("latents refined by their own likelihood: %.0f %% moved%s, median move %.3g, "
+            "%.0f s" % (100 * moved.mean(), " (2 x gain above the chi-square %.2f level)"
+                        % significance if significance > 0 else "",
+                        record["refinement"]["median_shift"],
+                        record["refinement"]["seconds"]))
     t1 = time.time()
-    sd, confidence = posterior_spread(like.fisher(z), z)
+    fisher = like.fisher(z, rows=mine)
+    sd, confidence = posterior_spread(distributed.gather_rows(fisher[mine], n, mine), z)
     arrays.update(latent_sd=sd, confidence=confidence)
     record.update(median=float(np.median(confidence)),
                   p10=float(np.percentile(confidence, 10)),
@@ -274,13 +282,16 @@ def main(a):
                                                            "training_curve")], log)
     t0 = time.time()
     z, final_score = trainer.run()
-    if not distributed.main_goes_on_alone():
-        return      # the latent refinement and likelihood and the files: rank 0 alone
     refined, refinement = {}, None
     if rcfg is not None:
+        # the classification runs on rank 0 alone, and the likelihood after it
+        if not distributed.main_goes_on_alone():
+            return
         z, refined, refinement = _refine(particles, z, rcfg, a.device_obj)
     z, arrays, confidence = _latent_likelihood(trainer, particles, z, a.likelihood_steps,
                                                a.likelihood_significance)
+    if not distributed.main_goes_on_alone():
+        return      # the files: rank 0 alone
     refined.update(arrays)
     write_npz(layout.path(a.out_dir, "latents"), ids=particles.ids, z=z, zred=reduce(z),
               frc=final_score, neutral_frc=trainer.neutral_frc, run_id=trainer.run_id,
