@@ -7,7 +7,10 @@ frames are then guesses. These curves stay where the particles are:
 
 * a **path** between anchors is the shortest path on the particles' k-nearest-
   neighbour graph (edge length: latent distance), from each anchor to the
-  next, then smoothed and resampled to evenly spaced frames;
+  next, then smoothed and resampled to evenly spaced frames. Between anchors
+  in separate populations (no chain of neighbours joins them) it crosses the
+  shortest gap between them, and says how wide that gap is: the frames in it
+  hold no particles of their own, and their maps are the decoder's guesses;
 * a class's **principal curve** (Hastie & Stuetzle 1989) starts as the graph
   path between the class's two ends and is refined by projecting every
   particle of the class onto the curve and replacing each frame by a local
@@ -38,6 +41,7 @@ class Curve:
     members: list          # per frame: row indices of the particles nearest to it
     occupancy: np.ndarray  # (F,) particles whose nearest frame this is (within the tube)
     arc: np.ndarray        # (F,) arc length of each frame from the first one
+    gap: float = 0.0       # a path's widest jump across empty latent space (path_gap)
 
 
 def knn_graph(z, k=NEIGHBOURS):
@@ -48,16 +52,37 @@ def knn_graph(z, k=NEIGHBOURS):
     return g.maximum(g.T)
 
 
-def graph_path(z, anchors, k=NEIGHBOURS):
+def bridged(g, z):
+    """The graph ``g`` joined into one piece: while it falls apart, the shortest
+    edge between the piece of particle 0 and the rest is added."""
+    from scipy.sparse.csgraph import connected_components
+    from sklearn.neighbors import NearestNeighbors
+    g = g.tolil()
+    while True:
+        count, label = connected_components(g, directed=False)
+        if count == 1:
+            return g.tocsr()
+        main, rest = np.nonzero(label == label[0])[0], np.nonzero(label != label[0])[0]
+        dist, near = NearestNeighbors(n_neighbors=1).fit(z[rest]).kneighbors(z[main])
+        i = int(np.argmin(dist[:, 0]))
+        a, b = int(main[i]), int(rest[near[i, 0]])
+        g[a, b] = g[b, a] = max(float(dist[i, 0]), 1e-12)
+
+
+def graph_path(z, anchors, k=NEIGHBOURS, bridge=False):
     """Rows of the particles on the shortest graph path through ``anchors``
-    (rows), in order. Raises ValueError when two anchors are not connected
-    even on a graph with 4× the neighbours (separate populations)."""
+    (rows), in order. When two anchors are not connected even on a graph with
+    4× the neighbours (separate populations), raises ValueError, or with
+    ``bridge`` crosses between the populations by their shortest gaps
+    (``bridged``)."""
     from scipy.sparse.csgraph import dijkstra
     anchors = [int(a) for a in anchors]
     if len(anchors) < 2:
         raise ValueError("a path needs at least two anchors")
-    for kk in (k, 2 * k, 4 * k):
-        g = knn_graph(z, kk)
+    graphs = [knn_graph(z, kk) for kk in (k, 2 * k, 4 * k)]
+    if bridge:
+        graphs.append(bridged(graphs[0], z))
+    for g in graphs:
         rows, ok = [anchors[0]], True
         for a, b in zip(anchors[:-1], anchors[1:]):
             dist, pred = dijkstra(g, indices=a, return_predecessors=True)
@@ -180,7 +205,6 @@ def local_linear(x, y, at, h):
     fit = np.where(ok[:, None], (s2[:, None] * t0 - s1[:, None] * t1)
                    / np.where(ok, det, 1.0)[:, None], t0 / np.maximum(s0, 1e-300)[:, None])
     return fit
-    return curve
 
 
 def curve_frames(z, points, per_frame, tube=None):
@@ -199,11 +223,29 @@ def curve_frames(z, points, per_frame, tube=None):
 
 
 def latent_path(z, anchors, n_frames, per_frame, k=NEIGHBOURS):
-    """The path through ``anchors`` (rows of ``z``) as a Curve of ``n_frames``."""
-    rows = graph_path(z, anchors, k)
+    """The path through ``anchors`` (rows of ``z``) as a Curve of ``n_frames``;
+    between separate populations it crosses their shortest gap, and the
+    Curve's ``gap`` says how wide the widest crossing is."""
+    rows = graph_path(z, anchors, k, bridge=True)
     window = max(3, len(rows) // max(n_frames, 1))
     points = resample(smooth(z[rows], window), n_frames)
-    return curve_frames(z, points, per_frame)
+    curve = curve_frames(z, points, per_frame)
+    curve.gap = path_gap(z, rows, k)
+    return curve
+
+
+def path_gap(z, rows, k=NEIGHBOURS):
+    """The longest step between consecutive particles of a graph path, in units
+    of the median distance of a particle to its k-th neighbour: about 1 or
+    less within a population, far more where the path jumps between two."""
+    from sklearn.neighbors import NearestNeighbors
+    steps = np.linalg.norm(np.diff(z[rows], axis=0), axis=1)
+    if not len(steps):
+        return 0.0
+    sample = z[np.unique(np.linspace(0, len(z) - 1, min(len(z), 5000)).astype(int))]
+    kk = min(k, len(sample) - 1)
+    dist, _ = NearestNeighbors(n_neighbors=kk + 1).fit(sample).kneighbors(sample)
+    return float(steps.max() / max(np.median(dist[:, kk]), 1e-12))
 
 
 def parse_anchors(text):

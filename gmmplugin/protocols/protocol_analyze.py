@@ -109,8 +109,11 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "separated by ';': 'class:1; class:2' (a class's central "
                            "particle), 'particle:1234' (a particle id) or "
                            "'point:0.5,-1.2' (the particle nearest a latent point, all "
-                           "latent coordinates). Empty = no path. Output: PathVolumes "
-                           "and PathGmmVolumes.")
+                           "latent coordinates). Empty = no path. Anchors in separate "
+                           "populations (e.g. two compositions) are joined across the "
+                           "narrowest gap between them; the log and the summary say so, "
+                           "and the frames in the gap hold no particles. Output: "
+                           "PathVolumes and PathGmmVolumes.")
         form.addParam("numFrames", params.IntParam, default=7, label="Frames per series",
                       help="Frames of each volume series. Along a principal axis they "
                            "span the populated range (2nd–98th percentile).")
@@ -326,6 +329,10 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             occ = [f.get("occupancy", 0) for f in info["frames"] if f["series"] == PATH]
             lines.append("Path through %s: particles per frame along it %s."
                          % (info["path_anchors"], " ".join(map(str, occ))))
+            if info.get("path_jumps_a_gap"):
+                lines.append("The path's anchors lie in separate populations: it jumps "
+                             "across empty latent space, where frames hold no particles "
+                             "and their maps are guesses of the decoder.")
         return lines
 
     def _methods(self):

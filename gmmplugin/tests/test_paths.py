@@ -120,3 +120,14 @@ def test_principal_curve_runs_along_a_bend_as_wide_as_it_is_long():
     assert abs(spearmanr(position, s)[0]) > 0.97
     assert curve[0, 1] > 1 and curve[-1, 1] > 1               # both ends up the arms
     assert abs(curve[0, 0] - curve[-1, 0]) > 1.5              # one on each arm
+
+
+def test_a_path_between_separate_populations_crosses_their_gap_and_says_so():
+    rng = np.random.default_rng(3)
+    z = np.concatenate([rng.normal(0, 0.1, (300, 2)), rng.normal(2, 0.1, (300, 2))])
+    curve = latent_path(z, [0, 599], n_frames=9, per_frame=50)
+    assert curve.points[0, 0] < 0.3 and curve.points[-1, 0] > 1.7     # end to end
+    assert curve.gap > 4                    # the jump between the two blobs
+    assert curve.occupancy[4] == 0          # the middle frame holds no particles
+    one = latent_path(z[:300], [0, 299], n_frames=5, per_frame=50)
+    assert one.gap < 4                      # within one population: no jump

@@ -117,15 +117,16 @@ def _decode_frame(a, decoder, point, series, frame, box, apix):
 
 
 CURVE_MIN = 100        # particles a class needs for its own principal curve
+PATH_GAP = 4.0         # a path step this many typical neighbour distances long is a jump
 
 
 def _series(a, z, ids, labels):
-    """Every volume series to compute: (name, frame points, members per frame,
-    extra per-frame fields)."""
+    """(every volume series to compute: (name, frame points, members per frame,
+    extra per-frame fields), the path's widest gap (paths.path_gap; 0 without one))."""
     from ..analyze import trajectories
     from ..paths import anchor_rows, curve_frames, latent_path, parse_anchors, \
         principal_curve
-    out = []
+    out, gap = [], 0.0
     trajs = trajectories(z, a.num_pcs, a.num_frames, a.per_frame)[0] if a.num_pcs > 0 else []
     for t in trajs:
         out.append(("pc%d" % t.pc, t.points, t.members,
@@ -151,7 +152,14 @@ def _series(a, z, ids, labels):
         log("path through %d anchors (particles %s): length %.3g in latent units, "
             "occupancy %s" % (len(rows), ", ".join(str(int(ids[r])) for r in rows),
                               curve.arc[-1], " ".join(str(int(o)) for o in curve.occupancy)))
-    return out
+        if curve.gap > PATH_GAP:
+            log("WARNING: the anchors lie in separate populations: no chain of near "
+                "neighbours joins them, so the path jumps across empty latent space (a "
+                "gap of %.0f typical neighbour distances). Frames with no occupancy lie "
+                "in the gap; their maps are the decoder's guesses, not states the "
+                "particles show." % curve.gap)
+        gap = curve.gap
+    return out, gap
 
 
 def _trajectories(a, series, recon, box, apix):
@@ -227,7 +235,7 @@ def main(a):
                                    a.outlier_threshold)
     zred = reduce(z, a.reduction, seed=a.seed)
     labels, centres = _classes(a, z)
-    series = _series(a, z, ids, labels)   # bad anchors fail here, before the maps
+    series, path_gap = _series(a, z, ids, labels)   # bad anchors fail here, before the maps
     classes = _class_maps(labels, centres, recon)
     log("%d classes (%s, %s); %d outliers"
         % (len(classes), a.clustering, "given" if a.num_classes > 0 else
@@ -260,6 +268,7 @@ def main(a):
         "classes": classes, "frames": frames, "outliers": int(outlier.sum()),
         "apix": apix, "box": box, "reduction": a.reduction, "decoded": decoded,
         "series": list(dict.fromkeys(f["series"] for f in frames)),
-        "path_anchors": a.path, "weights": a.weights,
+        "path_anchors": a.path, "path_jumps_a_gap": bool(path_gap > PATH_GAP),
+        "weights": a.weights,
         "landscape": {"minima": land.minima.tolist(),
                       "populations": land.populations.tolist()}})
