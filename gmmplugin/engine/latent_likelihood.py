@@ -17,10 +17,17 @@ amplitude (profiled), log L(z) = (Σ w Re(p d*))² / Σ w |p|² + const:
   particle's best-fitting amplitude scale, over the training band;
 * the **posterior spread**, combining F with the population's own spread as
   the prior: Σ = (F + Σ_pop⁻¹)⁻¹. ``latent_sd`` = √tr Σ, in latent units;
-* the **confidence** = 1 − √(tr Σ / tr Σ_pop), in [0, 1]: 1 when the image
-  pins its latent down, 0 when it says no more than "somewhere in the
-  population". Latent directions the decoder does not use (the population
-  barely spreads along them) weigh nothing.
+* the **confidence**, along the population's motion: with d the unit
+  direction of the motion at the particle (the tangent of the principal curve
+  of all latents, engine/paths.py), f = dᵀ F d the image's information along
+  it and p = dᵀ Σ_pop⁻¹ d the population's own precision along it,
+  confidence = f / (f + p), in [0, 1]: the share of the population's spread
+  along the motion that the image rules out (1 − posterior / prior variance
+  along d). 1 when the image pins its place along the motion down, 0 when it
+  says no more than "somewhere in the population". What an image says about
+  directions across the motion (where the population barely spreads, or
+  where the decoder encodes something else) does not count: the error that
+  matters to a trajectory is the one along it.
 
 Cramér–Rao bound: a lower bound on the latent's error, and the curvature of
 the likelihood at the estimate (the Laplace approximation of the posterior).
@@ -217,8 +224,9 @@ class LatentLikelihood:
 
 
 def posterior_spread(fisher, z):
-    """(latent_sd, confidence) per particle from its Fisher information and the
-    population ``z`` as the prior (see the module docstring)."""
+    """(latent_sd, overall confidence) per particle from its Fisher information
+    and the population ``z`` as the prior: √tr Σ and 1 − √(tr Σ / tr Σ_pop),
+    over all latent directions (``motion_confidence`` is the one train writes)."""
     z = np.asarray(z, dtype=np.float64)
     L = z.shape[1]
     cov = np.atleast_2d(np.cov(z.T)) if len(z) > 1 else np.eye(L)
@@ -229,3 +237,17 @@ def posterior_spread(fisher, z):
     sd = np.sqrt(tr)
     confidence = 1.0 - np.sqrt(np.clip(tr / np.trace(cov), 0.0, 1.0))
     return sd.astype(np.float32), confidence.astype(np.float32)
+
+
+def motion_confidence(fisher, z, directions):
+    """Each particle's confidence along ``directions`` (n, L) (unit vectors:
+    the motion at each particle), with the population ``z`` as the prior (see
+    the module docstring)."""
+    z = np.asarray(z, dtype=np.float64)
+    L = z.shape[1]
+    cov = np.atleast_2d(np.cov(z.T)) if len(z) > 1 else np.eye(L)
+    cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
+    d = np.asarray(directions, dtype=np.float64)
+    f = np.einsum("bi,bij,bj->b", d, fisher, d).clip(min=0)
+    p = np.einsum("bi,ij,bj->b", d, np.linalg.inv(cov), d)
+    return (f / (f + p)).astype(np.float32)

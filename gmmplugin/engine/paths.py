@@ -172,6 +172,19 @@ def curve_ends(z, k=NEIGHBOURS):
             for q in (2.0, 98.0)]
 
 
+def curve_tangents(z, curve):
+    """(n, L) unit direction of ``curve`` (a polyline) where each point of
+    ``z`` projects onto it: the local direction of the motion it follows."""
+    z = np.asarray(z, dtype=np.float64)
+    steps = np.diff(np.asarray(curve, dtype=np.float64), axis=0)
+    a = curve[:-1]
+    len2 = np.maximum((steps ** 2).sum(1), 1e-18)
+    t = np.clip(((z[:, None, :] - a[None]) * steps[None]).sum(2) / len2[None], 0.0, 1.0)
+    dist2 = ((z[:, None, :] - (a[None] + t[..., None] * steps[None])) ** 2).sum(2)
+    unit = steps / np.sqrt(len2)[:, None]
+    return unit[dist2.argmin(1)]
+
+
 def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS):
     """Frames (n_frames, L) of the principal curve of the points ``z`` (see the
     module docstring). Its direction: from the low to the high end of

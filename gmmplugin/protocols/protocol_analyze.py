@@ -123,9 +123,10 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("weightByConfidence", params.BooleanParam, default=False,
                       label="Weigh particles by latent confidence?",
                       help="Class and frame maps average their particles weighted by "
-                           "how well each particle's image determines its latent "
-                           "(written by 'heterogeneity training'): particles whose "
-                           "place in the latent space is uncertain blur a frame less. "
+                           "how well each particle's image determines its place along "
+                           "the motion (written by 'heterogeneity training'): particles "
+                           "whose place is uncertain blur a frame less, but every "
+                           "down-weighted particle also adds less signal. "
                            "Needs particles that carry the confidence.")
         form.addSection(label="Outliers")
         form.addParam("outlierThreshold", params.FloatParam, default=3.5,

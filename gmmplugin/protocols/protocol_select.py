@@ -74,8 +74,9 @@ class GmmProtSelectLatent(GmmProtBase, ProtSets, ProtFlexBase):
                            "its polygons and classes are added to those above.")
         form.addParam("minConfidence", params.FloatParam, default=0.0,
                       label="Minimum latent confidence",
-                      help="Keep only particles whose latent is this well determined by "
-                           "their own image (0–1, written by 'heterogeneity training': 1 = "
+                      help="Keep only particles whose place along the motion is this "
+                           "well determined by their own image (0–1, written by "
+                           "'heterogeneity training': 1 = "
                            "pinned down, 0 = no better than the population's spread). "
                            "Applied to the polygons and classes above, or alone to the "
                            "whole set when none is given. Raise it (e.g. 0.5) for maps of "

@@ -474,7 +474,8 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                          % (ml["iterations"], ml["seconds"], 100 * ml["moved"],
                             ml["median_shift"]))
         if conf:
-            lines.append("Latent confidence (how well each image determines its latent, "
+            lines.append("Latent confidence (how well each image determines its place "
+                         "along the motion, "
                          "0-1): median %.2f, 10th-90th percentile %.2f-%.2f."
                          % (conf["median"], conf["p10"], conf["p90"]))
         if info["symmetry"] != "c1":

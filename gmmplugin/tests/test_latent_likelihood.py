@@ -185,3 +185,19 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     assert np.abs(free[hidden] - centre).mean() < 0.5 * np.abs(start[hidden] - centre).mean()
     err_free = np.abs(free - z_true)[: n // 2, 0]
     assert np.sqrt((err_free ** 2).mean()) <= 1.05 * np.sqrt((err_after ** 2).mean())
+
+
+def test_confidence_counts_only_what_the_image_says_along_the_motion():
+    """A population spread along x (the motion) and a little along y: an image
+    that pins x down is confident, one that pins only y is not, though its
+    overall posterior spread shrinks."""
+    from gmmplugin.engine.latent_likelihood import motion_confidence
+    rng = np.random.default_rng(0)
+    z = np.column_stack([rng.normal(0, 1.0, 500), rng.normal(0, 0.3, 500)])
+    along, across = np.diag([100.0, 0.0]), np.diag([0.0, 100.0])
+    fisher = np.stack([along] * 250 + [across] * 250)
+    motion = np.tile([1.0, 0.0], (500, 1))
+    conf = motion_confidence(fisher, z, motion)
+    assert np.all(conf[:250] > 0.98) and np.all(conf[250:] < 1e-6)
+    _, overall = posterior_spread(fisher, z)
+    assert np.all(overall[250:] > 0.02)          # the overall measure counts y as well

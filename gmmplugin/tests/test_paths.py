@@ -131,3 +131,11 @@ def test_a_path_between_separate_populations_crosses_their_gap_and_says_so():
     assert curve.occupancy[4] == 0          # the middle frame holds no particles
     one = latent_path(z[:300], [0, 299], n_frames=5, per_frame=50)
     assert one.gap < 4                      # within one population: no jump
+
+
+def test_curve_tangents_follow_the_motion_where_each_particle_is():
+    from gmmplugin.engine.paths import curve_tangents
+    curve = np.array([[0.0, 2.0], [0.0, 0.0], [2.0, 0.0], [2.0, 2.0]])   # a square U
+    z = np.array([[0.1, 1.5], [1.0, -0.1], [1.9, 1.2]])
+    d = curve_tangents(z, curve)
+    assert np.allclose(np.abs(d), [[0, 1], [1, 0], [0, 1]])

@@ -43,9 +43,9 @@ class GmmAnalyzeViewer(EmProtocolViewer):
                       label="Latent space coloured by outlier score")
         form.addParam("displayConfidence", params.LabelParam,
                       label="Latent space coloured by latent confidence",
-                      help="How well each particle's own image determines its latent "
-                           "(1 = pinned down, 0 = no better than the population's "
-                           "spread), from the training.")
+                      help="How well each particle's own image determines its place "
+                           "along the motion of the latent space (1 = pinned down, 0 = "
+                           "no better than the population's spread), from the training.")
         form.addParam("displayLandscape", params.LabelParam,
                       label="Population landscape (-ln of the particle density)",
                       help="Where the particles are, with the basins' minima and the "
@@ -202,9 +202,11 @@ class GmmTrainViewer(EmProtocolViewer):
                       label="Latent space (PCA), coloured by each particle's final score")
         form.addParam("displayConfidence", params.LabelParam,
                       label="Latent space (PCA), coloured by latent confidence",
-                      help="How well each particle's own image determines its latent: "
-                           "1 = pinned down, 0 = no better than the population's spread. "
-                           "Low values: views or defoci that hardly show the change.")
+                      help="How well each particle's own image determines its place "
+                           "along the motion of the latent space (the principal curve "
+                           "of all latents): 1 = pinned down, 0 = no better than the "
+                           "population's spread. Low values: views or defoci that "
+                           "hardly show the change.")
 
     def _getVisualizeDict(self):
         return {"displayCurve": self._showCurve, "displayLatent": self._showLatent,

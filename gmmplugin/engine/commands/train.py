@@ -200,12 +200,16 @@ def _refine(particles, z, rcfg, device):
             dict(rcfg.__dict__, history=history, seconds=time.time() - t0))
 
 
+MOTION_FRAMES = 9    # nodes of the principal curve whose tangents give the motion's direction
+
+
 def _latent_likelihood(trainer, particles, z, iterations, significance):
     """Each particle's latent through its own likelihood (engine/latent_likelihood.py):
     refined by ``iterations`` steps (0 = not), then its spread and confidence.
     Under torchrun every rank takes its share of the particles and all get the
     whole result. Returns (z, arrays for latents.npz, record for training.json)."""
-    from ..latent_likelihood import LatentLikelihood, posterior_spread
+    from ..latent_likelihood import LatentLikelihood, motion_confidence, posterior_spread
+    from ..paths import curve_tangents, principal_curve
     t0 = time.time()
     n = len(z)
     mine = distributed.shard(np.arange(n), trainer.cfg.batch_size)
@@ -235,8 +239,10 @@ def _latent_likelihood(trainer, particles, z, iterations, significance):
                         record["refinement"]["median_shift"],
                         record["refinement"]["seconds"]))
     t1 = time.time()
-    fisher = like.fisher(z, rows=mine)
-    sd, confidence = posterior_spread(distributed.gather_rows(fisher[mine], n, mine), z)
+    fisher = distributed.gather_rows(like.fisher(z, rows=mine)[mine], n, mine)
+    sd, _ = posterior_spread(fisher, z)
+    motion = curve_tangents(z, principal_curve(z, MOTION_FRAMES))
+    confidence = motion_confidence(fisher, z, motion)
     arrays.update(latent_sd=sd, confidence=confidence)
     record.update(median=float(np.median(confidence)),
                   p10=float(np.percentile(confidence, 10)),
