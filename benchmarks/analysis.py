@@ -40,6 +40,10 @@ moving_partial  beta-2-microglobulin (chain B, 11 % of the mass) absent in half
             of the particles, the TCR swinging 0–30° in all. Classes with
             ``--num-classes 2``, and by the same code on the same latents with
             the automatic k and with k-means: ARI vs the composition (goal ≥ 0.9).
+axial       as continuous, on a motion that only some views see: the TCR
+            slides 15 Å along one direction of the molecule, so an image taken
+            along it carries no sign of the motion. The confidence and the
+            confidence-weighted frames are scored as for continuous.
 two_states  the swing populated at two states, 63 % near 0° and 27 % near 30°,
             10 % evenly between. The landscape of the analysis: its minima
             against the true states' positions in the 2-D view (the mean view
@@ -56,7 +60,7 @@ junk        the continuous dataset's first 4,500 particles plus 10 % junk: 250
 
 Usage::
 
-    python benchmarks/analysis.py [--case mixed|continuous|junk|moving_partial|two_states|all]
+    python benchmarks/analysis.py [--case mixed|continuous|junk|moving_partial|two_states|axial|all]
         [--particles 5000] [--epochs 10] [--threads 2] [--out analysis.json]
 """
 import argparse
@@ -240,12 +244,12 @@ def series_scores(info, res, gt):
 
 
 # -- continuous ----------------------------------------------------------------------
-def case_continuous(a):
-    folder, particles = dataset("continuous", a.particles)
+def case_continuous(a, name="continuous"):
+    folder, particles = dataset(name, a.particles)
     star = os.path.join(folder, "subset_%d.npz" % a.particles)
     particles.save(star)
     gt = cases.load_ground_truth(folder, a.particles)
-    work, times = pipeline(star, folder, "work_analysis_continuous", a, ["--num-pcs", 1])
+    work, times = pipeline(star, folder, "work_analysis_" + name, a, ["--num-pcs", 1])
     res = np.load(step_file(work, "analyze", "analysis"))
     info = json.load(open(step_file(work, "analyze", "analysis_info")))
     t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
@@ -253,7 +257,7 @@ def case_continuous(a):
     members = frame_members(res)[:len(frames)]
     t_frame = np.array([np.mean([t_of[int(i)] for i in m]) for m in members])
     rho = float(spearmanr(np.arange(len(frames)), t_frame).correlation)
-    model = truth_model("continuous")
+    model = truth_model(name)
     apix = info["apix"]
     grid = np.round(np.linspace(0, 1, 21), 3)
     truth = [lowpass(render(model.params_at(g)), TRAIN_RES, apix) for g in grid]
@@ -275,7 +279,7 @@ def case_continuous(a):
           "decoded_nearest": bool(np.all(err <= 0.1 + 1e-9)), "decoded_ordered": monotonic,
           "confidence_rho": confidence["rho_error_t"] <= GOALS["confidence_rho"],
           "weighted_frames_not_worse": weighted["min_difference"] >= 0}
-    return {"case": "continuous", "particles": a.particles,
+    return {"case": name, "particles": a.particles,
             "frame_true_t": [round(x, 3) for x in t_frame], "frame_rho": round(rho, 3),
             "decoded_best_t": best.tolist(), "decoded_err_t": [round(x, 3) for x in err],
             "decoded_corr": ccs, "confidence": confidence, "weighted_frames": weighted,
@@ -284,14 +288,17 @@ def case_continuous(a):
 
 def confidence_scores(work, gt):
     """Latent confidence against each particle's latent error along the motion:
-    PC1 against the PC1 a monotone fit gives for its true angle (latent units),
-    and the true angle against the one a monotone fit gives for its PC1."""
-    from sklearn.decomposition import PCA
+    its position along the principal curve of all latents (engine/paths.py;
+    PC1 misreads a bent population) against the position a monotone fit gives
+    for its true state (latent units), and the true state against the one a
+    monotone fit gives for its position."""
     from sklearn.isotonic import IsotonicRegression
+    from gmmplugin.engine.paths import principal_curve, project
     lat = np.load(step_file(work, "train", "latents"))
     t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
     t = np.array([t_of[int(i)] for i in lat["ids"]])
-    pc = PCA(1).fit_transform(lat["z"])[:, 0]
+    z = np.asarray(lat["z"], dtype=np.float64)
+    pc = project(z, principal_curve(z, 7))[0]
     if spearmanr(pc, t).correlation < 0:
         pc = -pc
     err_z = np.abs(pc - IsotonicRegression(out_of_bounds="clip").fit(t, pc).predict(t))
@@ -469,7 +476,8 @@ def case_two_states(a):
 
 
 CASES = {"mixed": case_mixed, "continuous": case_continuous, "junk": case_junk,
-         "moving_partial": case_moving_partial, "two_states": case_two_states}
+         "moving_partial": case_moving_partial, "two_states": case_two_states,
+         "axial": lambda a: case_continuous(a, "axial")}
 
 
 def main():

@@ -87,6 +87,9 @@ DATASETS = {
     # spread evenly between them
     "two_states": Heterogeneity(move=TCR, motion="rotate", amount=30.0,
                                 states=((0.0, 0.63), (1.0, 0.27))),
+    # the TCR sliding 15 Å along one fixed direction: views along it do not see
+    # the motion, so how well an image determines its latent depends on its view
+    "axial": Heterogeneity(move=TCR, motion="translate", amount=15.0, axis=(0.0, 0.0, 1.0)),
     "cyclic": Heterogeneity(move="B", motion="cyclic", amount=7.0),
     "cyclic_wide": Heterogeneity(move="B", motion="cyclic", amount=14.0),
 }

@@ -49,6 +49,17 @@ focused     the continuous dataset, trained with a focus mask: the Gaussians
             when decoding latent points (all particles' latents plus the
             extremes along PC1 ± 3σ); it should be exactly 0.
 
+Continuous cases also report ``rho_curve`` (mixed: ``rho_present_curve``): the
+same Spearman ρ for each particle's position along the principal curve of the
+latents (engine/paths.py, the read-out 'analyze' follows). PC1 misreads a
+motion whose latents lie on a bend as wide as it is long.
+
+``--likelihood-steps N`` refines every latent on its own likelihood through
+the trained decoder after the training (the engine's default, 5 steps); the
+metrics are reported before and after, and at each significance level of
+``--likelihood-levels`` (the likelihood-ratio guard, applied to the same
+moves).
+
 For every case the JSON also holds diagnostics: the same metric computed on
 PCA of the raw gradient features (what the encoder starts from), the neutral
 and final mean FRC, and, for continuous / focused, the change decoded outside
@@ -59,7 +70,8 @@ Usage::
     python benchmarks/heterogeneity.py [--case continuous|mixed|cyclic|focused|all]
         [--particles 5000] [--epochs 20] [--lr 1e-3] [--out results.json]
         [--threads 2] [--seed 0] [--eval-every 0] [--set NAME=VALUE ...]
-        [--save-latents] [--keep-work]
+        [--save-latents] [--keep-work] [--refine-classes K] [--likelihood-steps 5]
+        [--likelihood-levels 0,0.05]
 """
 import argparse
 from dataclasses import asdict
@@ -233,12 +245,23 @@ def knn_readout(z, y, k=50):
     return cross_val_predict(KNeighborsRegressor(k), np.asarray(z, float), y, cv=5)
 
 
+def curve_rho(z, t, frames=7):
+    """|Spearman ρ| between each particle's position along the principal curve of
+    all latents (engine/paths.py, what 'analyze' follows for a class; frames:
+    its default) and the truth: a 1-D read-out that, unlike PC1, follows a bent
+    motion, and without the truth (unlike the kNN read-out)."""
+    from gmmplugin.engine.paths import principal_curve, project
+    z = np.asarray(z, dtype=np.float64)
+    return abs_spearman(project(z, principal_curve(z, frames))[0], t)
+
+
 def case_metrics(case, z, gt):
     case = METRIC_OF.get(case, case)
     t = gt["conformation"]
     m = {}
     if case in ("continuous", "focused"):
         m["rho"] = abs_spearman(pc1(z), t)
+        m["rho_curve"] = curve_rho(z, t)
         m["diag"] = linear_diagnostics(z, t)
     elif case == "mixed":
         comp = gt["composition"]
@@ -246,6 +269,7 @@ def case_metrics(case, z, gt):
         m["ari"] = float(adjusted_rand_score(comp, labels))
         present = comp == 1
         m["rho_present"] = abs_spearman(pc1(z[present]), t[present])
+        m["rho_present_curve"] = curve_rho(z[present], t[present])
         m["n_present"] = int(present.sum())
         m["diag_present"] = linear_diagnostics(z[present], t[present])
         m["diag_composition"] = linear_diagnostics(z, comp.astype(float))
@@ -361,8 +385,14 @@ def run_case(case, a):
                           peak_rss_gb_so_far=round(resource.getrusage(
                               resource.RUSAGE_SELF).ru_maxrss / 1e6, 2))
         z, metrics = z_ref, case_metrics(case, z_ref, gt)
+    likelihood = None
+    if a.likelihood_steps:
+        z, metrics, likelihood = likelihood_refinement(case, trainer, particles, images, z,
+                                                       metrics, gt, a)
+    z_every = likelihood.pop("z_every_move") if likelihood else z
     if a.save_latents:
         np.savez(os.path.splitext(a.out)[0] + "_%s_latents.npz" % case, z=z,
+                 z_every_move=z_every,
                  z_encoder=z_encoder,
                  conformation=gt["conformation"], composition=gt["composition"],
                  final_frc=final_frc, neutral_frc=trainer.neutral_frc)
@@ -396,12 +426,47 @@ def run_case(case, a):
         "final_frc": float(final_frc.mean()),
         "history": trainer.history, "learning_curve": curve,
         "metrics": metrics, "feature_pca_baseline": baseline,
-        "latent_refinement": refinement,
+        "latent_refinement": refinement, "likelihood_refinement": likelihood,
         "pass": passes(case, metrics),
     }
     if not a.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def likelihood_refinement(case, trainer, particles, images, z, metrics, gt, a):
+    """Each latent refined on its own likelihood through the decoder (the engine's
+    ``LatentLikelihood.refine``), once with every posterior-raising move kept; the
+    likelihood-ratio guard at each level of ``--likelihood-levels`` is applied
+    afterwards to the same moves (a move is kept when 2 × its log-likelihood gain
+    exceeds the χ² quantile), so one refinement gives every level's figure."""
+    from scipy.stats import chi2
+    from gmmplugin.engine.latent_likelihood import LatentLikelihood
+    t0 = time.time()
+    like = LatentLikelihood(trainer.decoder, particles, images, trainer.box, trainer.apix,
+                            trainer.rings, trainer.band, device=trainer.device,
+                            phase_flip=trainer.cfg.ctf_mode == "phase_flip",
+                            batch_size=trainer.cfg.batch_size or 64)
+    like.estimate_noise(z)
+    z_all, gain, _ = like.refine(z, iterations=a.likelihood_steps)
+    seconds = time.time() - t0
+    levels = {}
+    for level in [0.0] + a.likelihood_levels:
+        keep = gain > (0.5 * chi2.isf(level, z.shape[1]) if level > 0 else -np.inf)
+        zl = np.where(keep[:, None], z_all, z)
+        levels["%g" % level] = dict(moved=float(keep.mean()),
+                                    metrics=case_metrics(case, zl, gt))
+        print("[%s] likelihood refinement, significance %g: %.0f %% moved, %s"
+              % (case, level, 100 * keep.mean(), _primary(case, levels["%g" % level]
+                                                       ["metrics"])), flush=True)
+    record = dict(steps=a.likelihood_steps,
+                  seconds=round(seconds, 1), before=metrics, levels=levels)
+    chosen = "%g" % a.likelihood_levels[0] if a.likelihood_levels else "0"
+    keep_level = float(chosen)
+    keep = gain > (0.5 * chi2.isf(keep_level, z.shape[1]) if keep_level > 0 else -np.inf)
+    z_out = np.where(keep[:, None], z_all, z)
+    record["z_every_move"] = z_all          # for --save-latents; dropped from the JSON
+    return z_out, levels[chosen]["metrics"], record
 
 
 # -- report -------------------------------------------------------------------------
@@ -524,6 +589,12 @@ def main():
     ap.add_argument("--refine-iterations", type=int, default=4)
     ap.add_argument("--refine-res", type=float, default=0.0,
                     help="resolution of the latent refinement (0 = the training's)")
+    ap.add_argument("--likelihood-steps", type=int, default=0,
+                    help="after training (and --refine-classes), Gauss-Newton steps of "
+                         "each latent on its own likelihood through the decoder (0 = off)")
+    ap.add_argument("--likelihood-levels", type=lambda v: [float(x) for x in v.split(",")],
+                    default=[], help="comma-separated significance levels of the "
+                                     "likelihood-ratio guard to report (the first is kept)")
     a = ap.parse_args()
     a.config = {}
     for item in a.set:
