@@ -257,6 +257,16 @@ def case_continuous(a, name="continuous"):
     members = frame_members(res)[:len(frames)]
     t_frame = np.array([np.mean([t_of[int(i)] for i in m]) for m in members])
     rho = float(spearmanr(np.arange(len(frames)), t_frame).correlation)
+    # the default trajectory since issue 24: each class's principal curve
+    all_members = frame_members(res)
+    curves = {}
+    for series in info["series"]:
+        if series.startswith("class"):
+            rows = [i for i, f in enumerate(info["frames"]) if f["series"] == series]
+            t_curve = [float(np.mean([t_of[int(i)] for i in all_members[r]])) for r in rows]
+            curves[series] = {"frame_true_t": [round(x, 3) for x in t_curve],
+                              "frame_rho": round(float(spearmanr(np.arange(len(rows)),
+                                                                 t_curve).correlation), 3)}
     model = truth_model(name)
     apix = info["apix"]
     grid = np.round(np.linspace(0, 1, 21), 3)
@@ -281,6 +291,7 @@ def case_continuous(a, name="continuous"):
           "weighted_frames_not_worse": weighted["min_difference"] >= 0}
     return {"case": name, "particles": a.particles,
             "frame_true_t": [round(x, 3) for x in t_frame], "frame_rho": round(rho, 3),
+            "class_curves": curves,
             "decoded_best_t": best.tolist(), "decoded_err_t": [round(x, 3) for x in err],
             "decoded_corr": ccs, "confidence": confidence, "weighted_frames": weighted,
             "times_s": times, "pass": ok}

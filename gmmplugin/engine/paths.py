@@ -176,13 +176,18 @@ def curve_tangents(z, curve):
     """(n, L) unit direction of ``curve`` (a polyline) where each point of
     ``z`` projects onto it: the local direction of the motion it follows."""
     z = np.asarray(z, dtype=np.float64)
-    steps = np.diff(np.asarray(curve, dtype=np.float64), axis=0)
+    curve = np.asarray(curve, dtype=np.float64)
+    steps = np.diff(curve, axis=0)
     a = curve[:-1]
     len2 = np.maximum((steps ** 2).sum(1), 1e-18)
-    t = np.clip(((z[:, None, :] - a[None]) * steps[None]).sum(2) / len2[None], 0.0, 1.0)
-    dist2 = ((z[:, None, :] - (a[None] + t[..., None] * steps[None])) ** 2).sum(2)
     unit = steps / np.sqrt(len2)[:, None]
-    return unit[dist2.argmin(1)]
+    out = np.empty_like(z)
+    for start in range(0, len(z), 100000):          # bounded memory for large sets
+        x = z[start:start + 100000, None, :] - a[None]
+        t = np.clip((x * steps[None]).sum(2) / len2[None], 0.0, 1.0)
+        dist2 = ((x - t[..., None] * steps[None]) ** 2).sum(2)
+        out[start:start + 100000] = unit[dist2.argmin(1)]
+    return out
 
 
 def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS):

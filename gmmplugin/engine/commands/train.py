@@ -201,6 +201,7 @@ def _refine(particles, z, rcfg, device):
 
 
 MOTION_FRAMES = 9    # nodes of the principal curve whose tangents give the motion's direction
+MOTION_SAMPLE = 20000  # particles that place that curve (it describes the population)
 
 
 def _latent_likelihood(trainer, particles, z, iterations, significance):
@@ -241,7 +242,8 @@ def _latent_likelihood(trainer, particles, z, iterations, significance):
     t1 = time.time()
     fisher = distributed.gather_rows(like.fisher(z, rows=mine)[mine], n, mine)
     sd, _ = posterior_spread(fisher, z)
-    motion = curve_tangents(z, principal_curve(z, MOTION_FRAMES))
+    sample = z[np.unique(np.linspace(0, n - 1, min(n, MOTION_SAMPLE)).astype(int))]
+    motion = curve_tangents(z, principal_curve(sample, MOTION_FRAMES))
     confidence = motion_confidence(fisher, z, motion)
     arrays.update(latent_sd=sd, confidence=confidence)
     record.update(median=float(np.median(confidence)),
