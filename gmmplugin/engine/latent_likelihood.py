@@ -33,11 +33,16 @@ Cramér–Rao bound: a lower bound on the latent's error, and the curvature of
 the likelihood at the estimate (the Laplace approximation of the posterior).
 
 **Refinement**: from the encoder's latent, a few Gauss–Newton steps on the
-log-posterior (the likelihood above and the population as a Gaussian prior),
-each step at most ``max_step`` population standard deviations and kept only
-where it raises the log-posterior: the maximum a posteriori latent, which for
-an image that says nothing is the population's centre rather than the
-encoder's guess. Optionally (``significance`` > 0), as the pose refinement
+log-posterior, each step at most ``max_step`` population standard deviations
+and kept only where it raises the log-posterior: the maximum a posteriori
+latent. The prior is the particle's own part of the population: a mixture of
+a few full-covariance Gaussians is fitted to all latents, and each particle
+takes the component its encoder latent belongs to. One Gaussian for the whole
+population would pull separate populations (two compositions) towards each
+other and fill the valley between them; the component keeps each particle in
+its population while its image moves it along the motion. For an image that
+says nothing, the maximum a posteriori latent is its component's centre
+rather than the encoder's guess. Optionally (``significance`` > 0), as the pose refinement
 does, the refined latent replaces the encoder's only when the image alone
 favours it: 2 × the log-likelihood gain must exceed the χ² quantile (L
 degrees of freedom) of that significance.
@@ -162,32 +167,39 @@ class LatentLikelihood:
         return out
 
     @torch.no_grad()
-    def refine(self, z, iterations=5, max_step=0.5, significance=0.0, rows=None, log=None):
+    def refine(self, z, iterations=5, max_step=0.5, significance=0.0, rows=None, prior=None,
+               log=None):
         """(refined z (n, L), log-likelihood gain (n,), moved (n,) bool): see the
-        module docstring. The prior is the population of ``z`` (mean, covariance),
-        all of it even when only ``rows`` are refined (the others keep their
-        latents, gain 0: a process's share of the particles)."""
+        module docstring. The prior is each particle's part of the population of
+        ``z`` (``mixture_prior``), or ``prior`` = (means (n, L), precisions
+        (n, L, L)) when given; the whole of ``z`` places it even when only
+        ``rows`` are refined (the others keep their latents, gain 0: a process's
+        share of the particles)."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:
             self.estimate_noise(z)
         step = self._step(z)
-        mean = torch.from_numpy(z.mean(0)).to(self.device)
         cov = np.atleast_2d(np.cov(z.T))
         cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
-        prec = torch.from_numpy(np.linalg.inv(cov)).float().to(self.device)
+        means, precisions = mixture_prior(z) if prior is None else prior
         limit = max_step * float(np.sqrt(np.trace(cov) / L))
         min_gain = 0.5 * chi2.isf(significance, L) if significance > 0 else -np.inf
         out, gain = z.copy(), np.zeros(n, dtype=np.float32)
-
-        def log_prior(v):
-            d = v - mean
-            return -0.5 * torch.einsum("bi,ij,bj->b", d, prec, d)
 
         todo = np.arange(n) if rows is None else np.asarray(rows)
         for start in range(0, len(todo), self.bs):
             rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
+            mean = torch.from_numpy(np.ascontiguousarray(means[rows], dtype=np.float32)).to(
+                self.device)
+            prec = torch.from_numpy(np.ascontiguousarray(precisions[rows],
+                                                         dtype=np.float32)).to(self.device)
+
+            def log_prior(v):
+                d = v - mean
+                return -0.5 * torch.einsum("bi,bij,bj->b", d, prec, d)
+
             z0 = torch.from_numpy(z[rows]).to(self.device)
             cur = z0.clone()
             pred, jac, a, ll = self._expand(cur, data, ctf, rot, sh, step)
@@ -199,8 +211,8 @@ class LatentLikelihood:
                                                      self.weights)
                                         + torch.einsum("lbk,bk,k->bl", jac.imag, r.imag,
                                                        self.weights))
-                g = g - (cur - mean) @ prec
-                h = self._fisher_of(jac, a) + prec[None]
+                g = g - torch.einsum("bij,bj->bi", prec, cur - mean)
+                h = self._fisher_of(jac, a) + prec
                 delta = torch.linalg.solve(h, g.unsqueeze(-1)).squeeze(-1)
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(limit / norm.clamp_min(1e-30), max=1.0)
@@ -221,6 +233,27 @@ class LatentLikelihood:
         moved = gain > min_gain
         out[~moved] = z[~moved]
         return out, gain, moved
+
+
+PRIOR_COMPONENTS = 8      # Gaussians of the population prior of the refinement
+PRIOR_PER_COMPONENT = 100  # fewer for small sets: each holds about this many particles
+PRIOR_SAMPLE = 20000       # particles the mixture is fitted to
+
+
+def mixture_prior(z, components=PRIOR_COMPONENTS, seed=0):
+    """(means (n, L), precisions (n, L, L)): each particle's prior, the Gaussian
+    of a full-covariance mixture fitted to the latents ``z`` that is most
+    responsible for its own latent (see the module docstring)."""
+    from sklearn.mixture import GaussianMixture
+    z = np.asarray(z, dtype=np.float64)
+    n, L = z.shape
+    k = int(max(1, min(components, n // PRIOR_PER_COMPONENT)))
+    sample = z[np.unique(np.linspace(0, n - 1, min(n, PRIOR_SAMPLE)).astype(int))]
+    scale = max(float(np.trace(np.atleast_2d(np.cov(sample.T)))), 1e-12)
+    mix = GaussianMixture(k, covariance_type="full", reg_covar=1e-6 * scale,
+                          random_state=seed).fit(sample)
+    label = np.concatenate([mix.predict(z[i:i + 100000]) for i in range(0, n, 100000)])
+    return mix.means_[label], mix.precisions_[label]
 
 
 def posterior_spread(fisher, z):

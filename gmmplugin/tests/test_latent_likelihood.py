@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from gmmplugin.engine.latent_likelihood import LatentLikelihood, posterior_spread
+from gmmplugin.engine.latent_likelihood import (LatentLikelihood, mixture_prior,
+                                                posterior_spread)
 from gmmplugin.engine.ctf import compute_ctf
 from gmmplugin.engine.fourier import band_mask, freq_grid_2d, image_ift
 from gmmplugin.engine.projection import project
@@ -176,13 +177,14 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     np.testing.assert_array_equal(refined[n // 2:][~moved[n // 2:]],
                                   start[n // 2:][~moved[n // 2:]])
     assert np.all(gain[moved] > 0)
-    # without the test, a latent its image cannot place goes to the population's
-    # centre (the posterior's mode), nearer than where the encoder's guess was
+    # without the test, a latent its image cannot place goes to the centre of its
+    # part of the population (the posterior's mode), nearer than the encoder's guess
     free, _, moved_all = like.refine(start)
     assert moved_all.all()
-    centre = start.mean()
+    centre, _ = mixture_prior(start)
     hidden = slice(n // 2, n)
-    assert np.abs(free[hidden] - centre).mean() < 0.5 * np.abs(start[hidden] - centre).mean()
+    assert np.abs(free[hidden] - centre[hidden]).mean() \
+        < 0.5 * np.abs(start[hidden] - centre[hidden]).mean()
     err_free = np.abs(free - z_true)[: n // 2, 0]
     assert np.sqrt((err_free ** 2).mean()) <= 1.05 * np.sqrt((err_after ** 2).mean())
 
@@ -201,3 +203,15 @@ def test_confidence_counts_only_what_the_image_says_along_the_motion():
     assert np.all(conf[:250] > 0.98) and np.all(conf[250:] < 1e-6)
     _, overall = posterior_spread(fisher, z)
     assert np.all(overall[250:] > 0.02)          # the overall measure counts y as well
+
+
+def test_the_prior_keeps_separate_populations_apart():
+    """Two populations (two compositions): each particle's prior is its own
+    population's Gaussian, not one Gaussian whose centre lies between them."""
+    rng = np.random.default_rng(2)
+    z = np.concatenate([rng.normal([-3, 0], [0.3, 1.0], (600, 2)),
+                        rng.normal([3, 0], [0.3, 1.0], (600, 2))])
+    means, precisions = mixture_prior(z)
+    assert np.all(np.sign(means[:, 0]) == np.sign(z[:, 0]))
+    assert np.all(np.abs(means[:, 0]) > 2)
+    assert np.all(1 / precisions[:, 0, 0] < 0.5)           # narrow across the gap
