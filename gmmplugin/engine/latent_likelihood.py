@@ -35,14 +35,14 @@ the likelihood at the estimate (the Laplace approximation of the posterior).
 **Refinement**: from the encoder's latent, a few Gauss–Newton steps on the
 log-posterior, each step at most ``max_step`` population standard deviations
 and kept only where it raises the log-posterior: the maximum a posteriori
-latent. The prior is the particle's own part of the population: a mixture of
-a few full-covariance Gaussians is fitted to all latents, and each particle
-takes the component its encoder latent belongs to. One Gaussian for the whole
+latent. The prior is the density of the population: a mixture of a few
+full-covariance Gaussians fitted to all latents. One Gaussian for the whole
 population would pull separate populations (two compositions) towards each
-other and fill the valley between them; the component keeps each particle in
-its population while its image moves it along the motion. For an image that
-says nothing, the maximum a posteriori latent is its component's centre
-rather than the encoder's guess. Optionally (``significance`` > 0), as the pose refinement
+other and fill the valley between them; the mixture's density is low in the
+valley, which keeps each particle in its population, and about even along a
+populated motion, which lets its image move it there. For an image that says
+nothing, the maximum a posteriori latent is the nearest dense part of the
+population rather than the encoder's guess. Optionally (``significance`` > 0), as the pose refinement
 does, the refined latent replaces the encoder's only when the image alone
 favours it: 2 × the log-likelihood gain must exceed the χ² quantile (L
 degrees of freedom) of that significance.
@@ -170,20 +170,18 @@ class LatentLikelihood:
     def refine(self, z, iterations=5, max_step=0.5, significance=0.0, rows=None, prior=None,
                log=None):
         """(refined z (n, L), log-likelihood gain (n,), moved (n,) bool): see the
-        module docstring. The prior is each particle's part of the population of
-        ``z`` (``mixture_prior``), or ``prior`` = (means (n, L), precisions
-        (n, L, L)) when given; the whole of ``z`` places it even when only
-        ``rows`` are refined (the others keep their latents, gain 0: a process's
-        share of the particles)."""
+        module docstring. The prior is the density of the population of ``z``
+        (``mixture_prior``; a ``MixturePrior`` when given), placed by the whole of
+        ``z`` even when only ``rows`` are refined (the others keep their
+        latents, gain 0: a process's share of the particles)."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:
             self.estimate_noise(z)
         step = self._step(z)
         cov = np.atleast_2d(np.cov(z.T))
-        cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
-        means, precisions = mixture_prior(z) if prior is None else prior
-        limit = max_step * float(np.sqrt(np.trace(cov) / L))
+        prior = (mixture_prior(z) if prior is None else prior).to(self.device)
+        limit = max_step * float(np.sqrt(max(np.trace(cov), 1e-12) / L))
         min_gain = 0.5 * chi2.isf(significance, L) if significance > 0 else -np.inf
         out, gain = z.copy(), np.zeros(n, dtype=np.float32)
 
@@ -191,34 +189,26 @@ class LatentLikelihood:
         for start in range(0, len(todo), self.bs):
             rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
-            mean = torch.from_numpy(np.ascontiguousarray(means[rows], dtype=np.float32)).to(
-                self.device)
-            prec = torch.from_numpy(np.ascontiguousarray(precisions[rows],
-                                                         dtype=np.float32)).to(self.device)
-
-            def log_prior(v):
-                d = v - mean
-                return -0.5 * torch.einsum("bi,bij,bj->b", d, prec, d)
-
             z0 = torch.from_numpy(z[rows]).to(self.device)
             cur = z0.clone()
             pred, jac, a, ll = self._expand(cur, data, ctf, rot, sh, step)
             ll0 = ll.clone()
-            post = ll + log_prior(cur)
+            post = ll + prior.log_density(cur)
             for _ in range(iterations):
                 r = data - a[:, None] * pred
                 g = 2.0 * a[:, None] * (torch.einsum("lbk,bk,k->bl", jac.real, r.real,
                                                      self.weights)
                                         + torch.einsum("lbk,bk,k->bl", jac.imag, r.imag,
                                                        self.weights))
-                g = g - torch.einsum("bij,bj->bi", prec, cur - mean)
-                h = self._fisher_of(jac, a) + prec
+                g_prior, h_prior = prior.gradient(cur)
+                g = g + g_prior
+                h = self._fisher_of(jac, a) + h_prior
                 delta = torch.linalg.solve(h, g.unsqueeze(-1)).squeeze(-1)
                 norm = delta.norm(dim=1, keepdim=True)
                 delta = delta * torch.clamp(limit / norm.clamp_min(1e-30), max=1.0)
                 trial = cur + delta
                 p_t, j_t, a_t, ll_t = self._expand(trial, data, ctf, rot, sh, step)
-                post_t = ll_t + log_prior(trial)
+                post_t = ll_t + prior.log_density(trial)
                 better = post_t > post
                 b = better[:, None]
                 cur = torch.where(b, trial, cur)
@@ -240,10 +230,45 @@ PRIOR_PER_COMPONENT = 100  # fewer for small sets: each holds about this many pa
 PRIOR_SAMPLE = 20000       # particles the mixture is fitted to
 
 
+class MixturePrior:
+    """A Gaussian mixture as the density of the latents' population, in torch:
+    its log-density and, for the Gauss–Newton steps, its gradient and the
+    responsibility-weighted precision (the curvature of each component, as
+    Gauss–Newton takes the likelihood's, without the responsibilities' own
+    derivatives; each step is kept only where the exact posterior rises)."""
+
+    def __init__(self, weights, means, precisions):
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.means = np.asarray(means, dtype=np.float64)
+        self.precisions = np.asarray(precisions, dtype=np.float64)
+        L = self.means.shape[1]
+        self._const = (np.log(self.weights) + 0.5 * np.linalg.slogdet(self.precisions)[1]
+                       - 0.5 * L * np.log(2 * np.pi))
+
+    def to(self, device):
+        as_t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)
+        self._t = as_t(self.means), as_t(self.precisions), as_t(self._const)
+        return self
+
+    def _terms(self, v):
+        means, precisions, const = self._t
+        d = v[:, None, :] - means[None]                        # (B, K, L)
+        pd = torch.einsum("kij,bkj->bki", precisions, d)
+        return d, pd, const[None] - 0.5 * (d * pd).sum(2)       # log w_k N_k (B, K)
+
+    def log_density(self, v):
+        return torch.logsumexp(self._terms(v)[2], dim=1)
+
+    def gradient(self, v):
+        """(∇ log p (B, L), Σ_k r_k P_k (B, L, L)) at the latents ``v``."""
+        _, pd, logs = self._terms(v)
+        r = torch.softmax(logs, dim=1)
+        return -(r[..., None] * pd).sum(1), torch.einsum("bk,kij->bij", r, self._t[1])
+
+
 def mixture_prior(z, components=PRIOR_COMPONENTS, seed=0):
-    """(means (n, L), precisions (n, L, L)): each particle's prior, the Gaussian
-    of a full-covariance mixture fitted to the latents ``z`` that is most
-    responsible for its own latent (see the module docstring)."""
+    """The ``MixturePrior`` of the latents ``z``: a full-covariance Gaussian
+    mixture fitted to (a sample of) them (see the module docstring)."""
     from sklearn.mixture import GaussianMixture
     z = np.asarray(z, dtype=np.float64)
     n, L = z.shape
@@ -252,8 +277,7 @@ def mixture_prior(z, components=PRIOR_COMPONENTS, seed=0):
     scale = max(float(np.trace(np.atleast_2d(np.cov(sample.T)))), 1e-12)
     mix = GaussianMixture(k, covariance_type="full", reg_covar=1e-6 * scale,
                           random_state=seed).fit(sample)
-    label = np.concatenate([mix.predict(z[i:i + 100000]) for i in range(0, n, 100000)])
-    return mix.means_[label], mix.precisions_[label]
+    return MixturePrior(mix.weights_, mix.means_, mix.precisions_)
 
 
 def posterior_spread(fisher, z):

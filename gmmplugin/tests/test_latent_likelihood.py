@@ -177,14 +177,15 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     np.testing.assert_array_equal(refined[n // 2:][~moved[n // 2:]],
                                   start[n // 2:][~moved[n // 2:]])
     assert np.all(gain[moved] > 0)
-    # without the test, a latent its image cannot place goes to the centre of its
-    # part of the population (the posterior's mode), nearer than the encoder's guess
+    # without the test, a latent its image cannot place climbs the population's
+    # density to a mode of the prior, away from where the encoder's guess was
+    prior = mixture_prior(start).to("cpu")
     free, _, moved_all = like.refine(start)
     assert moved_all.all()
-    centre, _ = mixture_prior(start)
     hidden = slice(n // 2, n)
-    assert np.abs(free[hidden] - centre[hidden]).mean() \
-        < 0.5 * np.abs(start[hidden] - centre[hidden]).mean()
+    density = lambda v: prior.log_density(torch.as_tensor(v[hidden])).numpy()
+    assert np.all(density(free) >= density(start) - 1e-4)
+    assert np.median(np.abs(free[hidden] - start[hidden])) > 0.05
     err_free = np.abs(free - z_true)[: n // 2, 0]
     assert np.sqrt((err_free ** 2).mean()) <= 1.05 * np.sqrt((err_after ** 2).mean())
 
@@ -206,12 +207,17 @@ def test_confidence_counts_only_what_the_image_says_along_the_motion():
 
 
 def test_the_prior_keeps_separate_populations_apart():
-    """Two populations (two compositions): each particle's prior is its own
-    population's Gaussian, not one Gaussian whose centre lies between them."""
+    """Two populations (two compositions), each long along y: the prior's
+    density dips between them, and its gradient pulls a latent at the edge of
+    one population back into it, not across to the mean of the two."""
     rng = np.random.default_rng(2)
     z = np.concatenate([rng.normal([-3, 0], [0.3, 1.0], (600, 2)),
                         rng.normal([3, 0], [0.3, 1.0], (600, 2))])
-    means, precisions = mixture_prior(z)
-    assert np.all(np.sign(means[:, 0]) == np.sign(z[:, 0]))
-    assert np.all(np.abs(means[:, 0]) > 2)
-    assert np.all(1 / precisions[:, 0, 0] < 0.5)           # narrow across the gap
+    prior = mixture_prior(z).to("cpu")
+    at = lambda *p: torch.tensor(p, dtype=torch.float32)
+    dens = prior.log_density(at([-3.0, 0.0], [0.0, 0.0], [3.0, 0.0], [-3.0, 1.0]))
+    assert dens[1] < dens[0] - 20 and dens[1] < dens[2] - 20        # the valley
+    assert dens[3] > dens[0] - 1.5                                 # even along y
+    g, h = prior.gradient(at([-2.4, 0.0], [2.4, 0.0]))
+    assert g[0, 0] < 0 and g[1, 0] > 0                    # back into its population
+    assert torch.all(torch.linalg.eigvalsh(h) > 0)
