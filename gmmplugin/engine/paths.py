@@ -253,17 +253,20 @@ def latent_path(z, anchors, n_frames, per_frame, k=NEIGHBOURS):
 
 
 def path_gap(z, rows, k=NEIGHBOURS):
-    """The longest step between consecutive particles of a graph path, in units
-    of the median distance of a particle to its k-th neighbour: about 1 or
-    less within a population, far more where the path jumps between two."""
+    """The longest step between consecutive particles of a graph path, each in
+    units of the larger of its two ends' distances to their k-th neighbour (the
+    local spacing of particles, wide in a sparse tail): at most about 1.5 on
+    the neighbour graph (1 for its own edges), far more where the path jumps
+    between two populations."""
     from sklearn.neighbors import NearestNeighbors
-    steps = np.linalg.norm(np.diff(z[rows], axis=0), axis=1)
-    if not len(steps):
+    rows = np.asarray(rows)
+    if len(rows) < 2:
         return 0.0
-    sample = z[np.unique(np.linspace(0, len(z) - 1, min(len(z), 5000)).astype(int))]
-    kk = min(k, len(sample) - 1)
-    dist, _ = NearestNeighbors(n_neighbors=kk + 1).fit(sample).kneighbors(sample)
-    return float(steps.max() / max(np.median(dist[:, kk]), 1e-12))
+    steps = np.linalg.norm(np.diff(z[rows], axis=0), axis=1)
+    kk = min(k, len(z) - 1)
+    dist, _ = NearestNeighbors(n_neighbors=kk + 1).fit(z).kneighbors(z[rows])
+    spacing = np.maximum(dist[:-1, kk], dist[1:, kk])
+    return float((steps / np.maximum(spacing, 1e-12)).max())
 
 
 def parse_anchors(text):

@@ -117,7 +117,7 @@ def _decode_frame(a, decoder, point, series, frame, box, apix):
 
 
 CURVE_MIN = 100        # particles a class needs for its own principal curve
-PATH_GAP = 4.0         # a path step this many typical neighbour distances long is a jump
+PATH_GAP = 2.0         # a path step this many local neighbour spacings long is a jump
 
 
 def _series(a, z, ids, labels):
@@ -155,7 +155,7 @@ def _series(a, z, ids, labels):
         if curve.gap > PATH_GAP:
             log("WARNING: the anchors lie in separate populations: no chain of near "
                 "neighbours joins them, so the path jumps across empty latent space (a "
-                "gap of %.0f typical neighbour distances). Frames with no occupancy lie "
+                "gap of %.0f local neighbour spacings). Frames with no occupancy lie "
                 "in the gap; their maps are the decoder's guesses, not states the "
                 "particles show." % curve.gap)
         gap = curve.gap
