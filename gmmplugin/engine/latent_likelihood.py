@@ -35,14 +35,15 @@ the likelihood at the estimate (the Laplace approximation of the posterior).
 **Refinement**: from the encoder's latent, a few Gauss–Newton steps on the
 log-posterior, each step at most ``max_step`` population standard deviations
 and kept only where it raises the log-posterior: the maximum a posteriori
-latent. The prior is the density of the population: a mixture of a few
-full-covariance Gaussians fitted to all latents. One Gaussian for the whole
-population would pull separate populations (two compositions) towards each
-other and fill the valley between them; the mixture's density is low in the
-valley, which keeps each particle in its population, and about even along a
-populated motion, which lets its image move it there. For an image that says
-nothing, the maximum a posteriori latent is the nearest dense part of the
-population rather than the encoder's guess. Optionally (``significance`` > 0), as the pose refinement
+latent. The prior is each particle's own: a Gaussian centred on its encoder
+latent, with the covariance of its 200 nearest neighbours in the population,
+so an image moves its latent about as far as the population spreads there,
+and no further than it supports. A prior shared by all particles pulls weak
+images towards its modes: one Gaussian for the whole population pulls two
+compositions towards each other and fills the valley between them; a mixture
+of Gaussians gathers them in clumps at its components, which read as false
+classes. For an image that says nothing, the latent stays where the encoder
+put it. Optionally (``significance`` > 0), as the pose refinement
 does, the refined latent replaces the encoder's only when the image alone
 favours it: 2 × the log-likelihood gain must exceed the χ² quantile (L
 degrees of freedom) of that significance.
@@ -170,17 +171,17 @@ class LatentLikelihood:
     def refine(self, z, iterations=5, max_step=0.5, significance=0.0, rows=None, prior=None,
                log=None):
         """(refined z (n, L), log-likelihood gain (n,), moved (n,) bool): see the
-        module docstring. The prior is the density of the population of ``z``
-        (``mixture_prior``; a ``MixturePrior`` when given), placed by the whole of
-        ``z`` even when only ``rows`` are refined (the others keep their
-        latents, gain 0: a process's share of the particles)."""
+        module docstring. The prior is ``local_prior`` of ``z`` (or ``prior``
+        when given), placed by the whole of ``z`` even when only ``rows`` are
+        refined (the others keep their latents, gain 0: a process's share of the
+        particles)."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:
             self.estimate_noise(z)
         step = self._step(z)
         cov = np.atleast_2d(np.cov(z.T))
-        prior = (mixture_prior(z) if prior is None else prior).to(self.device)
+        prior = (local_prior(z) if prior is None else prior).to(self.device)
         limit = max_step * float(np.sqrt(max(np.trace(cov), 1e-12) / L))
         min_gain = 0.5 * chi2.isf(significance, L) if significance > 0 else -np.inf
         out, gain = z.copy(), np.zeros(n, dtype=np.float32)
@@ -189,18 +190,19 @@ class LatentLikelihood:
         for start in range(0, len(todo), self.bs):
             rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
+            here = prior.batch(rows)
             z0 = torch.from_numpy(z[rows]).to(self.device)
             cur = z0.clone()
             pred, jac, a, ll = self._expand(cur, data, ctf, rot, sh, step)
             ll0 = ll.clone()
-            post = ll + prior.log_density(cur)
+            post = ll + here.log_density(cur)
             for _ in range(iterations):
                 r = data - a[:, None] * pred
                 g = 2.0 * a[:, None] * (torch.einsum("lbk,bk,k->bl", jac.real, r.real,
                                                      self.weights)
                                         + torch.einsum("lbk,bk,k->bl", jac.imag, r.imag,
                                                        self.weights))
-                g_prior, h_prior = prior.gradient(cur)
+                g_prior, h_prior = here.gradient(cur)
                 g = g + g_prior
                 h = self._fisher_of(jac, a) + h_prior
                 delta = torch.linalg.solve(h, g.unsqueeze(-1)).squeeze(-1)
@@ -208,7 +210,7 @@ class LatentLikelihood:
                 delta = delta * torch.clamp(limit / norm.clamp_min(1e-30), max=1.0)
                 trial = cur + delta
                 p_t, j_t, a_t, ll_t = self._expand(trial, data, ctf, rot, sh, step)
-                post_t = ll_t + prior.log_density(trial)
+                post_t = ll_t + here.log_density(trial)
                 better = post_t > post
                 b = better[:, None]
                 cur = torch.where(b, trial, cur)
@@ -225,59 +227,58 @@ class LatentLikelihood:
         return out, gain, moved
 
 
-PRIOR_COMPONENTS = 8      # Gaussians of the population prior of the refinement
-PRIOR_PER_COMPONENT = 100  # fewer for small sets: each holds about this many particles
-PRIOR_SAMPLE = 20000       # particles the mixture is fitted to
+PRIOR_NEIGHBOURS = 200    # particles whose spread is a particle's prior spread
+PRIOR_SAMPLE = 20000      # particles the neighbourhoods are drawn from
 
 
-class MixturePrior:
-    """A Gaussian mixture as the density of the latents' population, in torch:
-    its log-density and, for the Gauss–Newton steps, its gradient and the
-    responsibility-weighted precision (the curvature of each component, as
-    Gauss–Newton takes the likelihood's, without the responsibilities' own
-    derivatives; each step is kept only where the exact posterior rises)."""
+class LocalPrior:
+    """Each particle's prior: a Gaussian centred on its own starting latent,
+    with the covariance of its neighbourhood in the population (see the module
+    docstring)."""
 
-    def __init__(self, weights, means, precisions):
-        self.weights = np.asarray(weights, dtype=np.float64)
-        self.means = np.asarray(means, dtype=np.float64)
-        self.precisions = np.asarray(precisions, dtype=np.float64)
-        L = self.means.shape[1]
-        self._const = (np.log(self.weights) + 0.5 * np.linalg.slogdet(self.precisions)[1]
-                       - 0.5 * L * np.log(2 * np.pi))
+    def __init__(self, means, precisions):
+        self.means = np.asarray(means, dtype=np.float32)
+        self.precisions = np.asarray(precisions, dtype=np.float32)
 
     def to(self, device):
-        as_t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)
-        self._t = as_t(self.means), as_t(self.precisions), as_t(self._const)
+        self.device = device
         return self
 
-    def _terms(self, v):
-        means, precisions, const = self._t
-        d = v[:, None, :] - means[None]                        # (B, K, L)
-        pd = torch.einsum("kij,bkj->bki", precisions, d)
-        return d, pd, const[None] - 0.5 * (d * pd).sum(2)       # log w_k N_k (B, K)
+    def batch(self, rows):
+        """The prior of the particles ``rows`` alone, as torch tensors."""
+        part = LocalPrior.__new__(LocalPrior)
+        part._m = torch.from_numpy(self.means[rows]).to(self.device)
+        part._p = torch.from_numpy(self.precisions[rows]).to(self.device)
+        return part
 
     def log_density(self, v):
-        return torch.logsumexp(self._terms(v)[2], dim=1)
+        d = v - self._m
+        return -0.5 * torch.einsum("bi,bij,bj->b", d, self._p, d)
 
     def gradient(self, v):
-        """(∇ log p (B, L), Σ_k r_k P_k (B, L, L)) at the latents ``v``."""
-        _, pd, logs = self._terms(v)
-        r = torch.softmax(logs, dim=1)
-        return -(r[..., None] * pd).sum(1), torch.einsum("bk,kij->bij", r, self._t[1])
+        """(∇ log p (B, L), its precision (B, L, L)) at the latents ``v``."""
+        return -torch.einsum("bij,bj->bi", self._p, v - self._m), self._p
 
 
-def mixture_prior(z, components=PRIOR_COMPONENTS, seed=0):
-    """The ``MixturePrior`` of the latents ``z``: a full-covariance Gaussian
-    mixture fitted to (a sample of) them (see the module docstring)."""
-    from sklearn.mixture import GaussianMixture
+def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE):
+    """The ``LocalPrior`` of the latents ``z``: centred on each, with the
+    covariance of its ``neighbours`` nearest particles (among at most
+    ``sample`` of them, the neighbourhood scaled down in proportion)."""
+    from sklearn.neighbors import NearestNeighbors
     z = np.asarray(z, dtype=np.float64)
     n, L = z.shape
-    k = int(max(1, min(components, n // PRIOR_PER_COMPONENT)))
-    sample = z[np.unique(np.linspace(0, n - 1, min(n, PRIOR_SAMPLE)).astype(int))]
-    scale = max(float(np.trace(np.atleast_2d(np.cov(sample.T)))), 1e-12)
-    mix = GaussianMixture(k, covariance_type="full", reg_covar=1e-6 * scale,
-                          random_state=seed).fit(sample)
-    return MixturePrior(mix.weights_, mix.means_, mix.precisions_)
+    pool = z[np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))]
+    k = int(np.clip(round(neighbours * len(pool) / n), min(20, len(pool) - 1),
+                    len(pool) - 1))
+    scale = max(float(np.trace(np.atleast_2d(np.cov(pool.T)))) / L, 1e-12)
+    nn = NearestNeighbors(n_neighbors=k).fit(pool)
+    precisions = np.empty((n, L, L), dtype=np.float32)
+    for start in range(0, n, 20000):
+        _, idx = nn.kneighbors(z[start:start + 20000])
+        d = pool[idx] - pool[idx].mean(1, keepdims=True)
+        cov = np.einsum("bki,bkj->bij", d, d) / max(k - 1, 1) + np.eye(L) * 1e-6 * scale
+        precisions[start:start + 20000] = np.linalg.inv(cov)
+    return LocalPrior(z, precisions)
 
 
 def posterior_spread(fisher, z):
