@@ -448,7 +448,10 @@ def likelihood_refinement(case, trainer, particles, images, z, metrics, gt, a):
                             phase_flip=trainer.cfg.ctf_mode == "phase_flip",
                             batch_size=trainer.cfg.batch_size or 64)
     like.estimate_noise(z)
-    z_all, gain, _ = like.refine(z, iterations=a.likelihood_steps)
+    from gmmplugin.engine.latent_likelihood import local_prior
+    z_all, gain, _ = like.refine(z, iterations=a.likelihood_steps,
+                                 prior=local_prior(z, a.likelihood_neighbours)
+                                 if a.likelihood_neighbours else None)
     seconds = time.time() - t0
     levels = {}
     for level in [0.0] + a.likelihood_levels:
@@ -592,6 +595,9 @@ def main():
     ap.add_argument("--likelihood-steps", type=int, default=0,
                     help="after training (and --refine-classes), Gauss-Newton steps of "
                          "each latent on its own likelihood through the decoder (0 = off)")
+    ap.add_argument("--likelihood-neighbours", type=int, default=0,
+                    help="neighbours whose spread is each latent's prior spread (0 = the "
+                         "engine's default)")
     ap.add_argument("--likelihood-levels", type=lambda v: [float(x) for x in v.split(",")],
                     default=[], help="comma-separated significance levels of the "
                                      "likelihood-ratio guard to report (the first is kept)")
