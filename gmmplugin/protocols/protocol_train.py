@@ -205,8 +205,9 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       label="Likelihood steps per particle",
                       help="Last, each particle's latent moves to where its own image "
                            "fits best: a few Gauss-Newton steps on its noise-whitened "
-                           "likelihood through the decoder, at its pose and CTF, with the "
-                           "population of latents as the prior (a latent moves only "
+                           "likelihood through the decoder, at its pose and CTF, with a "
+                           "prior centred on its encoder latent that spreads as its "
+                           "neighbours in the latent space do (a latent moves only "
                            "where image and prior together favour it). It closes the gap "
                            "between one encoder for all particles and each particle's "
                            "own best latent, so motions read more sharply from the "
