@@ -181,12 +181,12 @@ class LatentLikelihood:
             self.estimate_noise(z)
         step = self._step(z)
         cov = np.atleast_2d(np.cov(z.T))
-        prior = (local_prior(z) if prior is None else prior).to(self.device)
+        todo = np.arange(n) if rows is None else np.asarray(rows)
+        prior = (local_prior(z, rows=todo) if prior is None else prior).to(self.device)
         limit = max_step * float(np.sqrt(max(np.trace(cov), 1e-12) / L))
         min_gain = 0.5 * chi2.isf(significance, L) if significance > 0 else -np.inf
         out, gain = z.copy(), np.zeros(n, dtype=np.float32)
 
-        todo = np.arange(n) if rows is None else np.asarray(rows)
         for start in range(0, len(todo), self.bs):
             rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
@@ -239,6 +239,7 @@ class LocalPrior:
     def __init__(self, means, precisions):
         self.means = np.asarray(means, dtype=np.float32)
         self.precisions = np.asarray(precisions, dtype=np.float32)
+        self.device = "cpu"
 
     def to(self, device):
         self.device = device
@@ -246,24 +247,31 @@ class LocalPrior:
 
     def batch(self, rows):
         """The prior of the particles ``rows`` alone, as torch tensors."""
-        part = LocalPrior.__new__(LocalPrior)
-        part._m = torch.from_numpy(self.means[rows]).to(self.device)
-        part._p = torch.from_numpy(self.precisions[rows]).to(self.device)
-        return part
+        return _GaussianBatch(torch.from_numpy(self.means[rows]).to(self.device),
+                              torch.from_numpy(self.precisions[rows]).to(self.device))
+
+
+class _GaussianBatch:
+    """One Gaussian per latent of a batch: means (B, L), precisions (B, L, L)."""
+
+    def __init__(self, means, precisions):
+        self.m, self.p = means, precisions
 
     def log_density(self, v):
-        d = v - self._m
-        return -0.5 * torch.einsum("bi,bij,bj->b", d, self._p, d)
+        d = v - self.m
+        return -0.5 * torch.einsum("bi,bij,bj->b", d, self.p, d)
 
     def gradient(self, v):
         """(∇ log p (B, L), its precision (B, L, L)) at the latents ``v``."""
-        return -torch.einsum("bij,bj->bi", self._p, v - self._m), self._p
+        return -torch.einsum("bij,bj->bi", self.p, v - self.m), self.p
 
 
-def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE):
+def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE, rows=None):
     """The ``LocalPrior`` of the latents ``z``: centred on each, with the
     covariance of its ``neighbours`` nearest particles (among at most
-    ``sample`` of them, the neighbourhood scaled down in proportion)."""
+    ``sample`` of them, the neighbourhood scaled down in proportion). With
+    ``rows``, only those particles' covariances are computed (a process's
+    share; the others stay the identity)."""
     from sklearn.neighbors import NearestNeighbors
     z = np.asarray(z, dtype=np.float64)
     n, L = z.shape
@@ -272,13 +280,23 @@ def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE):
                     len(pool) - 1))
     scale = max(float(np.trace(np.atleast_2d(np.cov(pool.T)))) / L, 1e-12)
     nn = NearestNeighbors(n_neighbors=k).fit(pool)
-    precisions = np.empty((n, L, L), dtype=np.float32)
-    for start in range(0, n, 20000):
-        _, idx = nn.kneighbors(z[start:start + 20000])
+    todo = np.arange(n) if rows is None else np.asarray(rows)
+    precisions = np.broadcast_to(np.eye(L, dtype=np.float32), (n, L, L)).copy()
+    for start in range(0, len(todo), 20000):
+        part = todo[start:start + 20000]
+        _, idx = nn.kneighbors(z[part])
         d = pool[idx] - pool[idx].mean(1, keepdims=True)
         cov = np.einsum("bki,bkj->bij", d, d) / max(k - 1, 1) + np.eye(L) * 1e-6 * scale
-        precisions[start:start + 20000] = np.linalg.inv(cov)
+        precisions[part] = np.linalg.inv(cov)
     return LocalPrior(z, precisions)
+
+
+def _population_cov(z):
+    """The covariance of the latents ``z`` (the identity for one), kept
+    invertible."""
+    L = z.shape[1]
+    cov = np.atleast_2d(np.cov(z.T)) if len(z) > 1 else np.eye(L)
+    return cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
 
 
 def posterior_spread(fisher, z):
@@ -286,9 +304,7 @@ def posterior_spread(fisher, z):
     and the population ``z`` as the prior: √tr Σ and 1 − √(tr Σ / tr Σ_pop),
     over all latent directions (``motion_confidence`` is the one train writes)."""
     z = np.asarray(z, dtype=np.float64)
-    L = z.shape[1]
-    cov = np.atleast_2d(np.cov(z.T)) if len(z) > 1 else np.eye(L)
-    cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
+    cov = _population_cov(z)
     prior = np.linalg.inv(cov)
     post = np.linalg.inv(fisher + prior[None])
     tr = np.trace(post, axis1=1, axis2=2).clip(min=0)
@@ -301,10 +317,7 @@ def motion_confidence(fisher, z, directions):
     """Each particle's confidence along ``directions`` (n, L) (unit vectors:
     the motion at each particle), with the population ``z`` as the prior (see
     the module docstring)."""
-    z = np.asarray(z, dtype=np.float64)
-    L = z.shape[1]
-    cov = np.atleast_2d(np.cov(z.T)) if len(z) > 1 else np.eye(L)
-    cov = cov + np.eye(L) * 1e-9 * max(np.trace(cov), 1e-12)
+    cov = _population_cov(np.asarray(z, dtype=np.float64))
     d = np.asarray(directions, dtype=np.float64)
     f = np.einsum("bi,bij,bj->b", d, fisher, d).clip(min=0)
     p = np.einsum("bi,ij,bj->b", d, np.linalg.inv(cov), d)
