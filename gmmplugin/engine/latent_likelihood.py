@@ -229,6 +229,7 @@ class LatentLikelihood:
 
 PRIOR_NEIGHBOURS = 200    # particles whose spread is a particle's prior spread
 PRIOR_SAMPLE = 20000      # particles the neighbourhoods are drawn from
+PRIOR_STRETCH = 1.0       # the prior's spread along the local motion, in neighbourhoods
 
 
 class LocalPrior:
@@ -266,12 +267,15 @@ class _GaussianBatch:
         return -torch.einsum("bij,bj->bi", self.p, v - self.m), self.p
 
 
-def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE, rows=None):
+def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE, rows=None,
+                stretch=PRIOR_STRETCH):
     """The ``LocalPrior`` of the latents ``z``: centred on each, with the
     covariance of its ``neighbours`` nearest particles (among at most
-    ``sample`` of them, the neighbourhood scaled down in proportion). With
-    ``rows``, only those particles' covariances are computed (a process's
-    share; the others stay the identity)."""
+    ``sample`` of them, the neighbourhood scaled down in proportion), its
+    standard deviation along the neighbourhood's longest axis (the local
+    motion) times ``stretch``. With ``rows``, only those particles'
+    covariances are computed (a process's share; the others stay the
+    identity)."""
     from sklearn.neighbors import NearestNeighbors
     z = np.asarray(z, dtype=np.float64)
     n, L = z.shape
@@ -287,7 +291,9 @@ def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE, rows=None):
         _, idx = nn.kneighbors(z[part])
         d = pool[idx] - pool[idx].mean(1, keepdims=True)
         cov = np.einsum("bki,bkj->bij", d, d) / max(k - 1, 1) + np.eye(L) * 1e-6 * scale
-        precisions[part] = np.linalg.inv(cov)
+        w, v = np.linalg.eigh(cov)
+        w[:, -1] *= stretch ** 2
+        precisions[part] = np.einsum("bik,bk,bjk->bij", v, 1.0 / w, v)
     return LocalPrior(z, precisions)
 
 

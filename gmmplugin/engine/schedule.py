@@ -11,12 +11,18 @@ so it measures what the networks learnt, not what they memorised):
 2. constant rate while the held-out score improves;
 3. when no epoch has beaten the best score by ``flat_gain`` of its gain over
    the neutral model (the same particles' score before training) for
-   ``patience`` epochs, the rate is halved and the count starts again: a
+   ``patience`` epochs and at least ``patience_steps`` optimiser steps, the
+   rate is halved and the count starts again (on a small set two epochs are
+   few steps, too few for the networks to leave a stall before the weak
+   motion is found, so the step count sets the patience there): a
    stalled score often rises again at a lower rate, when the networks find a
    motion that the noise of larger steps hid;
 4. after ``reductions`` halvings, the next such plateau stops the training.
 
-``cap`` (the user's number of epochs) bounds the whole. Without held-out
+``cap`` (the user's number of epochs) bounds the whole; over its last
+``cooldown`` fraction the rate decays to FLOOR along a cosine, so a run that
+reaches the cap still ends with small steps (latents that settle instead of
+the noise of the full rate). Without held-out
 particles (``CosineSchedule``) the rate decays over exactly ``epochs`` epochs,
 as it always did. Both keep their state in a dict that goes into the
 checkpoint, so a resumed run ends where an uninterrupted one would.
@@ -65,9 +71,11 @@ class PlateauSchedule:
     the plateau after the last halving (or the cap) stops the training."""
 
     def __init__(self, peak, cap, baseline, warmup=1.0, flat_gain=0.01, patience=2,
-                 reductions=3, factor=0.5):
-        self.peak, self.cap, self.warmup = peak, cap, warmup
-        self.flat_gain, self.patience = flat_gain, patience
+                 reductions=3, factor=0.5, patience_steps=0, steps_per_epoch=1,
+                 cooldown=0.25):
+        self.peak, self.cap, self.warmup, self.cooldown = peak, cap, warmup, cooldown
+        self.flat_gain = flat_gain
+        self.patience = max(patience, math.ceil(patience_steps / max(steps_per_epoch, 1)))
         self.reductions, self.factor = reductions, factor
         self.state = {"kind": "plateau", "baseline": float(baseline), "scores": [],
                       "best": None, "flat": 0, "level": 0, "stopped": False}
@@ -91,7 +99,11 @@ class PlateauSchedule:
         since = step - s.get("restart", 0) * steps_per_epoch
         if since < warm:
             return self.peak * (since + 1) / warm
-        return self.peak * self.factor ** s["level"]
+        rate = self.peak * self.factor ** s["level"]
+        start = self.cap * (1 - self.cooldown)
+        if self.cooldown > 0 and step >= start * steps_per_epoch:
+            rate *= _cosine((step / steps_per_epoch - start) / (self.cap - start))
+        return rate
 
     def end_epoch(self, epoch, held_out_score):
         """Record the held-out score after ``epoch`` epochs: (stop now?, a line

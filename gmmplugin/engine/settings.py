@@ -54,6 +54,8 @@ class TrainConfig:
     plateau_gain: float = 0.01    # an epoch is flat when it beats the best held-out score
                                   # by less than this fraction of its gain over the neutral
                                   # model
+    plateau_steps: int = 300      # ... for at least this many optimiser steps (and 2
+                                  # epochs) before the rate is halved or training stops
     amp_mode: str = "linear"      # decoder amplitude parametrisation: linear | tanh
     latent_kl: float = 5e-3       # > 0: variational encoder (learned σ, starting at
                                   # latent_noise), loss += latent_kl · KL(q(z|x) || N(0, I))
@@ -69,9 +71,9 @@ class TrainConfig:
         if self.max_res >= self.min_res:
             raise ValueError("max resolution (%.1f Å) must be finer than min resolution "
                              "(%.1f Å)" % (self.max_res, self.min_res))
-        if not 0 <= self.held_out < 0.5 or self.plateau_gain < 0:
+        if not 0 <= self.held_out < 0.5 or self.plateau_gain < 0 or self.plateau_steps < 0:
             raise ValueError("the held-out fraction must be in [0, 0.5) and the plateau "
-                             "gain >= 0")
+                             "gain and steps >= 0")
         if self.learning_rate <= 0:
             raise ValueError("the learning rate must be positive, got %g" % self.learning_rate)
         if self.latent_kl < 0 or self.latent_noise < 0:

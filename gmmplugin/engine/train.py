@@ -355,12 +355,18 @@ class Trainer:
             return CosineSchedule(cfg.learning_rate, cap, cfg.warmup_epochs)
         schedule = PlateauSchedule(cfg.learning_rate, cap,
                                    float(np.mean(self.neutral_frc[self.held])),
-                                   cfg.warmup_epochs, flat_gain=cfg.plateau_gain)
+                                   cfg.warmup_epochs, flat_gain=cfg.plateau_gain,
+                                   patience_steps=cfg.plateau_steps,
+                                   steps_per_epoch=self.steps_per_epoch())
         schedule.load(self.schedule.state if self.schedule else self._schedule_state)
         if self._restart:
             schedule.restart(self.epoch)
             self._restart = False
         return schedule
+
+    def steps_per_epoch(self):
+        """Optimiser steps in one epoch (one batch per step over all processes)."""
+        return (len(self.train_rows) + self.cfg.batch_size - 1) // self.cfg.batch_size
 
     @torch.no_grad()
     def held_out_score(self, images, feats):
@@ -399,7 +405,7 @@ class Trainer:
         # the same networks on every rank (DDP starts from rank 0's)
         model = distributed.data_parallel(_Networks(self.encoder, self.decoder,
                                                     cfg.latent_noise), self.device)
-        steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+        steps_per_epoch = self.steps_per_epoch()
         step = self.epoch * steps_per_epoch
         while self.epoch < target:
             t0 = time.time()

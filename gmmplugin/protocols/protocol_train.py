@@ -116,8 +116,9 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       label="Stop when the held-out score levels off?",
                       help="Keep 5 % of the particles (at most 1000) out of the "
                            "optimisation and score them after every epoch. When their "
-                           "score stops improving for two epochs, the learning rate is "
-                           "halved (a stalled score often rises again at a lower rate); "
+                           "score stops improving for two epochs (and at least 300 "
+                           "optimisation steps, which on a small set is more epochs), the "
+                           "learning rate is halved (a stalled score often rises again at a lower rate); "
                            "after the third halving, the next stall ends the training. "
                            "The held-out particles still get their latents. Sets under "
                            "1000 particles always train the number of epochs below. No: "

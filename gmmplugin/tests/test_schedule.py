@@ -58,11 +58,30 @@ def test_a_score_that_rises_again_after_a_halving_goes_on():
     assert s.rate(60, 10) == 5e-4 and s.state["flat"] == 0
 
 
-def test_a_score_that_keeps_rising_stops_at_the_cap():
-    s = PlateauSchedule(1e-3, cap=10, baseline=0.30)
+def test_on_a_small_set_a_plateau_lasts_enough_optimiser_steps():
+    """With few steps per epoch, two flat epochs are too short for the networks
+    to leave a stall: the plateau must also last ``patience_steps`` steps."""
+    short = PlateauSchedule(1e-3, cap=40, baseline=0.30, patience_steps=300,
+                            steps_per_epoch=45)
+    epochs, rates, _ = _run(short, RISING + FLAT, steps=45)
+    # best at epoch 5; 300 steps of 45 = 7 flat epochs (6-12) before the first halving
+    assert short.patience == 7
+    assert rates[1:12] == [1e-3] * 11 and rates[12:] == [5e-4] * 2
+    assert epochs == len(RISING + FLAT) and short.state["level"] == 1
+    large = PlateauSchedule(1e-3, cap=40, baseline=0.30, patience_steps=300,
+                            steps_per_epoch=5000)
+    assert large.patience == 2          # a large set: two epochs are plenty of steps
+
+
+def test_a_score_that_keeps_rising_stops_at_the_cap_after_a_cool_down():
+    s = PlateauSchedule(1e-3, cap=20, baseline=0.30)
     epochs, rates, why = _run(s, [0.3 + 0.01 * e for e in range(1, 30)])
-    assert epochs == 10 and "cap of 10 epochs" in why
-    assert rates[1:] == [1e-3] * 9
+    assert epochs == 20 and "cap of 20 epochs" in why
+    assert rates[1:15] == [1e-3] * 14          # the full rate until the last quarter
+    assert all(a > b for a, b in zip(rates[15:], rates[16:]))
+    assert rates[-1] < 0.15e-3 and s.rate(20 * 10 - 1, 10) < 1.1e-3 * FLOOR
+    flat = PlateauSchedule(1e-3, cap=10, baseline=0.30, cooldown=0)
+    assert _run(flat, [0.3 + 0.01 * e for e in range(1, 30)])[1][1:] == [1e-3] * 9
 
 
 def test_a_noisy_dip_is_not_a_plateau():
@@ -123,7 +142,7 @@ def test_training_stops_at_the_plateau_and_never_steps_on_held_out_particles(
     monkeypatch.setattr(train_module, "MIN_HELD_OUT", 10)
     particles, gmm = moving
     cfg = TrainConfig(latent_dim=2, max_res=6.0, epochs=40, batch_size=16, held_out=0.2,
-                      plateau_gain=0.05)
+                      plateau_gain=0.05, plateau_steps=0)
     lines = []
     trainer = Trainer(particles, gmm, cfg, str(tmp_path), log=lines.append)
     assert len(trainer.held) == 32
@@ -160,7 +179,7 @@ def test_a_resumed_run_stops_where_an_uninterrupted_one_does(moving, tmp_path, m
     monkeypatch.setattr(train_module, "MIN_HELD_OUT", 10)
     particles, gmm = moving
     cfg = dict(latent_dim=2, max_res=6.0, epochs=40, batch_size=16, held_out=0.2,
-               plateau_gain=0.05)
+               plateau_gain=0.05, plateau_steps=0)
     whole = Trainer(particles, gmm, TrainConfig(**cfg), str(tmp_path / "whole"),
                     log=lambda m: None)
     z_whole, _ = whole.run()

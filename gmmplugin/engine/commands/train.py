@@ -29,6 +29,10 @@ def add_args(t):
                         "score levels off, and the plateau after the third halving ends "
                         "the training (0 = a fixed number of epochs; default: "
                         "TrainConfig's)")
+    t.add_argument("--plateau-steps", type=int, default=None,
+                   help="a plateau of the held-out score lasts at least this many "
+                        "optimiser steps (and 2 epochs) before the rate halves; raise it "
+                        "when a weak motion is found late (default: TrainConfig's)")
     t.add_argument("--batch", type=int, default=0,
                    help="particles per optimisation step; 0 = automatic: the most that "
                         "fit in the memory of the device (GPU memory, or RAM), at most "
@@ -105,6 +109,8 @@ def train_config(a, gmm=None, apix=None):
                        vary_widths=bool(a.vary_widths), ctf_mode=a.ctf_mode, seed=a.seed,
                        **({} if a.latent_kl is None else {"latent_kl": a.latent_kl}),
                        **({} if a.held_out is None else {"held_out": a.held_out}),
+                       **({} if a.plateau_steps is None else
+                          {"plateau_steps": a.plateau_steps}),
                        **({} if a.loss is None else {"loss": a.loss}))
 
 
