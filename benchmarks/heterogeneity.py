@@ -449,12 +449,7 @@ def likelihood_refinement(case, trainer, particles, images, z, metrics, gt, a):
                             batch_size=trainer.cfg.batch_size or 64)
     like.estimate_noise(z)
     from gmmplugin.engine.latent_likelihood import local_prior
-    prior = None
-    if a.likelihood_neighbours or a.likelihood_stretch:
-        prior = local_prior(z, **({"neighbours": a.likelihood_neighbours}
-                                  if a.likelihood_neighbours else {}),
-                            **({"stretch": a.likelihood_stretch}
-                               if a.likelihood_stretch else {}))
+    prior = local_prior(z, a.likelihood_fraction) if a.likelihood_fraction else None
     z_all, gain, _ = like.refine(z, iterations=a.likelihood_steps, prior=prior)
     seconds = time.time() - t0
     levels = {}
@@ -599,12 +594,9 @@ def main():
     ap.add_argument("--likelihood-steps", type=int, default=0,
                     help="after training (and --refine-classes), Gauss-Newton steps of "
                          "each latent on its own likelihood through the decoder (0 = off)")
-    ap.add_argument("--likelihood-neighbours", type=int, default=0,
-                    help="neighbours whose spread is each latent's prior spread (0 = the "
-                         "engine's default)")
-    ap.add_argument("--likelihood-stretch", type=float, default=0,
-                    help="the prior's spread along the local motion, in neighbourhood "
-                         "standard deviations (0 = the engine's default)")
+    ap.add_argument("--likelihood-fraction", type=float, default=0,
+                    help="the share of the population, nearest each latent, whose spread "
+                         "is its prior spread (0 = the engine's default)")
     ap.add_argument("--likelihood-levels", type=lambda v: [float(x) for x in v.split(",")],
                     default=[], help="comma-separated significance levels of the "
                                      "likelihood-ratio guard to report (the first is kept)")

@@ -36,7 +36,8 @@ the likelihood at the estimate (the Laplace approximation of the posterior).
 log-posterior, each step at most ``max_step`` population standard deviations
 and kept only where it raises the log-posterior: the maximum a posteriori
 latent. The prior is each particle's own: a Gaussian centred on its encoder
-latent, with the covariance of its 200 nearest neighbours in the population,
+latent, with the covariance of its neighbourhood (the nearest 4 % of the
+population),
 so an image moves its latent about as far as the population spreads there,
 and no further than it supports. A prior shared by all particles pulls weak
 images towards its modes: one Gaussian for the whole population pulls two
@@ -227,9 +228,9 @@ class LatentLikelihood:
         return out, gain, moved
 
 
-PRIOR_NEIGHBOURS = 200    # particles whose spread is a particle's prior spread
-PRIOR_SAMPLE = 20000      # particles the neighbourhoods are drawn from
-PRIOR_STRETCH = 1.0       # the prior's spread along the local motion, in neighbourhoods
+PRIOR_FRACTION = 0.04     # the share of the population, nearest a particle, whose
+                          # spread is its prior spread
+PRIOR_SAMPLE = 20000      # particles the neighbourhoods are measured on
 
 
 class LocalPrior:
@@ -267,33 +268,36 @@ class _GaussianBatch:
         return -torch.einsum("bij,bj->bi", self.p, v - self.m), self.p
 
 
-def local_prior(z, neighbours=PRIOR_NEIGHBOURS, sample=PRIOR_SAMPLE, rows=None,
-                stretch=PRIOR_STRETCH):
+def local_prior(z, fraction=PRIOR_FRACTION, sample=PRIOR_SAMPLE, rows=None):
     """The ``LocalPrior`` of the latents ``z``: centred on each, with the
-    covariance of its ``neighbours`` nearest particles (among at most
-    ``sample`` of them, the neighbourhood scaled down in proportion), its
-    standard deviation along the neighbourhood's longest axis (the local
-    motion) times ``stretch``. With ``rows``, only those particles'
-    covariances are computed (a process's share; the others stay the
-    identity)."""
+    covariance of the ``fraction`` of the population nearest to it. The
+    neighbourhoods are measured on at most ``sample`` particles and each
+    particle takes its nearest one's, so the prior's width is the same for ten
+    thousand particles or a million. A wider prior frees weak images to fill
+    the valley between two compositions (the neighbourhood's share is a
+    trade-off between closing the encoder's gap and keeping classes apart).
+    With ``rows``, only those particles' priors are filled in (a process's
+    share; the others stay the identity)."""
     from sklearn.neighbors import NearestNeighbors
     z = np.asarray(z, dtype=np.float64)
     n, L = z.shape
     pool = z[np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))]
-    k = int(np.clip(round(neighbours * len(pool) / n), min(20, len(pool) - 1),
-                    len(pool) - 1))
+    k = int(np.clip(round(fraction * len(pool)), min(20, len(pool) - 1), len(pool) - 1))
     scale = max(float(np.trace(np.atleast_2d(np.cov(pool.T)))) / L, 1e-12)
     nn = NearestNeighbors(n_neighbors=k).fit(pool)
-    todo = np.arange(n) if rows is None else np.asarray(rows)
-    precisions = np.broadcast_to(np.eye(L, dtype=np.float32), (n, L, L)).copy()
-    for start in range(0, len(todo), 20000):
-        part = todo[start:start + 20000]
-        _, idx = nn.kneighbors(z[part])
+    pool_precisions = np.empty((len(pool), L, L), dtype=np.float32)
+    chunk = max(1, 4_000_000 // (k * L))          # bounds the (chunk, k, L) neighbourhoods
+    for start in range(0, len(pool), chunk):
+        _, idx = nn.kneighbors(pool[start:start + chunk])
         d = pool[idx] - pool[idx].mean(1, keepdims=True)
         cov = np.einsum("bki,bkj->bij", d, d) / max(k - 1, 1) + np.eye(L) * 1e-6 * scale
-        w, v = np.linalg.eigh(cov)
-        w[:, -1] *= stretch ** 2
-        precisions[part] = np.einsum("bik,bk,bjk->bij", v, 1.0 / w, v)
+        pool_precisions[start:start + chunk] = np.linalg.inv(cov)
+    todo = np.arange(n) if rows is None else np.asarray(rows)
+    precisions = np.broadcast_to(np.eye(L, dtype=np.float32), (n, L, L)).copy()
+    for start in range(0, len(todo), 100000):
+        part = todo[start:start + 100000]
+        nearest = nn.kneighbors(z[part], n_neighbors=1, return_distance=False)[:, 0]
+        precisions[part] = pool_precisions[nearest]
     return LocalPrior(z, precisions)
 
 

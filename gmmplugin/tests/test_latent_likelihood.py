@@ -5,6 +5,7 @@ weights change nothing, zero weights drop particles."""
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from gmmplugin.engine.latent_likelihood import (LatentLikelihood, local_prior,
@@ -166,7 +167,10 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     images = _images(decoder, parts, z_true, noise, seed=8)
     start = (z_true + rng.normal(0, 0.3, z_true.shape)).astype(np.float32)
     like = _information(decoder, parts, images)
-    refined, gain, moved = like.refine(start, significance=0.05)
+    # errors as large as these (0.3 on a range of 2) need a neighbourhood of most
+    # of the 240 particles as the prior
+    wide = lambda: local_prior(start, fraction=0.8)
+    refined, gain, moved = like.refine(start, significance=0.05, prior=wide())
     crb = 1 / np.sqrt(like.fisher(z_true)[: n // 2, 0, 0])
     err_before = np.abs(start - z_true)[: n // 2, 0]
     err_after = np.abs(refined - z_true)[: n // 2, 0]
@@ -179,7 +183,7 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     assert np.all(gain[moved] > 0)
     # without the test, every move that raises the posterior is kept: a latent its
     # image cannot place stays about where the encoder put it (its prior's centre)
-    free, _, moved_all = like.refine(start)
+    free, _, moved_all = like.refine(start, prior=wide())
     assert moved_all.all()
     hidden = slice(n // 2, n)
     assert np.median(np.abs(free[hidden] - start[hidden])) < 0.02
@@ -203,6 +207,22 @@ def test_confidence_counts_only_what_the_image_says_along_the_motion():
     assert np.all(overall[250:] > 0.02)          # the overall measure counts y as well
 
 
+def test_the_prior_is_as_wide_for_a_large_set_as_for_a_small_one():
+    """The neighbourhood is a share of the population, measured on a sample:
+    the same population drawn 20 times more densely gets the same prior."""
+    rng = np.random.default_rng(4)
+    small = rng.normal(0, [1.0, 0.3], (2000, 2))
+    large = rng.normal(0, [1.0, 0.3], (40000, 2))
+    var = lambda z: np.median(np.linalg.inv(local_prior(z, sample=4000).precisions
+                                            .astype(np.float64))[:, 0, 0])
+    assert var(large) == pytest.approx(var(small), rel=0.2)
+    rows = np.arange(0, 40000, 7)
+    part = local_prior(large, sample=4000, rows=rows)
+    whole = local_prior(large, sample=4000)
+    np.testing.assert_array_equal(part.precisions[rows], whole.precisions[rows])
+    assert np.all(part.precisions[1] == np.eye(2))        # not this process's share
+
+
 def test_the_prior_keeps_separate_populations_apart():
     """Two populations (two compositions), each long along y: a particle's
     prior is centred on its own latent and spreads as its own population does
@@ -210,7 +230,7 @@ def test_the_prior_keeps_separate_populations_apart():
     rng = np.random.default_rng(2)
     z = np.concatenate([rng.normal([-3, 0], [0.3, 1.0], (600, 2)),
                         rng.normal([3, 0], [0.3, 1.0], (600, 2))])
-    prior = local_prior(z)
+    prior = local_prior(z, fraction=0.15)
     np.testing.assert_allclose(prior.means, z, atol=1e-6)
     variance = np.linalg.inv(prior.precisions.astype(np.float64))
     assert np.all(variance[:, 0, 0] < 0.15)                # across: its own population's
