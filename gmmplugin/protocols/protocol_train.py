@@ -500,9 +500,10 @@ class GmmProtTrain(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                     else "an FRC", c["min_res"], c["max_res"])]
         if info.get("held_out"):
             lines.append("The learning rate was halved whenever the score of %d held-out "
-                         "particles, not used for optimisation, stopped improving, and the "
-                         "training ended at the plateau after the third halving (at most "
-                         "%d epochs)."
+                         "particles, not used for optimisation, stopped improving for two "
+                         "epochs and 300 steps; the training ended at the plateau after the "
+                         "third halving, or at %d epochs after a cosine cool-down over the "
+                         "last quarter."
                          % (info["held_out"], c["epochs"]))
         ref = info.get("latent_refinement")
         if ref:
