@@ -49,7 +49,12 @@ def knn_graph(z, k=NEIGHBOURS):
     latent distances as edge lengths."""
     from sklearn.neighbors import kneighbors_graph
     g = kneighbors_graph(z, min(k, len(z) - 1), mode="distance")
-    return g.maximum(g.T)
+    g = g.maximum(g.T).tocsr()
+    # canonical form (sorted, no duplicate entries): scipy's dijkstra can loop
+    # forever on the unsorted rows that maximum() leaves
+    g.sum_duplicates()
+    g.sort_indices()
+    return g
 
 
 def bridged(g, z):

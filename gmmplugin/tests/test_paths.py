@@ -142,3 +142,15 @@ def test_curve_tangents_follow_the_motion_where_each_particle_is():
     z = np.array([[0.1, 1.5], [1.0, -0.1], [1.9, 1.2]])
     d = curve_tangents(z, curve)
     assert np.allclose(np.abs(d), [[0, 1], [1, 0], [0, 1]])
+
+
+def test_the_neighbour_graph_is_in_canonical_form():
+    """scipy's dijkstra looped forever on a graph whose rows were unsorted (a
+    training's confidence step hung on such latents): the graph is handed on
+    sorted and without duplicate entries."""
+    from gmmplugin.engine.paths import knn_graph
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, [0.8, 0.12], (1400, 2))
+    g = knn_graph(z, 10)
+    assert g.has_sorted_indices and g.has_canonical_format
+    assert np.allclose((g - g.T).toarray(), 0)            # symmetric
