@@ -253,27 +253,8 @@ def latent_path(z, anchors, n_frames, per_frame, k=NEIGHBOURS):
     window = max(3, len(rows) // max(n_frames, 1))
     points = resample(smooth(z[rows], window), n_frames)
     curve = curve_frames(z, points, per_frame)
-    curve.members = graph_members(z, rows, points, per_frame, k)
     curve.gap = path_gap(z, rows, k)
     return curve
-
-
-def graph_members(z, rows, points, per_frame, k=NEIGHBOURS):
-    """Each frame's ``per_frame`` particles nearest to it along the neighbour
-    graph (from the path's particle nearest the frame): where a frame sits in a
-    sparse end of its population, its nearest particles in straight distance
-    reach across the valley into the next population, along the graph they
-    stay in its own."""
-    from scipy.sparse.csgraph import dijkstra
-    g = knn_graph(z, k)
-    rows = np.asarray(rows)
-    sources = [int(rows[np.argmin(np.linalg.norm(z[rows] - p, axis=1))]) for p in points]
-    dist = np.atleast_2d(dijkstra(g, indices=sources))
-    members = []
-    for d in dist:
-        order = np.argsort(d, kind="stable")[:min(per_frame, len(z))]
-        members.append(order[np.isfinite(d[order])])
-    return members
 
 
 def path_gap(z, rows, k=NEIGHBOURS):

@@ -154,21 +154,3 @@ def test_the_neighbour_graph_is_in_canonical_form():
     g = knn_graph(z, 10)
     assert g.has_sorted_indices and g.has_canonical_format
     assert np.allclose((g - g.T).toarray(), 0)            # symmetric
-
-
-def test_a_frame_at_a_sparse_end_takes_its_particles_from_its_own_population():
-    """The motion's population thins out at one end, next to another
-    population: the frame there holds its nearest particles along the
-    neighbour graph, not the other population's, which are nearer in a
-    straight line."""
-    rng = np.random.default_rng(5)
-    x = 4 * rng.uniform(0, 1, 3000) ** 0.5                # sparse towards x = 0
-    moving = np.column_stack([x, rng.normal(0, 0.08, 3000)])
-    blob = rng.normal([-0.9, 0.0], 0.15, (1500, 2))
-    z = np.concatenate([moving, blob])
-    state = np.r_[np.ones(3000, int), np.zeros(1500, int)]
-    ends = [int(np.argmin(x)), int(np.argmax(x))]
-    curve = latent_path(z, ends, n_frames=7, per_frame=300)
-    assert all(np.all(state[m] == 1) for m in curve.members)
-    straight = curve_frames(z, curve.points, 300)           # nearest in a straight line
-    assert np.mean(state[straight.members[0]] == 0) > 0.1
