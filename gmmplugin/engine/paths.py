@@ -6,8 +6,12 @@ latent space where no particle lies and the decoder was never trained; its
 frames are then guesses. These curves stay where the particles are:
 
 * a **path** between anchors is the shortest path on the particles' k-nearest-
-  neighbour graph (edge length: latent distance), from each anchor to the
-  next, then smoothed and resampled to evenly spaced frames. Between anchors
+  neighbour graph, from each anchor to the next, then smoothed and resampled
+  to evenly spaced frames. An edge costs its latent distance squared (a
+  density-based distance, Bijral, Ratliff & Srebro 2011): many short hops
+  through a dense population cost less than one long jump, so the path stays
+  inside a population instead of cutting a corner through a sparse end or
+  across a neighbouring population. Between anchors
   in separate populations (no chain of neighbours joins them) it crosses the
   shortest gap between them, and says how wide that gap is: the frames in it
   hold no particles of their own, and their maps are the decoder's guesses;
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 NEIGHBOURS = 10           # k of the nearest-neighbour graph
+EDGE_POWER = 2            # a path's edge costs (latent distance) ** EDGE_POWER
 CURVE_ITERATIONS = 5      # projection / averaging rounds of a principal curve
 
 
@@ -75,8 +80,8 @@ def bridged(g, z):
 
 
 def graph_path(z, anchors, k=NEIGHBOURS, bridge=False):
-    """Rows of the particles on the shortest graph path through ``anchors``
-    (rows), in order. When two anchors are not connected even on a graph with
+    """Rows of the particles on the cheapest graph path through ``anchors``
+    (rows), in order (edge cost: distance ** EDGE_POWER). When two anchors are not connected even on a graph with
     4× the neighbours (separate populations), raises ValueError, or with
     ``bridge`` crosses between the populations by their shortest gaps
     (``bridged``)."""
@@ -88,6 +93,8 @@ def graph_path(z, anchors, k=NEIGHBOURS, bridge=False):
     if bridge:
         graphs.append(bridged(graphs[0], z))
     for g in graphs:
+        g = g.copy()
+        g.data = g.data ** EDGE_POWER
         rows, ok = [anchors[0]], True
         for a, b in zip(anchors[:-1], anchors[1:]):
             dist, pred = dijkstra(g, indices=a, return_predecessors=True)

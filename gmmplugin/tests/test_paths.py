@@ -154,3 +154,20 @@ def test_the_neighbour_graph_is_in_canonical_form():
     g = knn_graph(z, 10)
     assert g.has_sorted_indices and g.has_canonical_format
     assert np.allclose((g - g.T).toarray(), 0)            # symmetric
+
+
+def test_path_follows_a_dense_population_not_a_shortcut_through_sparse_particles():
+    """A U of closely spaced particles whose two ends are joined across the
+    opening by a few isolated ones (as noisy latents in a sparse end of a
+    population): the path between the ends runs along the U."""
+    s = np.arange(0.0, 1.0, 0.02)
+    arm = np.column_stack([np.zeros_like(s), 1.0 - s])
+    bend = np.linspace(np.pi, 2 * np.pi, 80)[1:-1]
+    u = np.concatenate([arm - [0.5, 0], np.column_stack([0.5 * np.cos(bend),
+                                                         0.5 * np.sin(bend)]),
+                        (arm + [0.5, 0])[::-1]])
+    bridge = np.column_stack([[-1 / 6, 1 / 6], [1.0, 1.0]])
+    z = np.concatenate([u, bridge])
+    rows = graph_path(z, [0, len(u) - 1])
+    assert not np.isin(rows, [len(u), len(u) + 1]).any()
+    assert len(rows) > 0.9 * len(u)
