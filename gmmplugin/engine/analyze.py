@@ -9,7 +9,9 @@ Decisions (ours, documented for users):
   nearest-neighbour graph (at most SEPARATE_CROSSING of the smaller piece's
   neighbours on the other side): a lobe that the latents of one population
   form, joined to the rest by particles all along, can show a valley but stays
-  in its class. Two compositions that both move are two
+  in its class. With k given, the cut is the deepest valley whose pieces are
+  separate in that sense, and the deepest valley only when none is. Two
+  compositions that both move are two
   elongated populations side by side: no Gaussian or round class describes
   them, but the density between them drops, in whatever direction; a
   population spread evenly along a motion has no valley and stays whole.
@@ -229,22 +231,25 @@ def split_by_valleys(z, k=0, seed=0, threshold=VALLEY_SPLIT, k_max=8):
 
 def _best_cut(x, min_size, threshold, seed):
     """(depth, side) of the deepest valley of ``x`` that cuts off no sliver
-    (pieces of at least ``min_size``); with a ``threshold`` (automatic k), the
-    deepest one below it whose pieces are also separate on the neighbour graph,
-    or (inf, None)."""
-    neighbours = None
+    (pieces of at least ``min_size``) and whose pieces are separate on the
+    neighbour graph (a valley between two lobes of one population is crossed
+    by many neighbour links). With a ``threshold`` (automatic k), only valleys
+    below it count, and without one such valley (inf, None); without a
+    threshold (k given), the deepest valley that cuts off no sliver when none
+    is separate."""
+    neighbours, fallback = None, (np.inf, None)
     for depth, side in density_valley(x, seed=seed, candidates=True):
         if min(side.sum(), len(side) - side.sum()) < min_size:
             continue                  # it would only cut a sliver off
-        if threshold is None:
-            return depth, side
-        if depth > threshold:
+        if threshold is not None and depth > threshold:
             break
+        if fallback[1] is None and threshold is None:
+            fallback = (depth, side)
         if neighbours is None:        # one neighbour search serves every candidate
             neighbours = _neighbours(x, seed=seed)
         if crossing_fraction(neighbours, side) <= SEPARATE_CROSSING:
             return depth, side        # otherwise a lobe of one population
-    return np.inf, None
+    return fallback
 
 
 def choose_k(z, k_max=8, seed=0, min_silhouette=0.25, method="valley"):

@@ -36,10 +36,11 @@ the likelihood at the estimate (the Laplace approximation of the posterior).
 log-posterior, each step at most ``max_step`` population standard deviations
 and kept only where it raises the log-posterior: the maximum a posteriori
 latent. The prior is each particle's own: a Gaussian centred on its encoder
-latent, with the covariance of its neighbourhood (the nearest 4 % of the
-population),
-so an image moves its latent about as far as the population spreads there,
-and no further than it supports. A prior shared by all particles pulls weak
+latent, with the covariance of its neighbourhood (the nearest 20 % of the
+population), widened 3× along the neighbourhood's longest axis (the local
+direction of the motion, where the encoder's errors lie): an image moves its
+latent along the motion about as far as the population spreads there, across
+it little, and no further than it supports. A prior shared by all particles pulls weak
 images towards its modes: one Gaussian for the whole population pulls two
 compositions towards each other and fills the valley between them; a mixture
 of Gaussians gathers them in clumps at its components, which read as false
@@ -228,8 +229,9 @@ class LatentLikelihood:
         return out, gain, moved
 
 
-PRIOR_FRACTION = 0.04     # the share of the population, nearest a particle, whose
+PRIOR_FRACTION = 0.2      # the share of the population, nearest a particle, whose
                           # spread is its prior spread
+PRIOR_STRETCH = 3.0       # the prior's widening along its neighbourhood's longest axis
 PRIOR_SAMPLE = 20000      # particles the neighbourhoods are measured on
 
 
@@ -268,14 +270,17 @@ class _GaussianBatch:
         return -torch.einsum("bij,bj->bi", self.p, v - self.m), self.p
 
 
-def local_prior(z, fraction=PRIOR_FRACTION, sample=PRIOR_SAMPLE, rows=None):
+def local_prior(z, fraction=PRIOR_FRACTION, stretch=PRIOR_STRETCH, sample=PRIOR_SAMPLE,
+                rows=None):
     """The ``LocalPrior`` of the latents ``z``: centred on each, with the
-    covariance of the ``fraction`` of the population nearest to it. The
+    covariance of the ``fraction`` of the population nearest to it, its
+    standard deviation along the neighbourhood's longest axis times
+    ``stretch`` (the encoder's error is largest along the motion). The
     neighbourhoods are measured on at most ``sample`` particles and each
     particle takes its nearest one's, so the prior's width is the same for ten
-    thousand particles or a million. A wider prior frees weak images to fill
-    the valley between two compositions (the neighbourhood's share is a
-    trade-off between closing the encoder's gap and keeping classes apart).
+    thousand particles or a million. A neighbourhood smaller than a
+    composition's own population does not reach across the valley to the
+    other composition, so it does not pull weak images into it.
     With ``rows``, only those particles' priors are filled in (a process's
     share; the others stay the identity)."""
     from sklearn.neighbors import NearestNeighbors
@@ -291,7 +296,9 @@ def local_prior(z, fraction=PRIOR_FRACTION, sample=PRIOR_SAMPLE, rows=None):
         _, idx = nn.kneighbors(pool[start:start + chunk])
         d = pool[idx] - pool[idx].mean(1, keepdims=True)
         cov = np.einsum("bki,bkj->bij", d, d) / max(k - 1, 1) + np.eye(L) * 1e-6 * scale
-        pool_precisions[start:start + chunk] = np.linalg.inv(cov)
+        w, v = np.linalg.eigh(cov)
+        w[:, -1] *= stretch ** 2                  # along the longest axis
+        pool_precisions[start:start + chunk] = np.einsum("bij,bj,bkj->bik", v, 1.0 / w, v)
     todo = np.arange(n) if rows is None else np.asarray(rows)
     precisions = np.broadcast_to(np.eye(L, dtype=np.float32), (n, L, L)).copy()
     for start in range(0, len(todo), 100000):

@@ -152,3 +152,20 @@ def test_outliers_are_read_from_the_encoder_latents_of_refined_ones(tmp_path):
     assert find_outliers(refined)[0][:50].mean() < 0.2     # the refined ones hide them
     np.savez(tmp_path / "plain.npz", ids=np.arange(1000), z=refined)
     assert _encoder_latents(refined, np.load(tmp_path / "plain.npz")) is refined
+
+
+def test_with_k_given_a_cut_between_populations_beats_a_deeper_one_through_a_lobe(
+        monkeypatch):
+    """k given: among the valleys found, the deepest one whose pieces are
+    separate on the neighbour graph is cut, not a deeper one through a single
+    population (a lobe); with no separate one, the deepest is still cut."""
+    from gmmplugin.engine import analyze
+    rng = np.random.default_rng(5)
+    x = np.vstack([rng.normal(0, 1, (600, 3)), rng.normal(0, 1, (600, 3)) + [7, 0, 0]])
+    between = np.repeat([0, 1], 600)
+    through = (x[:, 1] > 0).astype(np.int64)          # halves both populations
+    found = [(0.05, through), (0.2, between)]
+    monkeypatch.setattr(analyze, "density_valley", lambda *a, **k: list(found))
+    assert adjusted_rand_score(between, analyze.split_by_valleys(x, 2)) == 1.0
+    found = [(0.05, through)]
+    assert adjusted_rand_score(through, analyze.split_by_valleys(x, 2)) == 1.0

@@ -233,8 +233,11 @@ def test_the_prior_keeps_separate_populations_apart():
     prior = local_prior(z, fraction=0.15)
     np.testing.assert_allclose(prior.means, z, atol=1e-6)
     variance = np.linalg.inv(prior.precisions.astype(np.float64))
-    assert np.all(variance[:, 0, 0] < 0.15)                # across: its own population's
-    assert np.median(variance[:, 1, 1]) > 0.1              # along y: wider
+    # across: its own population's spread (0.09), far narrower than the gap
+    # (a neighbourhood at a population's tip is wider across than along, and
+    # is stretched across)
+    assert np.median(variance[:, 0, 0]) < 0.15 and np.all(variance[:, 0, 0] < 0.3)
+    assert np.median(variance[:, 1, 1]) > 0.5              # along y: wider
     part = prior.to("cpu").batch(np.array([0, 700]))
     g, h = part.gradient(torch.as_tensor(z[[0, 700]] + [[1.0, 0.0], [-1.0, 0.0]],
                                          dtype=torch.float32))
