@@ -87,7 +87,9 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "density valley between them are merged (a state spread along "
                            "a motion stays one class); for k-means, k in 2..8 with the "
                            "best silhouette score, or 1 if no k reaches 0.25. A number "
-                           "given here is used as it is.")
+                           "given here is used as it is; density valleys then cut first "
+                           "where the two sides are apart, through a lobe only when no "
+                           "such valley is left.")
         form.addParam("reduction", params.EnumParam, choices=REDUCTIONS, default=0,
                       label="2D reduction", help="For display and zRed.")
         form.addSection(label="Trajectories")
@@ -104,8 +106,10 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("pathAnchors", params.StringParam, default="",
                       label="Path anchors",
                       help="A volume series along a path between states, through the "
-                           "populated latent space (shortest path on the particles' "
-                           "nearest-neighbour graph, smoothed): anchors in order, "
+                           "populated latent space (the path on the particles' "
+                           "nearest-neighbour graph that prefers many short steps to a "
+                           "few long ones, so it runs through a population rather than "
+                           "across its sparse edges; smoothed): anchors in order, "
                            "separated by ';': 'class:1; class:2' (a class's central "
                            "particle), 'particle:1234' (a particle id) or "
                            "'point:0.5,-1.2' (the particle nearest a latent point, all "
@@ -348,7 +352,8 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             kinds.append("each class's principal curve (Hastie & Stuetzle 1989)")
         if PATH in series:
             kinds.append("the shortest path between %s on the particles' nearest-neighbour "
-                         "graph" % info["path_anchors"])
+                         "graph with squared edge lengths (a density-based distance, "
+                         "Bijral et al. 2011)" % info["path_anchors"])
         return ["The GMM latent space was clustered by %s into %d classes%s, each "
                 "reconstructed by direct Fourier inversion with CTF correction%s; volume "
                 "series were computed along %s (gmmplugin)."
