@@ -128,10 +128,14 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                       label="Weigh particles by latent confidence?",
                       help="Class and frame maps average their particles weighted by "
                            "how well each particle's image determines its place along "
-                           "the motion (written by 'heterogeneity training'): particles "
-                           "whose place is uncertain blur a frame less, but every "
-                           "down-weighted particle also adds less signal. "
-                           "Needs particles that carry the confidence.")
+                           "the motion (written by 'heterogeneity training'). Usually "
+                           "leave it off: an image that says little about its place "
+                           "(e.g. a view along the motion) also changes little along "
+                           "the motion, so it blurs a frame little even when its place "
+                           "is uncertain, and down-weighting it mostly costs signal. "
+                           "Turn it on to check whether a frame's detail rests on the "
+                           "particles whose place is well determined. Needs particles "
+                           "that carry the confidence.")
         form.addSection(label="Outliers")
         form.addParam("outlierThreshold", params.FloatParam, default=3.5,
                       label="Outlier score threshold",
