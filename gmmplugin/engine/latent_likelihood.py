@@ -232,7 +232,7 @@ class LatentLikelihood:
 PRIOR_FRACTION = 0.2      # the share of the population, nearest a particle, whose
                           # spread is its prior spread
 PRIOR_STRETCH = 3.0       # the prior's widening along its neighbourhood's longest axis
-PRIOR_SAMPLE = 20000      # particles the neighbourhoods are measured on
+PRIOR_SAMPLE = 5000       # particles the neighbourhoods are measured on
 
 
 class LocalPrior:
