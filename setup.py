@@ -24,6 +24,7 @@ setup(
         "gemmi",
         "umap-learn",
         "scikit-learn",
+        "networkx",   # graph paths (scipy 1.10.0's dijkstra can loop forever)
         "matplotlib",
         "emtable",
         "pyrama",   # Lovell et al. 2003 Ramachandran tables (model refinement)

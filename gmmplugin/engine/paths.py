@@ -29,7 +29,7 @@ frames are then guesses. These curves stay where the particles are:
   neighbour graph falls apart, and the straight line between them when no
   chain of neighbours joins them.
 
-Torch-free (numpy, scipy, scikit-learn).
+Torch-free (numpy, scipy, scikit-learn, networkx).
 """
 from dataclasses import dataclass
 
@@ -55,8 +55,8 @@ def knn_graph(z, k=NEIGHBOURS):
     from sklearn.neighbors import kneighbors_graph
     g = kneighbors_graph(z, min(k, len(z) - 1), mode="distance")
     g = g.maximum(g.T).tocsr()
-    # canonical form (sorted, no duplicate entries): scipy's dijkstra can loop
-    # forever on the unsorted rows that maximum() leaves
+    # canonical form (sorted, no duplicate entries), which graph algorithms
+    # expect and maximum() does not leave
     g.sum_duplicates()
     g.sort_indices()
     return g
@@ -81,11 +81,12 @@ def bridged(g, z):
 
 def graph_path(z, anchors, k=NEIGHBOURS, bridge=False):
     """Rows of the particles on the cheapest graph path through ``anchors``
-    (rows), in order (edge cost: distance ** EDGE_POWER). When two anchors are not connected even on a graph with
-    4× the neighbours (separate populations), raises ValueError, or with
+    (rows), in order (edge cost: distance ** EDGE_POWER). When two anchors
+    are not connected even on a graph with 4× the neighbours (separate
+    populations), raises ValueError, or with
     ``bridge`` crosses between the populations by their shortest gaps
     (``bridged``)."""
-    from scipy.sparse.csgraph import dijkstra
+    import networkx as nx
     anchors = [int(a) for a in anchors]
     if len(anchors) < 2:
         raise ValueError("a path needs at least two anchors")
@@ -95,18 +96,17 @@ def graph_path(z, anchors, k=NEIGHBOURS, bridge=False):
     for g in graphs:
         g = g.copy()
         g.data = g.data ** EDGE_POWER
-        rows, ok = [anchors[0]], True
-        for a, b in zip(anchors[:-1], anchors[1:]):
-            dist, pred = dijkstra(g, indices=a, return_predecessors=True)
-            if not np.isfinite(dist[b]):
-                ok = False
-                break
-            seg = [b]
-            while seg[-1] != a:
-                seg.append(int(pred[seg[-1]]))
-            rows += seg[::-1][1:]
-        if ok:
-            return np.array(rows, dtype=np.int64)
+        # networkx, not scipy's dijkstra: the scipy that scipion-em allows
+        # (1.10.0) has a heap bug that loops forever on some graphs (scipy
+        # issue 17782, fixed in 1.10.1)
+        graph = nx.from_scipy_sparse_array(g)
+        rows = [anchors[0]]
+        try:
+            for a, b in zip(anchors[:-1], anchors[1:]):
+                rows += nx.dijkstra_path(graph, a, b)[1:]
+        except nx.NetworkXNoPath:
+            continue
+        return np.array(rows, dtype=np.int64)
     raise ValueError("the anchors are not connected through populated latent space "
                      "(no chain of near neighbours links them)")
 

@@ -171,3 +171,22 @@ def test_path_follows_a_dense_population_not_a_shortcut_through_sparse_particles
     rows = graph_path(z, [0, len(u) - 1])
     assert not np.isin(rows, [len(u), len(u) + 1]).any()
     assert len(rows) > 0.9 * len(u)
+
+
+def test_a_path_on_latents_where_scipys_dijkstra_loops_forever_returns():
+    """Latents (a class of a small GUI-test project) on whose squared-edge
+    neighbour graph scipy 1.10.0's dijkstra never returns (its heap bug, scipy
+    issue 17782): the path is found, in a child process bounded in time."""
+    import os
+    import subprocess
+    import sys
+    data = os.path.join(os.path.dirname(__file__), "data", "latents_dijkstra_loop.npz")
+    code = ("import numpy as np; from gmmplugin.engine.paths import graph_path, "
+            "principal_curve; z = np.load(%r)['z']; rows = graph_path(z, [130, 47]); "
+            "principal_curve(z, 3); print(len(rows), rows[0], rows[-1])" % data)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, first, last = map(int, out.stdout.split())
+    assert (first, last) == (130, 47) and n > 2
