@@ -40,11 +40,11 @@ latent, with the covariance of its neighbourhood (the nearest 20 % of the
 population), widened 3× along the neighbourhood's longest axis (the local
 direction of the motion, where the encoder's errors lie): an image moves its
 latent along the motion about as far as the population spreads there, across
-it little, and no further than it supports. A prior shared by all particles pulls weak
-images towards its modes: one Gaussian for the whole population pulls two
-compositions towards each other and fills the valley between them; a mixture
-of Gaussians gathers them in clumps at its components, which read as false
-classes. For an image that says nothing, the latent stays where the encoder
+it little, and no further than it supports. A prior shared by all particles
+pulls weak images towards its modes: one Gaussian for the whole population
+pulls two compositions towards each other and fills the valley between
+them; a mixture of Gaussians gathers them in clumps at its components, which
+read as false classes. For an image that says nothing, the latent stays where the encoder
 put it. Optionally (``significance`` > 0), as the pose refinement
 does, the refined latent replaces the encoder's only when the image alone
 favours it: 2 × the log-likelihood gain must exceed the χ² quantile (L
