@@ -83,17 +83,21 @@ def graph_path(z, anchors, k=NEIGHBOURS, bridge=False):
     """Rows of the particles on the cheapest graph path through ``anchors``
     (rows), in order (edge cost: distance ** EDGE_POWER). When two anchors
     are not connected even on a graph with 4× the neighbours (separate
-    populations), raises ValueError, or with
-    ``bridge`` crosses between the populations by their shortest gaps
-    (``bridged``)."""
+    populations), raises ValueError, or with ``bridge`` crosses between the
+    populations by their shortest gaps (``bridged``)."""
     import networkx as nx
     anchors = [int(a) for a in anchors]
     if len(anchors) < 2:
         raise ValueError("a path needs at least two anchors")
-    graphs = [knn_graph(z, kk) for kk in (k, 2 * k, 4 * k)]
-    if bridge:
-        graphs.append(bridged(graphs[0], z))
-    for g in graphs:
+
+    def graphs():                 # each built only when the previous one fails
+        first = knn_graph(z, k)
+        yield first
+        yield knn_graph(z, 2 * k)
+        yield knn_graph(z, 4 * k)
+        if bridge:
+            yield bridged(first, z)
+    for g in graphs():
         g = g.copy()
         g.data = g.data ** EDGE_POWER
         # networkx, not scipy's dijkstra: the scipy that scipion-em allows

@@ -145,9 +145,9 @@ def test_curve_tangents_follow_the_motion_where_each_particle_is():
 
 
 def test_the_neighbour_graph_is_in_canonical_form():
-    """scipy's dijkstra looped forever on a graph whose rows were unsorted (a
-    training's confidence step hung on such latents): the graph is handed on
-    sorted and without duplicate entries."""
+    """The graph is handed on sorted and without duplicate entries, the form
+    graph algorithms expect (maximum() of a graph and its transpose leaves
+    rows unsorted)."""
     from gmmplugin.engine.paths import knn_graph
     rng = np.random.default_rng(1)
     z = rng.normal(0, [0.8, 0.12], (1400, 2))
