@@ -152,21 +152,23 @@ class LatentLikelihood:
 
     @torch.no_grad()
     def fisher(self, z, step=None, rows=None):
-        """(n, L, L) Fisher information of every particle's latent ``z`` (n, L)
-        (only of ``rows``, the others zero, when given)."""
+        """(n, L, L) Fisher information of every particle's latent ``z`` (n, L),
+        or (len(rows), L, L) of ``rows`` alone, in their order: a process's
+        share, without an array for the whole set (at a million particles and
+        8 latent dimensions that array alone is half a gigabyte)."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:
             self.estimate_noise(z)
         step = step or self._step(z)
-        out = np.zeros((n, L, L), dtype=np.float64)
         todo = np.arange(n) if rows is None else np.asarray(rows)
+        out = np.zeros((len(todo), L, L), dtype=np.float64)
         for start in range(0, len(todo), self.bs):
             rows = todo[start:start + self.bs]
             data, ctf, rot, sh = self._batch(rows)
             _, jac, a, _ = self._expand(torch.from_numpy(z[rows]).to(self.device),
                                         data, ctf, rot, sh, step)
-            out[rows] = self._fisher_of(jac, a).double().cpu().numpy()
+            out[start:start + len(rows)] = self._fisher_of(jac, a).double().cpu().numpy()
         return out
 
     @torch.no_grad()
@@ -238,21 +240,33 @@ PRIOR_SAMPLE = 5000       # particles the neighbourhoods are measured on
 class LocalPrior:
     """Each particle's prior: a Gaussian centred on its own starting latent,
     with the covariance of its neighbourhood in the population (see the module
-    docstring)."""
+    docstring). The covariances are kept once per measured neighbourhood
+    (``pool``, at most ``PRIOR_SAMPLE``) with each particle's index into them
+    (``index``, −1 for the identity: outside this process's share), so the
+    prior of ten million particles costs their latents and one index each."""
 
-    def __init__(self, means, precisions):
+    def __init__(self, means, pool, index):
         self.means = np.asarray(means, dtype=np.float32)
-        self.precisions = np.asarray(precisions, dtype=np.float32)
+        self.pool = np.asarray(pool, dtype=np.float32)
+        self.index = np.asarray(index, dtype=np.int32)
         self.device = "cpu"
 
     def to(self, device):
         self.device = device
         return self
 
+    def precisions(self, rows=None):
+        """(len(rows), L, L) precision matrices of the particles ``rows`` (all
+        when None)."""
+        index = self.index if rows is None else self.index[rows]
+        out = self.pool[np.maximum(index, 0)]
+        out[index < 0] = np.eye(self.means.shape[1], dtype=np.float32)
+        return out
+
     def batch(self, rows):
         """The prior of the particles ``rows`` alone, as torch tensors."""
         return _GaussianBatch(torch.from_numpy(self.means[rows]).to(self.device),
-                              torch.from_numpy(self.precisions[rows]).to(self.device))
+                              torch.from_numpy(self.precisions(rows)).to(self.device))
 
 
 class _GaussianBatch:
@@ -300,12 +314,11 @@ def local_prior(z, fraction=PRIOR_FRACTION, stretch=PRIOR_STRETCH, sample=PRIOR_
         w[:, -1] *= stretch ** 2                  # along the longest axis
         pool_precisions[start:start + chunk] = np.einsum("bij,bj,bkj->bik", v, 1.0 / w, v)
     todo = np.arange(n) if rows is None else np.asarray(rows)
-    precisions = np.broadcast_to(np.eye(L, dtype=np.float32), (n, L, L)).copy()
+    index = np.full(n, -1, dtype=np.int32)
     for start in range(0, len(todo), 100000):
         part = todo[start:start + 100000]
-        nearest = nn.kneighbors(z[part], n_neighbors=1, return_distance=False)[:, 0]
-        precisions[part] = pool_precisions[nearest]
-    return LocalPrior(z, precisions)
+        index[part] = nn.kneighbors(z[part], n_neighbors=1, return_distance=False)[:, 0]
+    return LocalPrior(z, pool_precisions, index)
 
 
 def _population_cov(z):

@@ -171,7 +171,10 @@ def test_refinement_closes_the_gap_and_keeps_latents_the_image_cannot_place():
     # of the 240 particles as the prior
     wide = lambda: local_prior(start, fraction=0.8)
     refined, gain, moved = like.refine(start, significance=0.05, prior=wide())
-    crb = 1 / np.sqrt(like.fisher(z_true)[: n // 2, 0, 0])
+    full = like.fisher(z_true)
+    crb = 1 / np.sqrt(full[: n // 2, 0, 0])
+    share = np.arange(n)[::-1][:50]                     # a process's rows, any order
+    np.testing.assert_allclose(like.fisher(z_true, rows=share), full[share], rtol=1e-5)
     err_before = np.abs(start - z_true)[: n // 2, 0]
     err_after = np.abs(refined - z_true)[: n // 2, 0]
     assert np.sqrt((err_after ** 2).mean()) < 0.5 * np.sqrt((err_before ** 2).mean())
@@ -213,14 +216,17 @@ def test_the_prior_is_as_wide_for_a_large_set_as_for_a_small_one():
     rng = np.random.default_rng(4)
     small = rng.normal(0, [1.0, 0.3], (2000, 2))
     large = rng.normal(0, [1.0, 0.3], (40000, 2))
-    var = lambda z: np.median(np.linalg.inv(local_prior(z, sample=4000).precisions
+    var = lambda z: np.median(np.linalg.inv(local_prior(z, sample=4000).precisions()
                                             .astype(np.float64))[:, 0, 0])
     assert var(large) == pytest.approx(var(small), rel=0.2)
     rows = np.arange(0, 40000, 7)
     part = local_prior(large, sample=4000, rows=rows)
     whole = local_prior(large, sample=4000)
-    np.testing.assert_array_equal(part.precisions[rows], whole.precisions[rows])
-    assert np.all(part.precisions[1] == np.eye(2))        # not this process's share
+    np.testing.assert_array_equal(part.precisions(rows), whole.precisions(rows))
+    assert np.all(part.precisions([1]) == np.eye(2))        # not this process's share
+    # one covariance per measured neighbourhood and an index per particle: the
+    # prior of a large set does not hold an L x L matrix for every particle
+    assert len(whole.pool) <= 4000 and whole.index.dtype == np.int32
 
 
 def test_the_prior_keeps_separate_populations_apart():
@@ -232,7 +238,7 @@ def test_the_prior_keeps_separate_populations_apart():
                         rng.normal([3, 0], [0.3, 1.0], (600, 2))])
     prior = local_prior(z, fraction=0.15)
     np.testing.assert_allclose(prior.means, z, atol=1e-6)
-    variance = np.linalg.inv(prior.precisions.astype(np.float64))
+    variance = np.linalg.inv(prior.precisions().astype(np.float64))
     # across: its own population's spread (0.09), far narrower than the gap
     # (a neighbourhood at a population's tip is wider across than along, and
     # is stretched across)

@@ -246,11 +246,11 @@ def _latent_likelihood(trainer, particles, z, iterations, significance):
                         record["refinement"]["median_shift"],
                         record["refinement"]["seconds"]))
     t1 = time.time()
-    fisher = distributed.gather_rows(like.fisher(z, rows=mine)[mine], n, mine)
-    sd, _ = posterior_spread(fisher, z)
+    fisher = like.fisher(z, rows=mine)             # this rank's share only
     sample = z[np.unique(np.linspace(0, n - 1, min(n, MOTION_SAMPLE)).astype(int))]
-    motion = curve_tangents(z, principal_curve(sample, MOTION_FRAMES))
-    confidence = motion_confidence(fisher, z, motion)
+    motion = curve_tangents(z[mine], principal_curve(sample, MOTION_FRAMES))
+    sd = distributed.gather_rows(posterior_spread(fisher, z)[0], n, mine)
+    confidence = distributed.gather_rows(motion_confidence(fisher, z, motion), n, mine)
     arrays.update(latent_sd=sd, confidence=confidence)
     record.update(median=float(np.median(confidence)),
                   p10=float(np.percentile(confidence, 10)),
