@@ -307,9 +307,15 @@ def confidence_scores(work, gt):
     its position along the principal curve of all latents (engine/paths.py;
     PC1 misreads a bent population) against the position a monotone fit gives
     for its true state (latent units), and the true state against the one a
-    monotone fit gives for its position."""
+    monotone fit gives for its position. The confidence also gives each
+    particle's posterior spread along the motion, √((1 − c) / p) with p the
+    population's precision along it (engine/latent_likelihood.py): per
+    confidence quartile it is set beside the rms error (calibration), and a
+    perfect predictor of that spread bounds the Spearman any confidence can
+    reach when errors are drawn at random within it."""
     from sklearn.isotonic import IsotonicRegression
-    from gmmplugin.engine.paths import principal_curve, project
+    from gmmplugin.engine.commands.train import MOTION_FRAMES
+    from gmmplugin.engine.paths import curve_tangents, principal_curve, project
     lat = np.load(step_file(work, "train", "latents"))
     t_of = dict(zip(gt["ids"].tolist(), gt["conformation"].tolist()))
     t = np.array([t_of[int(i)] for i in lat["ids"]])
@@ -319,21 +325,27 @@ def confidence_scores(work, gt):
         pc = -pc
     err_z = np.abs(pc - IsotonicRegression(out_of_bounds="clip").fit(t, pc).predict(t))
     err_t = np.abs(IsotonicRegression(out_of_bounds="clip").fit(pc, t).predict(pc) - t)
-    conf, sd = lat["confidence"], lat["latent_sd"]
+    conf = np.asarray(lat["confidence"], dtype=np.float64)
+    motion = curve_tangents(z, principal_curve(z, MOTION_FRAMES))
+    precision = np.einsum("bi,ij,bj->b", motion, np.linalg.inv(np.cov(z.T)), motion)
+    sd_along = np.sqrt(np.clip(1.0 - conf, 1e-9, 1.0) / precision)
     q = np.quantile(conf, [0, 0.25, 0.5, 0.75, 1])
     quartiles = []
     for lo, hi in zip(q[:-1], q[1:]):
         m = (conf >= lo) & (conf <= hi)
         quartiles.append({"confidence": [round(float(lo), 3), round(float(hi), 3)],
                           "rms_error_latent": round(float(np.sqrt((err_z[m] ** 2).mean())), 4),
-                          "mean_predicted_sd": round(float(sd[m].mean()), 4),
+                          "predicted_sd_along": round(float(np.sqrt((sd_along[m] ** 2)
+                                                                    .mean())), 4),
                           "median_error_deg": round(30 * float(np.median(err_t[m])), 2)})
-    # how far a perfect predictor of each particle's error spread could go:
-    # Spearman of σ against σ·|N(0, 1)|, with σ the predicted spreads
-    ideal = spearmanr(sd, sd * np.abs(np.random.default_rng(0).normal(size=len(sd))))
+    # Spearman of σ against σ·|N(0, 1)|: the best a predictor of σ can do
+    # (averaged over 20 draws of the errors)
+    rng = np.random.default_rng(0)
+    ideal = np.mean([spearmanr(sd_along, sd_along * np.abs(rng.normal(size=len(sd_along))))
+                     .correlation for _ in range(20)])
     return {"rho_error_t": round(float(spearmanr(conf, err_t).correlation), 3),
             "rho_error_latent": round(float(spearmanr(conf, err_z).correlation), 3),
-            "rho_ideal_predictor": round(-float(ideal.correlation), 3),
+            "rho_ideal_predictor_latent": round(-float(ideal), 3),
             "median": round(float(np.median(conf)), 3), "quartiles": quartiles}
 
 
