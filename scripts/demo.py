@@ -101,7 +101,7 @@ def main():
     run(train, "5/6 heterogeneity training, at most %d epochs (gmmplugin - heterogeneity "
         "training)" % a.epochs)
     ana = project.newProtocol(GmmProtAnalyze, numClasses=0, numPCs=2, numFrames=7,
-                              particlesPerFrame=300, objLabel="latent analysis",
+                              objLabel="latent analysis",
                               numberOfThreads=cores)
     connect(ana.inputParticles, train, "Particles")
     run(ana, "6/6 latent analysis: classes, volume series, outliers (gmmplugin - analyze latent space)")

@@ -31,7 +31,8 @@ Decisions (ours, documented for users):
   evenly spanning the 2nd–98th percentile of the PC score (the populated
   range, about ±2σ for a Gaussian cloud); the other PC scores at their mean.
   Each frame: the GMM decoded at that latent point (instant, noise-free) and a
-  reconstruction of the ``per_frame`` particles nearest to it in latent space.
+  reconstruction of the ``per_frame`` particles nearest to it in latent space
+  (0: the set shared evenly among the frames).
 * Outliers: a particle is suspicious if its decoded GMM explains it poorly
   (low FRC) or its latent vector is far from the others. The score is the
   larger of two robust z-scores (median/MAD): of -FRC and of the latent
@@ -336,13 +337,16 @@ def classify(z, k, seed=0, method="valley", merge=False):
     return labels, centres
 
 
-def trajectories(z, n_pcs=2, n_frames=7, per_frame=500, lo=2.0, hi=98.0):
-    """Frames along the first PCs, each with its nearest particles (rows)."""
+def trajectories(z, n_pcs=2, n_frames=7, per_frame=0, lo=2.0, hi=98.0):
+    """Frames along the first PCs, each with its ``per_frame`` nearest particles
+    (rows; 0: the set shared evenly among the frames)."""
     from sklearn.decomposition import PCA
+    from .paths import shared_per_frame
     n_pcs = min(n_pcs, z.shape[1])
     pca = PCA(n_components=n_pcs).fit(z)
     scores = pca.transform(z)
-    per_frame = min(per_frame, len(z))
+    per_frame = min(per_frame if per_frame > 0 else shared_per_frame(len(z), n_frames),
+                    len(z))
     out = []
     for i in range(n_pcs):
         s = np.linspace(np.percentile(scores[:, i], lo), np.percentile(scores[:, i], hi),

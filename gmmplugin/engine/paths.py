@@ -241,22 +241,35 @@ def local_linear(x, y, at, h):
     return fit
 
 
-def curve_frames(z, points, per_frame, tube=None):
+def curve_frames(z, points, per_frame=0, tube=None):
     """A Curve from its frame points: each frame's ``per_frame`` nearest
     particles, and its occupancy, the particles whose nearest frame it is among
     those within ``tube`` of the curve (default: the median distance of the
-    particles to their nearest frame, times 3)."""
+    particles to their nearest frame, times 3). ``per_frame`` 0: the particles
+    along the curve (its total occupancy) shared evenly among the frames, so a
+    larger data set gives fuller frames, not thinner slices of the motion."""
     points = np.asarray(points, dtype=np.float64)
     d = np.linalg.norm(z[:, None, :] - points[None], axis=2)
-    per_frame = min(per_frame, len(z))
-    members = [np.argsort(d[:, f])[:per_frame] for f in range(len(points))]
     nearest, dist = d.argmin(1), d.min(1)
     tube = 3.0 * np.median(dist) if tube is None else tube
     occupancy = np.bincount(nearest[dist <= tube], minlength=len(points))
+    if per_frame <= 0:
+        per_frame = shared_per_frame(occupancy.sum(), len(points))
+    per_frame = min(per_frame, len(z))
+    members = [np.argsort(d[:, f])[:per_frame] for f in range(len(points))]
     return Curve(points, members, occupancy, _arc(points))
 
 
-def latent_path(z, anchors, n_frames, per_frame, k=NEIGHBOURS):
+MIN_PER_FRAME = 20     # the fewest particles an automatic frame reconstructs
+
+
+def shared_per_frame(population, n_frames):
+    """Particles per frame when ``population`` particles are shared evenly
+    among ``n_frames`` frames (at least MIN_PER_FRAME)."""
+    return max(MIN_PER_FRAME, int(round(population / max(n_frames, 1))))
+
+
+def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS):
     """The path through ``anchors`` (rows of ``z``) as a Curve of ``n_frames``;
     between separate populations it crosses their shortest gap, and the
     Curve's ``gap`` says how wide the widest crossing is."""

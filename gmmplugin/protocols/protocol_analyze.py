@@ -121,9 +121,17 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("numFrames", params.IntParam, default=7, label="Frames per series",
                       help="Frames of each volume series. Along a principal axis they "
                            "span the populated range (2nd–98th percentile).")
-        form.addParam("particlesPerFrame", params.IntParam, default=500,
-                      label="Particles per frame",
-                      help="The particles nearest each frame point are reconstructed.")
+        form.addParam("particlesPerFrame", params.IntParam, default=0,
+                      label="Particles per frame (0 = automatic)",
+                      help="Each frame's map is reconstructed from this many particles, "
+                           "those nearest its latent point. 0 shares the series's "
+                           "particles evenly among its frames: the whole set along a "
+                           "principal axis, the class along its curve, the particles "
+                           "along a path. Fewer particles per frame (or more frames) "
+                           "separate the motion more finely but give noisier maps; more "
+                           "give sharper maps that average over a wider stretch of the "
+                           "motion. A frame's particles and resolution are listed in its "
+                           "volume series.")
         form.addParam("weightByConfidence", params.BooleanParam, default=False,
                       label="Weigh particles by latent confidence?",
                       help="Class and frame maps average their particles weighted by "
@@ -312,8 +320,9 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             errors.append("These particles carry no latent confidence to weigh them by: "
                           "use the Particles output of 'heterogeneity training' (or "
                           "switch the weighting off).")
-        if self.particlesPerFrame.get() < 2:
-            errors.append("At least 2 particles per frame are needed to reconstruct.")
+        if self.particlesPerFrame.get() < 0 or self.particlesPerFrame.get() == 1:
+            errors.append("Particles per frame: 0 (automatic) or at least 2, to "
+                          "reconstruct.")
         box = self.reconstructionBox.get()
         if box and (box < 0 or box % 2 or box > inp.getXDim()):
             errors.append("The reconstruction box must be even and at most the particle "

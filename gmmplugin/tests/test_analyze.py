@@ -71,6 +71,8 @@ def test_trajectory_frames_follow_the_main_axis():
     assert len(traj.points) == 5 and all(len(m) == 100 for m in traj.members)
     assert np.all(np.diff(means) > 0) or np.all(np.diff(means) < 0)
     assert abs(means[0] - means[-1]) > 0.8
+    (auto,), _ = trajectories(z, n_pcs=1, n_frames=5)      # the set shared among them
+    assert all(len(m) == 400 for m in auto.members)
 
 
 def test_outliers_by_threshold_and_by_fraction():

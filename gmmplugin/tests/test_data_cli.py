@@ -180,9 +180,12 @@ def test_analyze_with_automatic_classes_merges_one_spread_state(small_sim, tmp_p
     z[state == 1, 1] += 2.0
     np.savez(tmp_path / "lat.npz", ids=p.ids, z=z)
     out = tmp_path / "ana"
-    assert cli.main(["--device", "cpu", "analyze", "--particles", small_sim[1], "--latents",
-                     str(tmp_path / "lat.npz"), "--out-dir", str(out), "--num-pcs", "1",
-                     "--num-frames", "2", "--per-frame", "20", "--pad", "1"]) == 0
+    args = ["--device", "cpu", "analyze", "--particles", small_sim[1], "--latents",
+            str(tmp_path / "lat.npz"), "--out-dir", str(out), "--num-pcs", "1",
+            "--num-frames", "2", "--pad", "1"]
+    assert cli.main(args + ["--per-frame", "1"]) != 0       # refused before any output
+    assert not list(out.glob("*.mrc")) and not (out / "analysis.json").exists()
+    assert cli.main(args + ["--per-frame", "20"]) == 0
     info = json.load(open(out / "analysis.json"))
     assert info["clustering"] == "valley" and info["num_classes"] == 2
     labels = np.load(out / "analysis.npz")["labels"]

@@ -43,6 +43,20 @@ def test_frames_hold_their_own_particles_and_the_occupancy_counts_them():
     assert np.all(np.diff(curve.arc) > 0)
 
 
+def test_automatic_frames_share_the_particles_along_the_curve():
+    """per_frame 0: the particles along the curve shared among its frames, so
+    a set four times larger gives frames four times fuller (not thinner
+    slices of the motion), and together the frames hold most of the arc."""
+    z, _ = _arc(seed=1)
+    curve = curve_frames(z, principal_curve(z, 7))
+    size = len(curve.members[0])
+    assert size == round(curve.occupancy.sum() / 7)
+    assert len(np.unique(np.concatenate(curve.members))) > 0.85 * len(z)
+    big, _ = _arc(n=4 * len(z), seed=2)
+    fuller = curve_frames(big, principal_curve(big, 7))
+    assert len(fuller.members[0]) == pytest.approx(4 * size, rel=0.1)
+
+
 def _moving_and_absent(n=4000, seed=2):
     """State 1 moves along a curve; state 0 is a blob close to the curve's middle,
     as an absent domain beside a motion."""

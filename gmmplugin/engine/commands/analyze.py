@@ -28,7 +28,11 @@ def add_args(n):
     n.add_argument("--reduction", default="pca", choices=["pca", "umap"])
     n.add_argument("--num-pcs", type=int, default=2)
     n.add_argument("--num-frames", type=int, default=7)
-    n.add_argument("--per-frame", type=int, default=500)
+    n.add_argument("--per-frame", type=int, default=0,
+                   help="particles reconstructed in each frame, those nearest its latent "
+                        "point; 0 = the series's particles shared evenly among its frames "
+                        "(the whole set along a principal axis, the class along its curve, "
+                        "the particles along a path)")
     n.add_argument("--class-curves", type=int, default=1, choices=[0, 1],
                    help="1: a volume series along each class's principal curve")
     n.add_argument("--path", default="",
@@ -218,6 +222,9 @@ def main(a):
     rows = rows_of(particles.ids, ids, "the particles (latent ids)")
     if len(z) < 4:
         raise ValueError("too few particles to analyse (%d)" % len(z))
+    if a.per_frame < 0 or a.per_frame == 1:
+        raise ValueError("--per-frame must be 0 (automatic) or at least 2, not %d"
+                         % a.per_frame)
     frc = lat["frc"] if "frc" in lat.files else None
     confidence = lat["confidence"] if "confidence" in lat.files else None
     if a.weights == "confidence" and confidence is None:
