@@ -241,20 +241,22 @@ def local_linear(x, y, at, h):
     return fit
 
 
-def curve_frames(z, points, per_frame=0, tube=None):
+def curve_frames(z, points, per_frame=0, tube=None, population=None):
     """A Curve from its frame points: each frame's ``per_frame`` nearest
     particles, and its occupancy, the particles whose nearest frame it is among
     those within ``tube`` of the curve (default: the median distance of the
-    particles to their nearest frame, times 3). ``per_frame`` 0: the particles
-    along the curve (its total occupancy) shared evenly among the frames, so a
-    larger data set gives fuller frames, not thinner slices of the motion."""
+    particles to their nearest frame, times 3). ``per_frame`` 0: the
+    ``population`` (default: the particles along the curve, its total
+    occupancy) shared evenly among the frames, so a larger data set gives
+    fuller frames, not thinner slices of the motion."""
     points = np.asarray(points, dtype=np.float64)
     d = np.linalg.norm(z[:, None, :] - points[None], axis=2)
     nearest, dist = d.argmin(1), d.min(1)
     tube = 3.0 * np.median(dist) if tube is None else tube
     occupancy = np.bincount(nearest[dist <= tube], minlength=len(points))
     if per_frame <= 0:
-        per_frame = shared_per_frame(occupancy.sum(), len(points))
+        per_frame = shared_per_frame(occupancy.sum() if population is None else population,
+                                     len(points))
     per_frame = min(per_frame, len(z))
     members = [np.argsort(d[:, f])[:per_frame] for f in range(len(points))]
     return Curve(points, members, occupancy, _arc(points))
@@ -269,14 +271,22 @@ def shared_per_frame(population, n_frames):
     return max(MIN_PER_FRAME, int(round(population / max(n_frames, 1))))
 
 
-def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS):
+def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None):
     """The path through ``anchors`` (rows of ``z``) as a Curve of ``n_frames``;
     between separate populations it crosses their shortest gap, and the
-    Curve's ``gap`` says how wide the widest crossing is."""
+    Curve's ``gap`` says how wide the widest crossing is. With ``per_frame``
+    0 and the particles' classes ``labels``, the frames share the particles
+    of the classes the path runs through (those of the particles nearest its
+    frames): a path within one of two compositions shares that composition,
+    not the whole set, which would draw the other one into its frames."""
     rows = graph_path(z, anchors, k, bridge=True)
     window = max(3, len(rows) // max(n_frames, 1))
     points = resample(smooth(z[rows], window), n_frames)
-    curve = curve_frames(z, points, per_frame)
+    population = None
+    if per_frame <= 0 and labels is not None:
+        nearest = np.linalg.norm(z[:, None, :] - points[None], axis=2).argmin(0)
+        population = int(np.isin(labels, np.unique(labels[nearest])).sum())
+    curve = curve_frames(z, points, per_frame, population=population)
     curve.gap = path_gap(z, rows, k)
     return curve
 

@@ -85,6 +85,19 @@ def test_path_between_the_ends_of_a_motion_stays_on_its_state():
     assert np.mean(state[mid] == 0) > 0.5
 
 
+def test_automatic_path_frames_share_the_classes_the_path_runs_through():
+    """per_frame 0 with the classes: a path within the moving state shares that
+    state's particles among its frames, not the whole set (which would draw
+    the absent state into its frames where the two lie close)."""
+    z, state, t = _moving_and_absent()
+    moving = np.nonzero(state == 1)[0]
+    ends = [moving[np.argmin(t[moving])], moving[np.argmax(t[moving])]]
+    curve = latent_path(z, ends, n_frames=9, labels=state)
+    assert len(curve.members[0]) == round(len(moving) / 9)
+    assert np.all(np.diff([t[m].mean() for m in curve.members]) > 0)
+    assert np.mean([np.mean(state[m] == 0) for m in curve.members]) < 0.02
+
+
 def test_anchors_not_connected_are_refused():
     rng = np.random.default_rng(3)
     z = np.concatenate([rng.normal(0, 0.1, (300, 2)), rng.normal(50, 0.1, (300, 2))])

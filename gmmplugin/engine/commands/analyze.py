@@ -32,7 +32,7 @@ def add_args(n):
                    help="particles reconstructed in each frame, those nearest its latent "
                         "point; 0 = the series's particles shared evenly among its frames "
                         "(the whole set along a principal axis, the class along its curve, "
-                        "the particles along a path)")
+                        "the classes a path runs through)")
     n.add_argument("--class-curves", type=int, default=1, choices=[0, 1],
                    help="1: a volume series along each class's principal curve")
     n.add_argument("--path", default="",
@@ -149,7 +149,7 @@ def _series(a, z, ids, labels):
                          for o, s in zip(curve.occupancy, curve.arc)]))
     if a.path:
         rows = anchor_rows(parse_anchors(a.path), z, ids, labels)
-        curve = latent_path(z, rows, a.num_frames, a.per_frame)
+        curve = latent_path(z, rows, a.num_frames, a.per_frame, labels=labels)
         out.append(("path", curve.points, curve.members,
                     [{"occupancy": int(o), "arc": float(s)}
                      for o, s in zip(curve.occupancy, curve.arc)]))
