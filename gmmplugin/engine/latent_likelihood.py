@@ -154,8 +154,7 @@ class LatentLikelihood:
     def fisher(self, z, step=None, rows=None):
         """(n, L, L) Fisher information of every particle's latent ``z`` (n, L),
         or (len(rows), L, L) of ``rows`` alone, in their order: a process's
-        share, without an array for the whole set (at a million particles and
-        8 latent dimensions that array alone is half a gigabyte)."""
+        share, without an L x L matrix for every particle of the set."""
         z = np.asarray(z, dtype=np.float32)
         n, L = z.shape
         if self.weights is None:

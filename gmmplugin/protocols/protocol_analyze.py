@@ -367,15 +367,19 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             kinds.append("the shortest path between %s on the particles' nearest-neighbour "
                          "graph with squared edge lengths (a density-based distance, "
                          "Bijral et al. 2011)" % info["path_anchors"])
+        sizes = sorted({f["particles"] for f in info["frames"] if "particles" in f})
+        each = ("; each frame was reconstructed from the %s particles nearest to it in the "
+                "latent space" % ("%d" % sizes[0] if len(sizes) == 1 else
+                                  "%d–%d" % (sizes[0], sizes[-1]))) if sizes else ""
         return ["The GMM latent space was clustered by %s into %d classes%s, each "
                 "reconstructed by direct Fourier inversion with CTF correction%s; volume "
-                "series were computed along %s (gmmplugin)."
+                "series were computed along %s%s (gmmplugin)."
                 % (CLUSTERING_LABELS[info["clustering"]], info["num_classes"],
                    " (number chosen %s)" % K_CHOICE[info["clustering"]]
                    if info["k_chosen_automatically"] else "",
                    ", particles weighted by their latent confidence"
                    if info.get("weights") == "confidence" else "",
-                   "; ".join(kinds) or "no series")]
+                   "; ".join(kinds) or "no series", each)]
 
     def _citations(self):
         return ["Chen2021"]

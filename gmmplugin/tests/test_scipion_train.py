@@ -198,6 +198,7 @@ class TestTrainPipeline(BaseTest):
         self.assertGreaterEqual(abs(spearmanr(np.arange(4), path).correlation), 0.9)
         self.assertEqual(info["weights"], "confidence")
         self.assertIn("class's principal curve", " ".join(prot._methods()))
+        self.assertIn("from the 150 particles nearest to it", " ".join(prot._methods()))
         self.assertIn("Path through class:1; class:2", " ".join(prot._summary()))
         # particles keep their latent confidence through the analysis
         conf = [p._gmmConfidence.get() for p in prot.Particles.iterItems()]
