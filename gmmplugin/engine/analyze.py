@@ -46,6 +46,7 @@ Decisions (ours, documented for users):
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 
 @dataclass
@@ -81,7 +82,7 @@ def locate_in_view(z, zred, points, neighbours=10):
     coef, *_ = np.linalg.lstsq(design, zred, rcond=None)
     if np.abs(design @ coef - zred).max() <= 1e-6 * (np.abs(zred).max() + 1e-12) + 1e-6:
         return np.column_stack([points, np.ones(len(points))]) @ coef
-    d = np.linalg.norm(z[None] - points[:, None], axis=2)
+    d = cdist(points, z)                               # (points, n)
     near = np.argsort(d, axis=1)[:, :neighbours]
     return zred[near].mean(1)
 

@@ -34,6 +34,7 @@ Torch-free (numpy, scipy, scikit-learn, networkx).
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 NEIGHBOURS = 10           # k of the nearest-neighbour graph
 EDGE_POWER = 2            # a path's edge costs (latent distance) ** EDGE_POWER
@@ -145,18 +146,24 @@ def smooth(points, window):
     return out
 
 
-def project(z, curve):
-    """(arc-length position, distance) of each point's projection onto a polyline."""
+def project(z, curve, chunk=100000):
+    """(arc-length position, distance) of each point's projection onto a polyline
+    (in chunks of ``chunk`` points: bounded memory for large sets)."""
+    z = np.asarray(z, dtype=np.float64)
     a, b = curve[:-1], curve[1:]
     d = b - a
     len2 = np.maximum((d ** 2).sum(1), 1e-18)
-    t = np.clip(((z[:, None, :] - a[None]) * d[None]).sum(2) / len2[None], 0.0, 1.0)
-    foot = a[None] + t[..., None] * d[None]
-    dist2 = ((z[:, None, :] - foot) ** 2).sum(2)
-    seg = dist2.argmin(1)
     arc = _arc(curve)
-    rows = np.arange(len(z))
-    return arc[seg] + t[rows, seg] * np.sqrt(len2[seg]), np.sqrt(dist2[rows, seg])
+    pos, dist = np.empty(len(z)), np.empty(len(z))
+    for start in range(0, len(z), chunk):
+        x = z[start:start + chunk, None, :] - a[None]
+        t = np.clip((x * d[None]).sum(2) / len2[None], 0.0, 1.0)
+        dist2 = ((x - t[..., None] * d[None]) ** 2).sum(2)
+        seg = dist2.argmin(1)
+        rows = np.arange(len(x))
+        pos[start:start + chunk] = arc[seg] + t[rows, seg] * np.sqrt(len2[seg])
+        dist[start:start + chunk] = np.sqrt(dist2[rows, seg])
+    return pos, dist
 
 
 def ordering(z, k=NEIGHBOURS, sample=5000, seed=0):
@@ -250,7 +257,7 @@ def curve_frames(z, points, per_frame=0, tube=None, population=None):
     occupancy) shared evenly among the frames, so a larger data set gives
     fuller frames, not thinner slices of the motion."""
     points = np.asarray(points, dtype=np.float64)
-    d = np.linalg.norm(z[:, None, :] - points[None], axis=2)
+    d = cdist(z, points)                               # (n, frames)
     nearest, dist = d.argmin(1), d.min(1)
     tube = 3.0 * np.median(dist) if tube is None else tube
     occupancy = np.bincount(nearest[dist <= tube], minlength=len(points))
@@ -284,7 +291,7 @@ def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None):
     points = resample(smooth(z[rows], window), n_frames)
     population = None
     if per_frame <= 0 and labels is not None:
-        nearest = np.linalg.norm(z[:, None, :] - points[None], axis=2).argmin(0)
+        nearest = cdist(z, points).argmin(0)
         population = int(np.isin(labels, np.unique(labels[nearest])).sum())
     curve = curve_frames(z, points, per_frame, population=population)
     curve.gap = path_gap(z, rows, k)

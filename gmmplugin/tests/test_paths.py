@@ -217,3 +217,14 @@ def test_a_path_on_latents_where_scipys_dijkstra_loops_forever_returns():
     assert out.returncode == 0, out.stderr[-2000:]
     n, first, last = map(int, out.stdout.split())
     assert (first, last) == (130, 47) and n > 2
+
+
+def test_projection_in_chunks_is_the_projection():
+    """project() works through large sets in chunks (bounded memory): the chunks
+    give the whole's positions and distances."""
+    from gmmplugin.engine.paths import project
+    z, _ = _arc(n=1000, seed=4)
+    curve = principal_curve(z, 7)
+    whole, chunked = project(z, curve), project(z, curve, chunk=77)
+    np.testing.assert_array_equal(whole[0], chunked[0])
+    np.testing.assert_array_equal(whole[1], chunked[1])
