@@ -222,7 +222,6 @@ def test_a_path_on_latents_where_scipys_dijkstra_loops_forever_returns():
 def test_projection_in_chunks_is_the_projection():
     """project() works through large sets in chunks (bounded memory): the chunks
     give the whole's positions and distances."""
-    from gmmplugin.engine.paths import project
     z, _ = _arc(n=1000, seed=4)
     curve = principal_curve(z, 7)
     whole, chunked = project(z, curve), project(z, curve, chunk=77)
