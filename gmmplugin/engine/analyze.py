@@ -342,12 +342,11 @@ def trajectories(z, n_pcs=2, n_frames=7, per_frame=0, lo=2.0, hi=98.0):
     """Frames along the first PCs, each with its ``per_frame`` nearest particles
     (rows; 0: the set shared evenly among the frames)."""
     from sklearn.decomposition import PCA
-    from .paths import shared_per_frame
+    from .paths import nearest_rows, shared_per_frame
     n_pcs = min(n_pcs, z.shape[1])
     pca = PCA(n_components=n_pcs).fit(z)
     scores = pca.transform(z)
-    per_frame = min(per_frame if per_frame > 0 else shared_per_frame(len(z), n_frames),
-                    len(z))
+    per_frame = per_frame if per_frame > 0 else shared_per_frame(len(z), n_frames)
     out = []
     for i in range(n_pcs):
         s = np.linspace(np.percentile(scores[:, i], lo), np.percentile(scores[:, i], hi),
@@ -357,8 +356,7 @@ def trajectories(z, n_pcs=2, n_frames=7, per_frame=0, lo=2.0, hi=98.0):
         points = pca.inverse_transform(frame_scores)
         members = []
         for p in points:
-            d = np.linalg.norm(z - p, axis=1)
-            members.append(np.argsort(d)[:per_frame])
+            members.append(nearest_rows(np.linalg.norm(z - p, axis=1), per_frame))
         out.append(Trajectory(i + 1, s, points, members))
     return out, pca
 

@@ -239,10 +239,11 @@ PRIOR_SAMPLE = 5000       # particles the neighbourhoods are measured on
 class LocalPrior:
     """Each particle's prior: a Gaussian centred on its own starting latent,
     with the covariance of its neighbourhood in the population (see the module
-    docstring). The covariances are kept once per measured neighbourhood
-    (``pool``, at most ``PRIOR_SAMPLE``) with each particle's index into them
-    (``index``, −1 for the identity: outside this process's share), so the
-    prior of ten million particles costs their latents and one index each."""
+    docstring). The precision matrices are kept once per measured
+    neighbourhood (``pool``, one per sampled particle) with each particle's
+    index into them (``index``, −1 for the identity: outside this process's
+    share), so the prior of ten million particles costs their latents and one
+    index each."""
 
     def __init__(self, means, pool, index):
         self.means = np.asarray(means, dtype=np.float32)
@@ -257,8 +258,8 @@ class LocalPrior:
     def precisions(self, rows=None):
         """(len(rows), L, L) precision matrices of the particles ``rows`` (all
         when None)."""
-        index = self.index if rows is None else self.index[rows]
-        out = self.pool[np.maximum(index, 0)]
+        index = self.index if rows is None else np.atleast_1d(self.index[rows])
+        out = self.pool[np.maximum(index, 0)]          # a copy: the pool stays as it is
         out[index < 0] = np.eye(self.means.shape[1], dtype=np.float32)
         return out
 

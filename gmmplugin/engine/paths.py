@@ -38,6 +38,8 @@ from scipy.spatial.distance import cdist
 
 NEIGHBOURS = 10           # k of the nearest-neighbour graph
 EDGE_POWER = 2            # a path's edge costs (latent distance) ** EDGE_POWER
+MIN_PER_FRAME = 20        # the fewest particles an automatic frame reconstructs
+PATH_CLASS_SHARE = 0.1    # of a path's particles, in a class it runs through (not a stray)
 CURVE_ITERATIONS = 5      # projection / averaging rounds of a principal curve
 
 
@@ -264,12 +266,17 @@ def curve_frames(z, points, per_frame=0, tube=None, population=None):
     if per_frame <= 0:
         per_frame = shared_per_frame(occupancy.sum() if population is None else population,
                                      len(points))
-    per_frame = min(per_frame, len(z))
-    members = [np.argsort(d[:, f])[:per_frame] for f in range(len(points))]
+    members = [nearest_rows(d[:, f], per_frame) for f in range(len(points))]
     return Curve(points, members, occupancy, _arc(points))
 
 
-MIN_PER_FRAME = 20     # the fewest particles an automatic frame reconstructs
+def nearest_rows(distance, k):
+    """The rows of the ``k`` smallest ``distance`` values, nearest first (a
+    partial sort: linear in the number of particles)."""
+    k = min(k, len(distance))
+    rows = np.argpartition(distance, k - 1)[:k] if k < len(distance) else \
+        np.arange(len(distance))
+    return rows[np.argsort(distance[rows], kind="stable")]
 
 
 def shared_per_frame(population, n_frames):
@@ -283,16 +290,18 @@ def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None):
     between separate populations it crosses their shortest gap, and the
     Curve's ``gap`` says how wide the widest crossing is. With ``per_frame``
     0 and the particles' classes ``labels``, the frames share the particles
-    of the classes the path runs through (those of the particles nearest its
-    frames): a path within one of two compositions shares that composition,
-    not the whole set, which would draw the other one into its frames."""
+    of the classes the path runs through (each holding at least
+    PATH_CLASS_SHARE of the path's own particles): a path within one of two
+    compositions shares that composition, not the whole set, which would draw
+    the other one into its frames."""
     rows = graph_path(z, anchors, k, bridge=True)
     window = max(3, len(rows) // max(n_frames, 1))
     points = resample(smooth(z[rows], window), n_frames)
     population = None
     if per_frame <= 0 and labels is not None:
-        nearest = cdist(z, points).argmin(0)
-        population = int(np.isin(labels, np.unique(labels[nearest])).sum())
+        classes, count = np.unique(np.asarray(labels)[rows], return_counts=True)
+        crossed = classes[(count >= PATH_CLASS_SHARE * len(rows)) | (count == count.max())]
+        population = int(np.isin(labels, crossed).sum())
     curve = curve_frames(z, points, per_frame, population=population)
     curve.gap = path_gap(z, rows, k)
     return curve

@@ -124,14 +124,17 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
         form.addParam("particlesPerFrame", params.IntParam, default=0,
                       label="Particles per frame (0 = automatic)",
                       help="Each frame's map is reconstructed from this many particles, "
-                           "those nearest its latent point. 0 shares the series's "
-                           "particles evenly among its frames: the whole set along a "
-                           "principal axis, the class along its curve, the classes a "
-                           "path runs through. Fewer particles per frame (or more frames) "
-                           "separate the motion more finely but give noisier maps; more "
-                           "give sharper maps that average over a wider stretch of the "
-                           "motion. A frame's particles and resolution are listed in its "
-                           "volume series.")
+                           "those nearest its latent point (neighbouring frames may share "
+                           "some). 0 takes the series's particles divided by its number "
+                           "of frames, at least 20: the whole set along a principal axis, "
+                           "the class along its curve, the classes a path runs through. "
+                           "Fewer particles per frame (or more frames) separate the "
+                           "motion more finely but give noisier maps; more give sharper "
+                           "maps that average over a wider stretch of the motion. With "
+                           "0 each series reconstructs about as many particles as the "
+                           "set holds: on a very large set a fixed number (e.g. 20000) "
+                           "makes the analysis faster. A frame's particles and "
+                           "resolution are listed in its volume series.")
         form.addParam("weightByConfidence", params.BooleanParam, default=False,
                       label="Weigh particles by latent confidence?",
                       help="Class and frame maps average their particles weighted by "
@@ -345,7 +348,8 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                         len(info["frames"]), info["outliers"]))
         if info.get("path_anchors"):
             occ = [f.get("occupancy", 0) for f in info["frames"] if f["series"] == PATH]
-            lines.append("Path through %s: particles per frame along it %s."
+            lines.append("Path through %s: occupancy of its frames (the particles "
+                         "nearest each) %s."
                          % (info["path_anchors"], " ".join(map(str, occ))))
             if info.get("path_jumps_a_gap"):
                 lines.append("The path's anchors lie in separate populations: it jumps "

@@ -150,6 +150,9 @@ def test_training_on_two_ranks_gives_the_one_process_latents(data):
     off = np.abs(lat1["confidence"] - lat2["confidence"])
     assert np.median(off) < 5e-3 and np.percentile(off, 95) < 3e-2, (np.median(off),
                                                                       np.percentile(off, 95))
+    # each rank's share of the posterior spreads, gathered: the one process's
+    spread = np.abs(lat1["latent_sd"] - lat2["latent_sd"]) / np.median(lat1["latent_sd"])
+    assert np.median(spread) < 5e-3 and np.percentile(spread, 95) < 3e-2, np.median(spread)
     assert os.path.exists(d + "/t2/work/checkpoint.pt")
     # resumed across world sizes: 1 -> 2 ranks and 2 -> 1 process, one more epoch
     _ranks(2, common + TRAIN + ["--epochs", "3", "--resume", "--out-dir", "t1"], d)

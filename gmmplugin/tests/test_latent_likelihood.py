@@ -224,6 +224,9 @@ def test_the_prior_is_as_wide_for_a_large_set_as_for_a_small_one():
     whole = local_prior(large, sample=4000)
     np.testing.assert_array_equal(part.precisions(rows), whole.precisions(rows))
     assert np.all(part.precisions([1]) == np.eye(2))        # not this process's share
+    before = part.pool.copy()
+    assert np.all(part.precisions(1) == np.eye(2))          # one row: the pool untouched
+    np.testing.assert_array_equal(part.pool, before)
     # one covariance per measured neighbourhood and an index per particle: the
     # prior of a large set does not hold an L x L matrix for every particle
     assert len(whole.pool) <= 4000 and whole.index.dtype == np.int32

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from gmmplugin.engine.paths import (anchor_rows, curve_frames, graph_path, latent_path,
-                                    parse_anchors, principal_curve, project, resample)
+from gmmplugin.engine.paths import (MIN_PER_FRAME, anchor_rows, curve_frames, graph_path,
+                                    latent_path, nearest_rows, parse_anchors, principal_curve,
+                                    project, resample)
 
 
 def _arc(n=3000, seed=0, noise=0.08):
@@ -220,10 +221,41 @@ def test_a_path_on_latents_where_scipys_dijkstra_loops_forever_returns():
 
 
 def test_projection_in_chunks_is_the_projection():
-    """project() works through large sets in chunks (bounded memory): the chunks
-    give the whole's positions and distances."""
+    """project() works through large sets in chunks (bounded memory): each point
+    lands at its nearest point of the polyline, by brute force over a fine
+    sampling of it, whatever the chunk size."""
     z, _ = _arc(n=1000, seed=4)
     curve = principal_curve(z, 7)
-    whole, chunked = project(z, curve), project(z, curve, chunk=77)
-    np.testing.assert_array_equal(whole[0], chunked[0])
-    np.testing.assert_array_equal(whole[1], chunked[1])
+    fine = resample(curve, 20000)                       # arc-length spaced
+    arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(fine, axis=0), axis=1))])
+    d = np.linalg.norm(z[:, None, :] - fine[None], axis=2)
+    for chunk in (100000, 77):
+        pos, dist = project(z, curve, chunk=chunk)
+        np.testing.assert_allclose(dist, d.min(1), atol=2e-3)
+        np.testing.assert_allclose(pos, arc[d.argmin(1)], atol=0.05)
+
+
+def test_nearest_rows_are_the_nearest_in_order():
+    rng = np.random.default_rng(5)
+    dist = rng.uniform(size=1000)
+    np.testing.assert_array_equal(nearest_rows(dist, 50), np.argsort(dist)[:50])
+    assert len(nearest_rows(dist, 5000)) == 1000          # no more than the set
+
+
+def test_automatic_frames_of_a_small_set_and_a_path_across_two_classes():
+    """At least MIN_PER_FRAME particles a frame, never more than the set; a path
+    from one state to another shares both states' particles."""
+    z, _ = _arc(n=60, seed=6)
+    small = curve_frames(z, principal_curve(z, 7))
+    assert all(len(m) == MIN_PER_FRAME for m in small.members)
+    assert all(len(m) == 60 for m in curve_frames(z, small.points, per_frame=500).members)
+    rng = np.random.default_rng(7)
+    a = rng.normal([-2, 0], 0.4, (800, 2))
+    b = rng.normal([2, 0], 0.4, (400, 2))
+    bridge = np.column_stack([np.linspace(-1, 1, 200), rng.normal(0, 0.1, 200)])
+    z = np.concatenate([a, b, bridge, rng.normal([0, 5], 0.3, (900, 2))])
+    labels = np.repeat([0, 1, 0, 2], [800, 400, 200, 900])
+    labels[1300:1400] = 1                                  # the bridge's right half
+    curve = latent_path(z, [int(np.argmin(z[:800, 0])), 800 + int(np.argmax(z[800:1200, 0]))],
+                        n_frames=8, labels=labels)
+    assert len(curve.members[0]) == round(1400 / 8)          # classes 0 and 1, not 2

@@ -30,9 +30,11 @@ def add_args(n):
     n.add_argument("--num-frames", type=int, default=7)
     n.add_argument("--per-frame", type=int, default=0,
                    help="particles reconstructed in each frame, those nearest its latent "
-                        "point; 0 = the series's particles shared evenly among its frames "
-                        "(the whole set along a principal axis, the class along its curve, "
-                        "the classes a path runs through)")
+                        "point; 0 = the series's particles divided by its frames, at least "
+                        "20 (the whole set along a principal axis, the class along its "
+                        "curve, the classes a path runs through). Fewer separate the motion "
+                        "more finely in noisier maps; a fixed number bounds the time on a "
+                        "very large set")
     n.add_argument("--class-curves", type=int, default=1, choices=[0, 1],
                    help="1: a volume series along each class's principal curve")
     n.add_argument("--path", default="",
