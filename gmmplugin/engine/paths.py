@@ -41,6 +41,9 @@ EDGE_POWER = 2            # a path's edge costs (latent distance) ** EDGE_POWER
 MIN_PER_FRAME = 20        # the fewest particles an automatic frame reconstructs
 PATH_CLASS_SHARE = 0.1    # of a path's particles, in a class it runs through (not a stray)
 CURVE_ITERATIONS = 5      # projection / averaging rounds of a principal curve
+CURVE_SAMPLE = 20000      # particles a principal curve is fitted to: enough to trace
+                          # a population's shape, and its cost stays that of this many
+PATH_SAMPLE = 50000       # particles whose neighbour graph a path runs on
 
 
 @dataclass
@@ -215,11 +218,21 @@ def curve_tangents(z, curve):
     return out
 
 
-def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS):
+def spread_rows(n, size, keep=()):
+    """Sorted rows of range(n): at most ``size`` spread evenly over it, and the
+    rows ``keep``."""
+    rows = np.unique(np.linspace(0, n - 1, min(n, size)).astype(np.int64))
+    return np.union1d(rows, np.asarray(keep, dtype=np.int64))
+
+
+def principal_curve(z, n_frames, iterations=CURVE_ITERATIONS, k=NEIGHBOURS,
+                    sample=CURVE_SAMPLE):
     """Frames (n_frames, L) of the principal curve of the points ``z`` (see the
-    module docstring). Its direction: from the low to the high end of
-    ``ordering``."""
+    module docstring), fitted to at most ``sample`` of them. Its direction:
+    from the low to the high end of ``ordering``."""
     z = np.asarray(z, dtype=np.float64)
+    if len(z) > sample:
+        z = z[spread_rows(len(z), sample)]
     ends = curve_ends(z, k)
     try:
         start = smooth(z[graph_path(z, ends, k)], 9)
@@ -285,7 +298,8 @@ def shared_per_frame(population, n_frames):
     return max(MIN_PER_FRAME, int(round(population / max(n_frames, 1))))
 
 
-def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None):
+def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None,
+                sample=PATH_SAMPLE):
     """The path through ``anchors`` (rows of ``z``) as a Curve of ``n_frames``;
     between separate populations it crosses their shortest gap, and the
     Curve's ``gap`` says how wide the widest crossing is. With ``per_frame``
@@ -293,8 +307,14 @@ def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None):
     of the classes the path runs through (each holding at least
     PATH_CLASS_SHARE of the path's own particles): a path within one of two
     compositions shares that composition, not the whole set, which would draw
-    the other one into its frames."""
-    rows = graph_path(z, anchors, k, bridge=True)
+    the other one into its frames. The path runs on the neighbour graph of at
+    most ``sample`` particles and the anchors (the graph of a million would
+    cost gigabytes); its frames take their particles from the whole set."""
+    graph_rows = spread_rows(len(z), sample, anchors) if len(z) > sample \
+        else np.arange(len(z))
+    on_graph = graph_path(z[graph_rows], np.searchsorted(graph_rows, anchors), k,
+                          bridge=True)
+    rows = graph_rows[on_graph]
     window = max(3, len(rows) // max(n_frames, 1))
     points = resample(smooth(z[rows], window), n_frames)
     population = None
@@ -303,7 +323,7 @@ def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None):
         crossed = classes[(count >= PATH_CLASS_SHARE * len(rows)) | (count == count.max())]
         population = int(np.isin(labels, crossed).sum())
     curve = curve_frames(z, points, per_frame, population=population)
-    curve.gap = path_gap(z, rows, k)
+    curve.gap = path_gap(z[graph_rows], on_graph, k)
     return curve
 
 

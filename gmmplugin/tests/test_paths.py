@@ -259,3 +259,18 @@ def test_automatic_frames_of_a_small_set_and_a_path_across_two_classes():
     curve = latent_path(z, [int(np.argmin(z[:800, 0])), 800 + int(np.argmax(z[800:1200, 0]))],
                         n_frames=8, labels=labels)
     assert len(curve.members[0]) == round(1400 / 8)          # classes 0 and 1, not 2
+
+
+def test_curves_and_paths_of_a_large_set_run_on_a_sample():
+    """A principal curve fitted to a sample of the set follows the same arc; a
+    path on the neighbour graph of a sample starts and ends at its anchors and
+    follows the motion, its frames drawing on the whole set."""
+    z, angle = _arc(n=6000, seed=8)
+    full, part = principal_curve(z, 7), principal_curve(z, 7, sample=1500)
+    assert np.abs(full - part).max() < 0.1                  # on an arc of radius 1
+    ends = [int(np.argmin(angle)), int(np.argmax(angle))]
+    curve = latent_path(z, ends, n_frames=7, per_frame=300, sample=1500)
+    np.testing.assert_allclose(curve.points[[0, -1]], z[ends], atol=1e-9)
+    means = [angle[m].mean() for m in curve.members]
+    assert np.all(np.diff(means) > 0)
+    assert len(np.unique(np.concatenate(curve.members))) > 1500  # frames from the whole set
