@@ -29,6 +29,12 @@ frames are then guesses. These curves stay where the particles are:
   neighbour graph falls apart, and the straight line between them when no
   chain of neighbours joins them.
 
+Both trace the population's shape, which an evenly spread sample traces as
+well as the whole: a curve is fitted to at most CURVE_SAMPLE particles and a
+path runs on the graph of at most PATH_SAMPLE and its anchors, so their cost
+stays bounded on millions of particles. Frames take their particles from the
+whole set.
+
 Torch-free (numpy, scipy, scikit-learn, networkx).
 """
 from dataclasses import dataclass
