@@ -207,7 +207,6 @@ def _refine(particles, z, rcfg, device):
 
 
 MOTION_FRAMES = 9    # nodes of the principal curve whose tangents give the motion's direction
-MOTION_SAMPLE = 20000  # particles that place that curve (it describes the population)
 
 
 def _latent_likelihood(trainer, particles, z, iterations, significance):
@@ -247,8 +246,7 @@ def _latent_likelihood(trainer, particles, z, iterations, significance):
                         record["refinement"]["seconds"]))
     t1 = time.time()
     fisher = like.fisher(z, rows=mine)             # this rank's share only
-    sample = z[np.unique(np.linspace(0, n - 1, min(n, MOTION_SAMPLE)).astype(int))]
-    motion = curve_tangents(z[mine], principal_curve(sample, MOTION_FRAMES))
+    motion = curve_tangents(z[mine], principal_curve(z, MOTION_FRAMES))  # on a sample
     sd = distributed.gather_rows(posterior_spread(fisher, z)[0], n, mine)
     confidence = distributed.gather_rows(motion_confidence(fisher, z, motion), n, mine)
     arrays.update(latent_sd=sd, confidence=confidence)
