@@ -157,24 +157,31 @@ def smooth(points, window):
     return out
 
 
-def project(z, curve, chunk=100000):
-    """(arc-length position, distance) of each point's projection onto a polyline
-    (in chunks of ``chunk`` points: bounded memory for large sets)."""
+def _feet(z, curve, chunk=100000):
+    """(segment, fraction along it, squared distance) of each point's nearest
+    point on a polyline, worked through in chunks of ``chunk`` points (bounded
+    memory for large sets)."""
     z = np.asarray(z, dtype=np.float64)
-    a, b = curve[:-1], curve[1:]
-    d = b - a
+    curve = np.asarray(curve, dtype=np.float64)
+    a, d = curve[:-1], np.diff(curve, axis=0)
     len2 = np.maximum((d ** 2).sum(1), 1e-18)
-    arc = _arc(curve)
-    pos, dist = np.empty(len(z)), np.empty(len(z))
+    seg = np.empty(len(z), dtype=np.int64)
+    frac, dist2 = np.empty(len(z)), np.empty(len(z))
     for start in range(0, len(z), chunk):
         x = z[start:start + chunk, None, :] - a[None]
         t = np.clip((x * d[None]).sum(2) / len2[None], 0.0, 1.0)
-        dist2 = ((x - t[..., None] * d[None]) ** 2).sum(2)
-        seg = dist2.argmin(1)
-        rows = np.arange(len(x))
-        pos[start:start + chunk] = arc[seg] + t[rows, seg] * np.sqrt(len2[seg])
-        dist[start:start + chunk] = np.sqrt(dist2[rows, seg])
-    return pos, dist
+        e2 = ((x - t[..., None] * d[None]) ** 2).sum(2)
+        s, rows = e2.argmin(1), np.arange(len(x))
+        seg[start:start + chunk], frac[start:start + chunk] = s, t[rows, s]
+        dist2[start:start + chunk] = e2[rows, s]
+    return seg, frac, dist2
+
+
+def project(z, curve, chunk=100000):
+    """(arc-length position, distance) of each point's projection onto a polyline."""
+    seg, frac, dist2 = _feet(z, curve, chunk)
+    lengths = np.linalg.norm(np.diff(np.asarray(curve, dtype=np.float64), axis=0), axis=1)
+    return _arc(curve)[seg] + frac * lengths[seg], np.sqrt(dist2)
 
 
 def ordering(z, k=NEIGHBOURS, sample=5000, seed=0):
@@ -209,19 +216,9 @@ def curve_ends(z, k=NEIGHBOURS):
 def curve_tangents(z, curve):
     """(n, L) unit direction of ``curve`` (a polyline) where each point of
     ``z`` projects onto it: the local direction of the motion it follows."""
-    z = np.asarray(z, dtype=np.float64)
-    curve = np.asarray(curve, dtype=np.float64)
-    steps = np.diff(curve, axis=0)
-    a = curve[:-1]
-    len2 = np.maximum((steps ** 2).sum(1), 1e-18)
-    unit = steps / np.sqrt(len2)[:, None]
-    out = np.empty_like(z)
-    for start in range(0, len(z), 100000):          # bounded memory for large sets
-        x = z[start:start + 100000, None, :] - a[None]
-        t = np.clip((x * steps[None]).sum(2) / len2[None], 0.0, 1.0)
-        dist2 = ((x - t[..., None] * steps[None]) ** 2).sum(2)
-        out[start:start + 100000] = unit[dist2.argmin(1)]
-    return out
+    steps = np.diff(np.asarray(curve, dtype=np.float64), axis=0)
+    unit = steps / np.maximum(np.linalg.norm(steps, axis=1), 1e-9)[:, None]
+    return unit[_feet(z, curve)[0]]
 
 
 def spread_rows(n, size, keep=()):
