@@ -250,8 +250,8 @@ def append_flex_particles(partSet, outSet, lat, expanded=None):
 def write_latents(partSet, path, scores_from=None):
     """The latents (zFlex) of a flexible set as the engine's latents file (ids, z),
     ordered by id; with ``scores_from`` (a training's latents file) each
-    particle's final score, latent confidence and spread are carried over when
-    every particle has one."""
+    particle's final score, latent confidence (and the direction it was
+    measured along) and spread are carried over when every particle has one."""
     from .engine.io import write_npz
     ids, z = [], []
     for p in partSet.iterItems(orderBy="id"):
@@ -260,9 +260,9 @@ def write_latents(partSet, path, scores_from=None):
     data = {"ids": np.array(ids, dtype=np.int64), "z": np.array(z, dtype=np.float32)}
     if scores_from and os.path.exists(str(scores_from)):
         with np.load(str(scores_from)) as lat:
-            for key in ("frc", "confidence", "latent_sd"):
+            for key in ("frc", "confidence", "motion", "latent_sd"):
                 if key in lat.files:
-                    value = dict(zip(lat["ids"].tolist(), lat[key].tolist()))
+                    value = dict(zip(lat["ids"].tolist(), lat[key]))
                     if all(int(i) in value for i in ids):
                         data[key] = np.array([value[int(i)] for i in ids], dtype=np.float32)
     write_npz(path, **data)

@@ -343,6 +343,20 @@ def posterior_spread(fisher, z):
     return sd.astype(np.float32), confidence.astype(np.float32)
 
 
+MOTION_FRAMES = 9    # nodes of the principal curve whose tangents give the motion's direction
+
+
+def motion_tangents(z, rows=None):
+    """(len(rows), L) unit direction of the population's motion at the
+    particles ``rows`` of the latents ``z`` (default: all): the tangent of the
+    principal curve of all latents (engine/paths.py, fitted to a sample)
+    where each projects. The confidence is measured along it, and train
+    writes it beside the confidence as ``motion``."""
+    from .paths import curve_tangents, principal_curve
+    z = np.asarray(z, dtype=np.float64)
+    return curve_tangents(z if rows is None else z[rows], principal_curve(z, MOTION_FRAMES))
+
+
 def motion_confidence(fisher, z, directions):
     """Each particle's confidence along ``directions`` (n, L) (unit vectors:
     the motion at each particle), with the population ``z`` as the prior (see

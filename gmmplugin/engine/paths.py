@@ -59,6 +59,7 @@ class Curve:
     occupancy: np.ndarray  # (F,) particles whose nearest frame this is (within the tube)
     arc: np.ndarray        # (F,) arc length of each frame from the first one
     gap: float = 0.0       # a path's widest jump across empty latent space (path_gap)
+    classes: np.ndarray = None  # a path's: the classes it runs through (with labels)
 
 
 def knn_graph(z, k=NEIGHBOURS):
@@ -320,13 +321,15 @@ def latent_path(z, anchors, n_frames, per_frame=0, k=NEIGHBOURS, labels=None,
     rows = graph_rows[on_graph]
     window = max(3, len(rows) // max(n_frames, 1))
     points = resample(smooth(z[rows], window), n_frames)
-    population = None
-    if per_frame <= 0 and labels is not None:
+    population, crossed = None, None
+    if labels is not None:
         classes, count = np.unique(np.asarray(labels)[rows], return_counts=True)
         crossed = classes[(count >= PATH_CLASS_SHARE * len(rows)) | (count == count.max())]
-        population = int(np.isin(labels, crossed).sum())
+        if per_frame <= 0:
+            population = int(np.isin(labels, crossed).sum())
     curve = curve_frames(z, points, per_frame, population=population)
     curve.gap = path_gap(z[graph_rows], on_graph, k)
+    curve.classes = crossed
     return curve
 
 

@@ -102,6 +102,23 @@ class FourierInserter:
                     self.num_im.view(-1).index_add_(0, idx, (w * val_im).flatten().double())
                     self.den.view(-1).index_add_(0, idx, (w * wgt).flatten().double())
 
+    def reconstruction(self, wiener=0.05, last=True):
+        """The Reconstruction of what the ranks inserted so far. Unless ``last``
+        (more will be inserted), summed over the ranks into copies, which
+        leaves each rank's own accumulators to go on with."""
+        if not last and distributed.world() > 1:
+            acc = [distributed.all_reduce_(t.clone())
+                   for t in (self.num_re, self.num_im, self.den)]
+        else:
+            self.all_reduce()
+            acc = (self.num_re, self.num_im, self.den)
+        half1, half2 = (self.volume([i], wiener, acc) for i in (0, 1))
+        curve = fsc(half1, half2)
+        return Reconstruction(full=self.volume([0, 1], wiener, acc), half1=half1,
+                              half2=half2, fsc=curve,
+                              resolution=resolution_at(curve, self.box, self.apix),
+                              apix=self.apix)
+
     def all_reduce(self):
         """Sum the accumulators over the ranks (each inserted its own particles):
         insertion is a sum over particles, so the sum of the ranks' partial
@@ -121,11 +138,14 @@ class FourierInserter:
             0, r, torch.ones_like(den))
         return (tot / cnt.clamp_min(1))[r]
 
-    def volume(self, maps=(0,), wiener=0.05):
-        """Real-space map (box³ numpy float32) from the sum of accumulators ``maps``."""
+    def volume(self, maps=(0,), wiener=0.05, acc=None):
+        """Real-space map (box³ numpy float32) from the sum of accumulators
+        ``maps`` (of ``acc``: numerator real, imaginary, denominator; default
+        this inserter's own)."""
         maps = list(maps)
-        num = torch.complex(self.num_re[maps].sum(0), self.num_im[maps].sum(0))
-        den = self.den[maps].sum(0)
+        num_re, num_im, den = acc or (self.num_re, self.num_im, self.den)
+        num = torch.complex(num_re[maps].sum(0), num_im[maps].sum(0))
+        den = den[maps].sum(0)
         tau = wiener * self.shell_mean(den) + 1e-12
         vol_ft = (num / (den + tau)).reshape(self.P, self.P, self.P)
         vol = torch.fft.fftshift(torch.fft.ifftn(vol_ft).real) / self.apix
@@ -158,32 +178,48 @@ def reconstruct(particles, rows=None, box=None, batch_size=64, device="cpu",
         if weights.shape != rows.shape or (weights < 0).any() or not weights.any():
             raise ValueError("reconstruction weights: one non-negative weight per particle, "
                              "not all zero")
-    if len(rows) < 2:
+    return nested_reconstructions(particles, rows, [len(rows)], box, batch_size, device,
+                                  wiener, pad, seed, progress, weights)[0]
+
+
+def nested_reconstructions(particles, rows, sizes, box=None, batch_size=64, device="cpu",
+                           wiener=0.05, pad=2, seed=0, progress=None, weights=None):
+    """The Reconstructions of the first ``sizes[i]`` (increasing) of ``rows``,
+    each particle inserted once: maps of nested neighbourhoods for the price
+    of the widest. Arguments as ``reconstruct``. The half sets are drawn ring
+    by ring (the first ``sizes[0]`` rows as ``reconstruct`` draws them for
+    those rows, each further ring on its own), so that every neighbourhood's
+    halves are balanced and the first is ``reconstruct``'s map."""
+    rows, sizes = np.asarray(rows), [int(n) for n in sizes]
+    if sizes[0] < 2:
         raise ValueError("at least 2 particles are needed for a reconstruction, got %d"
-                         % len(rows))
+                         % sizes[0])
+    if np.any(np.diff(sizes) <= 0) or sizes[-1] > len(rows):
+        raise ValueError("nested reconstructions: sizes must increase, up to the rows")
+    rows = rows[:sizes[-1]]
     box = box or particles.box
     apix = particles.apix * particles.box / box
-    halves = split_halves(len(rows), seed)       # decided for all rows, on every rank
+    halves = np.concatenate([split_halves(b - a, seed + i) for i, (a, b) in
+                             enumerate(zip([0] + sizes[:-1], sizes))])   # on every rank
     distributed.check_particles(len(rows))
     mine = distributed.shard(np.arange(len(rows)), batch_size)
-    halves = halves[mine]
-    weights = None if weights is None else weights[mine]
     ins = FourierInserter(box, apix, n_maps=2, pad=pad, device=device)
-    done = 0
-    for batch in particles.batches(batch_size, rows[mine], device=device):
-        imgs = crop_images(batch["images"], box)
-        h = halves[done:done + len(batch["rows"])]
-        w = None if weights is None else weights[done:done + len(batch["rows"])]
-        ins.insert(imgs, batch["rotations"], batch["shifts"], batch["ctf"],
-                   which=h, phase_flipped=particles.phase_flipped, weights=w)
-        done += len(batch["rows"])
-        if progress:
-            progress(done, len(mine))
-    ins.all_reduce()
-    half1, half2 = ins.volume([0], wiener), ins.volume([1], wiener)
-    curve = fsc(half1, half2)
-    return Reconstruction(full=ins.volume([0, 1], wiener), half1=half1, half2=half2,
-                          fsc=curve, resolution=resolution_at(curve, box, apix), apix=apix)
+    out, start, done = [], 0, 0
+    for size in sizes:
+        ring = mine[(mine >= start) & (mine < size)]
+        start, at = size, 0
+        for batch in particles.batches(batch_size, rows[ring], device=device):
+            part = ring[at:at + len(batch["rows"])]
+            ins.insert(crop_images(batch["images"], box), batch["rotations"],
+                       batch["shifts"], batch["ctf"], which=halves[part],
+                       phase_flipped=particles.phase_flipped,
+                       weights=None if weights is None else weights[part])
+            at += len(part)
+            done += len(part)
+            if progress:
+                progress(done, int((mine < sizes[-1]).sum()))
+        out.append(ins.reconstruction(wiener, last=size == sizes[-1]))
+    return out
 
 
 def save_reconstruction(rec, folder, name, info=None):

@@ -36,6 +36,12 @@ OUTPUTS = {CLASSES: SetOfClasses3D,
 PATH = "path"                                # the engine's name of the anchors' series
 
 
+def _span(values):
+    """"n" or "lo–hi" of some counts."""
+    lo, hi = min(values), max(values)
+    return "%d" % lo if lo == hi else "%d–%d" % (lo, hi)
+
+
 def series_label(series):
     """'pc1' -> 'PC1', 'class2' -> 'class 2', 'path' -> 'path'."""
     if series.startswith("pc"):
@@ -136,17 +142,21 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            "makes the analysis faster. A frame's particles and "
                            "resolution are listed in its volume series.")
         form.addParam("weightByConfidence", params.BooleanParam, default=False,
-                      label="Weigh particles by latent confidence?",
-                      help="Class and frame maps average their particles weighted by "
-                           "how well each particle's image determines its place along "
-                           "the motion (written by 'heterogeneity training'). Usually "
-                           "leave it off: an image that says little about its place "
-                           "(e.g. a view along the motion) also changes little along "
-                           "the motion, so it blurs a frame little even when its place "
-                           "is uncertain, and down-weighting it mostly costs signal. "
-                           "Turn it on to check whether a frame's detail rests on the "
-                           "particles whose place is well determined. Needs particles "
-                           "that carry the confidence.")
+                      label="Use the latent confidence in the maps?",
+                      help="Frames: each frame's map draws, Fourier shell by shell, on "
+                           "up to three times its own particles (the best determined "
+                           "first) where the trained decoder and the noise predict a "
+                           "cleaner map: at fine detail, where the noise limits a "
+                           "frame, it takes more particles; at coarse detail, where "
+                           "the spread of the states limits it, it keeps its own. The "
+                           "confidence says how far each particle's true place may "
+                           "lie from its latent. Classes: particles weigh in the class "
+                           "maps by their confidence, to check whether a class's detail "
+                           "rests on the particles whose place is well determined (it "
+                           "costs signal). Turn it on for the final frame maps; it "
+                           "takes about three times the frames' reconstruction time. "
+                           "Needs particles from 'heterogeneity training', which carry "
+                           "the confidence and the trained networks.")
         form.addSection(label="Outliers")
         form.addParam("outlierThreshold", params.FloatParam, default=3.5,
                       label="Outlier score threshold",
@@ -196,10 +206,18 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 "--box %d" % self.reconstructionBox.get()]
         if (self.pathAnchors.get() or "").strip():
             args.append('--path "%s"' % self.pathAnchors.get().strip())
+        networks = self._networks()
+        if networks:
+            args += ["--checkpoint %s" % networks[0], "--gmm %s" % networks[1]]
+        self.runEngine("analyze", " ".join(args))
+
+    def _networks(self):
+        """(checkpoint, neutral GMM) of the training the particles come from, or
+        None when their files are not there."""
         ck, gmm = self._flex("modelPath"), self._flex("gmmPath")
         if ck and gmm and os.path.exists(str(ck)) and os.path.exists(str(gmm)):
-            args += ["--checkpoint %s" % ck, "--gmm %s" % gmm]
-        self.runEngine("analyze", " ".join(args))
+            return str(ck), str(gmm)
+        return None
 
     def _info(self):
         return self.readResult("analysis_info")
@@ -320,9 +338,13 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                            for kind, c in paths.parse_anchors(anchors)
                            if kind == "class" and not 1 <= c <= k]
         if self.weightByConfidence.get() and getattr(first, "_gmmConfidence", None) is None:
-            errors.append("These particles carry no latent confidence to weigh them by: "
-                          "use the Particles output of 'heterogeneity training' (or "
-                          "switch the weighting off).")
+            errors.append("These particles carry no latent confidence to use in the "
+                          "maps: use the Particles output of 'heterogeneity training' "
+                          "(or switch the confidence off).")
+        elif self.weightByConfidence.get() and not self._networks():
+            errors.append("Using the confidence in the frame maps needs the trained "
+                          "networks of 'heterogeneity training', which these particles "
+                          "do not lead to (or switch the confidence off).")
         if self.particlesPerFrame.get() < 0 or self.particlesPerFrame.get() == 1:
             errors.append("Particles per frame: 0 (automatic) or at least 2, to "
                           "reconstruct.")
@@ -355,6 +377,11 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
                 lines.append("The path's anchors lie in separate populations: it jumps "
                              "across empty latent space, where frames hold no particles "
                              "and their maps are guesses of the decoder.")
+        widened = [f for f in info["frames"] if f.get("shell_particles")]
+        if widened:
+            lines.append("Frame maps widened by the confidence: finest detail from %s "
+                         "particles, coarsest from the frames' own."
+                         % _span([f["shell_particles"][-1] for f in widened]))
         return lines
 
     def _methods(self):
@@ -371,10 +398,17 @@ class GmmProtAnalyze(GmmProtBase, ProtAnalysis3D, ProtFlexBase):
             kinds.append("the shortest path between %s on the particles' nearest-neighbour "
                          "graph with squared edge lengths (a density-based distance, "
                          "Bijral et al. 2011)" % info["path_anchors"])
-        sizes = sorted({f["particles"] for f in info["frames"] if "particles" in f})
+        sizes = [f["particles"] for f in info["frames"] if "particles" in f]
         each = ("; each frame was reconstructed from the %s particles nearest to it in the "
-                "latent space" % ("%d" % sizes[0] if len(sizes) == 1 else
-                                  "%d–%d" % (sizes[0], sizes[-1]))) if sizes else ""
+                "latent space" % _span(sizes)) if sizes else ""
+        widened = [f["shell_particles"][-1] for f in info["frames"]
+                   if f.get("shell_particles")]
+        if widened:
+            each += (", and in each Fourier shell from up to three times as many (%s at "
+                     "the finest), as far as the change of the decoded map over the "
+                     "particles' states, their posterior spread from the latent "
+                     "confidence, and the half-map noise predicted a smaller error"
+                     % _span(widened))
         return ["The GMM latent space was clustered by %s into %d classes%s, each "
                 "reconstructed by direct Fourier inversion with CTF correction%s; volume "
                 "series were computed along %s%s (gmmplugin)."

@@ -168,7 +168,7 @@ def test_cached_features_are_recomputed_for_other_settings(small_sim, tmp_path):
     assert any("recomputing" in m for m in logs) and not np.allclose(b, c)
 
 
-def test_analyze_with_automatic_classes_merges_one_spread_state(small_sim, tmp_path):
+def test_analyze_with_automatic_classes_merges_one_spread_state(small_sim, tmp_path, capsys):
     """The command line's automatic classes: a spread-out state that BIC splits
     is merged back, and every class that is left is reconstructed."""
     import json
@@ -184,6 +184,14 @@ def test_analyze_with_automatic_classes_merges_one_spread_state(small_sim, tmp_p
             str(tmp_path / "lat.npz"), "--out-dir", str(out), "--num-pcs", "1",
             "--num-frames", "2", "--pad", "1"]
     assert cli.main(args + ["--per-frame", "1"]) != 0       # refused before any output
+    assert not list(out.glob("*.mrc")) and not (out / "analysis.json").exists()
+    # widening frames by confidence takes the decoder: refused without it
+    np.savez(tmp_path / "lat_c.npz", ids=p.ids, z=z, confidence=np.full(len(p), 0.5))
+    args_c = [str(tmp_path / "lat_c.npz") if x == str(tmp_path / "lat.npz") else x
+              for x in args]
+    capsys.readouterr()
+    assert cli.main(args_c + ["--weights", "confidence"]) != 0
+    assert "needs --checkpoint and --gmm" in capsys.readouterr().err
     assert not list(out.glob("*.mrc")) and not (out / "analysis.json").exists()
     assert cli.main(args + ["--per-frame", "20"]) == 0
     info = json.load(open(out / "analysis.json"))

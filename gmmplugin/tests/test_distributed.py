@@ -74,6 +74,44 @@ def test_reconstruction_from_two_ranks_is_the_one_process_map(data):
             == pytest.approx(np.loadtxt(data["dir"] + "/rec2/map_fsc.txt"), abs=1e-6))
 
 
+NESTED = """
+import sys
+import numpy as np
+import torch
+from gmmplugin.engine import distributed
+from gmmplugin.engine.commands.common import load_particles
+from gmmplugin.engine.reconstruct import nested_reconstructions
+distributed.setup(torch.device("cpu"))
+p = load_particles(sys.argv[1])
+recs = nested_reconstructions(p, np.arange(len(p)), [100, 300])
+if distributed.is_main():
+    np.savez(sys.argv[2], **{"%s%d" % (k, i): getattr(r, k) for i, r in enumerate(recs)
+                            for k in ("full", "half1", "fsc")})
+distributed.teardown()
+"""
+
+
+def test_nested_reconstructions_from_two_ranks_are_the_one_process_maps(data):
+    """The inner neighbourhood's map is read while the ranks go on inserting:
+    summed into copies, each rank's own sums left to grow."""
+    from gmmplugin.engine.commands.common import load_particles
+    from gmmplugin.engine.reconstruct import nested_reconstructions
+    d = data["dir"]
+    with open(os.path.join(d, "nested.py"), "w") as f:
+        f.write(NESTED)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "nested.py", data["star"], "nested.npz"],
+                         capture_output=True, text=True, cwd=d, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    two = np.load(os.path.join(d, "nested.npz"))
+    p = load_particles(data["star"])
+    for i, rec in enumerate(nested_reconstructions(p, np.arange(len(p)), [100, 300])):
+        for k in ("full", "half1"):
+            one = getattr(rec, k)
+            assert np.abs(one - two["%s%d" % (k, i)]).max() <= 1e-6 * np.abs(one).max(), k
+        assert np.allclose(rec.fsc, two["fsc%d" % i], atol=1e-6)
+
+
 def test_two_nodes_meet_at_a_c10d_rendezvous(data):
     """The multi-node path: two torchrun agents (one process each), as a queue
     job starts one per node, with the rank of each node left to the rendezvous."""
@@ -147,6 +185,11 @@ def test_training_on_two_ranks_gives_the_one_process_latents(data):
     assert np.median(apart) < 1e-3 and apart.max() < 2e-2, (np.median(apart), apart.max())
     # the confidence is read along the principal curve of all latents, whose
     # tangent at a few particles turns with those round-off differences
+    # the direction each confidence was read along: unit vectors, the same
+    assert lat1["motion"].shape == lat1["z"].shape
+    assert np.allclose(np.linalg.norm(lat1["motion"], axis=1), 1.0, atol=1e-5)
+    turned = 1 - np.abs(np.einsum("bi,bi->b", lat1["motion"], lat2["motion"]))
+    assert np.median(turned) < 1e-3, np.median(turned)
     off = np.abs(lat1["confidence"] - lat2["confidence"])
     assert np.median(off) < 5e-3 and np.percentile(off, 95) < 3e-2, (np.median(off),
                                                                       np.percentile(off, 95))

@@ -146,6 +146,16 @@ class TestTrainPipeline(BaseTest):
         self.assertIn("reconstruction box", " ".join(ana._validate()))
         ana.reconstructionBox.set(16)
         self.assertEqual(ana._validate(), [])
+        # the confidence in the frame maps takes the trained networks
+        from gmmplugin.convert import gmm_flex_attr
+        ana.weightByConfidence.set(True)
+        self.assertEqual(ana._validate(), [])
+        ck = str(gmm_flex_attr(self.train.Particles, "modelPath"))
+        os.rename(ck, ck + ".away")
+        try:
+            self.assertIn("needs the trained networks", " ".join(ana._validate()))
+        finally:
+            os.rename(ck + ".away", ck)
 
     def test_analyze_outputs_and_viewer_plots(self):
         from pwem.objects import SetOfClasses3D, SetOfParticlesFlex, SetOfVolumesFlex
@@ -197,6 +207,20 @@ class TestTrainPipeline(BaseTest):
         print("path frame means", np.round(path, 2))
         self.assertGreaterEqual(abs(spearmanr(np.arange(4), path).correlation), 0.9)
         self.assertEqual(info["weights"], "confidence")
+        # with the confidence, each frame's map widens shell by shell, from its
+        # own particles up to at most three times as many
+        for f in info["frames"]:
+            self.assertIsNotNone(f["shell_particles"])          # 150 particles each
+            shells = np.array(f["shell_particles"])
+            self.assertTrue(np.all(np.diff(shells) >= 0))
+            self.assertTrue(f["particles"] <= shells[-1] <= 3 * f["particles"])
+            self.assertEqual(shells[0], f["particles"])
+        # the confidence reached the engine with the direction it was read along
+        with np.load(prot._getFileName("latents_in")) as lat_in:
+            self.assertEqual(lat_in["motion"].shape, lat_in["z"].shape)
+        self.assertIn("in each Fourier shell from up to three times as many",
+                      " ".join(prot._methods()))
+        self.assertIn("Frame maps widened by the confidence", " ".join(prot._summary()))
         self.assertIn("class's principal curve", " ".join(prot._methods()))
         self.assertIn("from the 150 particles nearest to it", " ".join(prot._methods()))
         self.assertIn("Path through class:1; class:2", " ".join(prot._summary()))

@@ -42,8 +42,13 @@ def add_args(n):
                         "separated by ';': class:K (the class's central particle), "
                         "particle:ID or point:x,y,... (the particle nearest it)")
     n.add_argument("--weights", default="none", choices=["none", "confidence"],
-                   help="confidence: particles weigh in the class and frame maps by their "
-                        "latent confidence (written by train)")
+                   help="confidence: particles weigh in the class maps by their latent "
+                        "confidence (written by train), and each frame map widens its "
+                        "neighbourhood shell by shell, up to 3 times its particles, as "
+                        "far as the decoder and the noise predict a gain (needs "
+                        "--checkpoint and --gmm; about 3 times the frames' "
+                        "reconstruction time, plus 2 decodings per latent dimension "
+                        "and frame)")
     n.add_argument("--outlier-fraction", type=float, default=0.0,
                    help="if > 0: this fraction of highest outlier scores are outliers")
     n.add_argument("--outlier-threshold", type=float, default=3.5,
@@ -56,7 +61,9 @@ def add_args(n):
 
 class _Maps:
     """Reconstructions of particle subsets into the output folder; ``weights``
-    (one per latent row, or None) weigh each particle in its maps."""
+    (one per latent row, or None) weigh each particle in the class maps, and
+    with them frame maps widen their neighbourhood shell by shell
+    (engine/frame_shells.py)."""
 
     def __init__(self, a, particles, rows, box, weights=None):
         self.a, self.particles, self.rows, self.box = a, particles, rows, box
@@ -77,6 +84,26 @@ class _Maps:
                           weights=w)
         save_reconstruction(rec, self.a.out_dir, name)
         return rec.resolution
+
+    def widening(self, members, name, z, point, population, motion, render):
+        """(resolution, particles in each Fourier shell) of the frame map of
+        ``members`` whose neighbourhood in ``population`` widens with the shell
+        (engine/frame_shells.py; ``motion``: the direction each particle's
+        confidence was measured along), saved as ``name``; plain (None for
+        the counts) below 2 particles or without weights."""
+        from ..frame_shells import widening_frame
+        from ..reconstruct import nested_reconstructions, save_reconstruction
+        if len(members) < 2 or self.weights is None:
+            return self(members, name), None
+
+        def nested(rows, sizes):
+            return nested_reconstructions(self.particles, self.rows[rows], sizes,
+                                          box=self.box, device=self.a.device_obj,
+                                          pad=self.a.pad, seed=self.a.seed)
+        rec, counts = widening_frame(z, point, members, population, self.weights, motion,
+                                     render, nested)
+        save_reconstruction(rec, self.a.out_dir, name)
+        return rec.resolution, counts.tolist()
 
 
 def _classes(a, z):
@@ -108,18 +135,27 @@ def _decoder(a):
                         latents=np.load(a.latents))
 
 
-def _decode_frame(a, decoder, point, series, frame, box, apix):
-    """Write the GMM decoded at a latent point: its map and its Gaussians."""
+def _renderer(a, decoder, box, apix):
+    """point (L,) -> (the decoded GMM's parameters, its map (box³ numpy))."""
     import torch
     from ..gmm import render_volume_fourier
+
+    def render(point):
+        with torch.no_grad():
+            params = decoder(torch.tensor(np.asarray(point)[None], dtype=torch.float32,
+                                          device=a.device_obj))[0]
+            vol = render_volume_fourier(params.double(), box, apix).cpu().numpy()
+        return params.cpu().numpy(), vol
+    return render
+
+
+def _decode_frame(a, render, point, series, frame, apix):
+    """Write the GMM decoded at a latent point: its map and its Gaussians."""
     from ..io import write_map, write_npy
-    with torch.no_grad():
-        params = decoder(torch.tensor(point[None], dtype=torch.float32,
-                                      device=a.device_obj))[0]
-        vol = render_volume_fourier(params.double(), box, apix).cpu().numpy()
+    params, vol = render(point)
     write_map(layout.path(a.out_dir, "gmm_frame", series=series, frame=frame), vol, apix)
     write_npy(layout.path(a.out_dir, "gmm_frame_params", series=series, frame=frame),
-              params.cpu().numpy())
+              params)
 
 
 CURVE_MIN = 100        # particles a class needs for its own principal curve
@@ -128,7 +164,8 @@ PATH_GAP = 2.0         # a path step this many local neighbour spacings long is 
 
 def _series(a, z, ids, labels):
     """(every volume series to compute: (name, frame points, members per frame,
-    extra per-frame fields), the path's widest gap (paths.path_gap; 0 without one))."""
+    extra per-frame fields, the rows its frames may draw on), the path's widest
+    gap (paths.path_gap; 0 without one))."""
     from ..analyze import trajectories
     from ..paths import anchor_rows, curve_frames, latent_path, parse_anchors, \
         principal_curve
@@ -136,7 +173,7 @@ def _series(a, z, ids, labels):
     trajs = trajectories(z, a.num_pcs, a.num_frames, a.per_frame)[0] if a.num_pcs > 0 else []
     for t in trajs:
         out.append(("pc%d" % t.pc, t.points, t.members,
-                    [{"score": float(s)} for s in t.scores]))
+                    [{"score": float(s)} for s in t.scores], np.arange(len(z))))
     if a.class_curves:
         for c in range(labels.max() + 1):
             sel = np.nonzero(labels == c)[0]
@@ -148,13 +185,14 @@ def _series(a, z, ids, labels):
                                  a.per_frame)
             out.append(("class%d" % (c + 1), curve.points, [sel[m] for m in curve.members],
                         [{"occupancy": int(o), "arc": float(s)}
-                         for o, s in zip(curve.occupancy, curve.arc)]))
+                         for o, s in zip(curve.occupancy, curve.arc)], sel))
     if a.path:
         rows = anchor_rows(parse_anchors(a.path), z, ids, labels)
         curve = latent_path(z, rows, a.num_frames, a.per_frame, labels=labels)
         out.append(("path", curve.points, curve.members,
                     [{"occupancy": int(o), "arc": float(s)}
-                     for o, s in zip(curve.occupancy, curve.arc)]))
+                     for o, s in zip(curve.occupancy, curve.arc)],
+                    np.nonzero(np.isin(labels, curve.classes))[0]))
         log("path through %d anchors (particles %s): length %.3g in latent units, "
             "occupancy %s" % (len(rows), ", ".join(str(int(ids[r])) for r in rows),
                               curve.arc[-1], " ".join(str(int(o)) for o in curve.occupancy)))
@@ -168,18 +206,38 @@ def _series(a, z, ids, labels):
     return out, gap
 
 
-def _trajectories(a, series, recon, box, apix):
-    """(members per frame, frame records, decoded?): maps of every volume series."""
+def _motion(z, lat):
+    """The direction each particle's confidence was measured along: train's,
+    or (latents from before train wrote it) the same tangents again."""
+    if "motion" in lat.files and lat["motion"].shape == z.shape:
+        return np.asarray(lat["motion"], dtype=np.float64)
+    from ..latent_likelihood import motion_tangents
+    return motion_tangents(z)
+
+
+def _trajectories(a, z, lat, series, recon, box, apix):
+    """(members per frame, frame records, decoded?): maps of every volume series.
+    With weights, a frame's map widens its neighbourhood shell by shell
+    (engine/frame_shells.py), which takes the decoder."""
     decoder = _decoder(a)
+    render = _renderer(a, decoder, box, apix) if decoder is not None else None
+    widen = recon.weights is not None and render is not None
+    motion = _motion(z, lat) if widen else None
     frames, members_all = [], []
-    for name, points, members, extra in series:
+    for name, points, members, extra, population in series:
         for f, (point, rows) in enumerate(zip(points, members)):
-            res = recon(rows, layout.name("frame", series=name, frame=f + 1))
-            frames.append(dict(extra[f], series=name, frame=f + 1, latent=point.tolist(),
-                               resolution=res, particles=int(len(rows))))
+            frame_name = layout.name("frame", series=name, frame=f + 1)
+            record = dict(extra[f], series=name, frame=f + 1, latent=point.tolist(),
+                          particles=int(len(rows)))
+            if widen:
+                record["resolution"], record["shell_particles"] = recon.widening(
+                    rows, frame_name, z, point, population, motion, lambda p: render(p)[1])
+            else:
+                record["resolution"] = recon(rows, frame_name)
+            frames.append(record)
             members_all.append(rows)
-            if decoder is not None:
-                _decode_frame(a, decoder, point, name, f + 1, box, apix)
+            if render is not None:
+                _decode_frame(a, render, point, name, f + 1, apix)
         log("volume series %s: %d frames" % (name, len(points)))
     return members_all, frames, decoder is not None
 
@@ -224,6 +282,8 @@ def main(a):
     rows = rows_of(particles.ids, ids, "the particles (latent ids)")
     if len(z) < 4:
         raise ValueError("too few particles to analyse (%d)" % len(z))
+    if a.num_frames < 2:
+        raise ValueError("--num-frames must be at least 2, not %d" % a.num_frames)
     if a.per_frame < 0 or a.per_frame == 1:
         raise ValueError("--per-frame must be 0 (automatic) or at least 2, not %d"
                          % a.per_frame)
@@ -232,6 +292,9 @@ def main(a):
     if a.weights == "confidence" and confidence is None:
         raise ValueError("--weights confidence: the latents carry no confidence (train "
                          "writes it)")
+    if a.weights == "confidence" and not (a.checkpoint and a.gmm):
+        raise ValueError("--weights confidence needs --checkpoint and --gmm: the decoder "
+                         "predicts how each frame's map changes over its neighbourhood")
     if a.path:                                  # a bad anchor fails before any work
         from ..paths import parse_anchors
         parse_anchors(a.path)
@@ -254,7 +317,7 @@ def main(a):
     for c in classes:
         log("class %d: %d particles, FSC 0.143 at %s Å" % (c["class"], c["size"],
                                                          c["resolution"]))
-    members, frames, decoded = _trajectories(a, series, recon, box, apix)
+    members, frames, decoded = _trajectories(a, z, lat, series, recon, box, apix)
     if frames:
         for f, xy in zip(frames, locate_in_view(z, zred, [f["latent"] for f in frames])):
             f["zred"] = xy.tolist()

@@ -206,16 +206,14 @@ def _refine(particles, z, rcfg, device):
             dict(rcfg.__dict__, history=history, seconds=time.time() - t0))
 
 
-MOTION_FRAMES = 9    # nodes of the principal curve whose tangents give the motion's direction
-
 
 def _latent_likelihood(trainer, particles, z, iterations, significance):
     """Each particle's latent through its own likelihood (engine/latent_likelihood.py):
     refined by ``iterations`` steps (0 = not), then its spread and confidence.
     Under torchrun every rank takes its share of the particles and all get the
     whole result. Returns (z, arrays for latents.npz, record for training.json)."""
-    from ..latent_likelihood import LatentLikelihood, motion_confidence, posterior_spread
-    from ..paths import curve_tangents, principal_curve
+    from ..latent_likelihood import LatentLikelihood, motion_confidence, motion_tangents, \
+        posterior_spread
     t0 = time.time()
     n = len(z)
     mine = distributed.shard(np.arange(n), trainer.cfg.batch_size)
@@ -246,10 +244,11 @@ def _latent_likelihood(trainer, particles, z, iterations, significance):
                         record["refinement"]["seconds"]))
     t1 = time.time()
     fisher = like.fisher(z, rows=mine)             # this rank's share only
-    motion = curve_tangents(z[mine], principal_curve(z, MOTION_FRAMES))  # on a sample
+    motion = motion_tangents(z, mine)
     sd = distributed.gather_rows(posterior_spread(fisher, z)[0], n, mine)
     confidence = distributed.gather_rows(motion_confidence(fisher, z, motion), n, mine)
-    arrays.update(latent_sd=sd, confidence=confidence)
+    arrays.update(latent_sd=sd, confidence=confidence,
+                  motion=distributed.gather_rows(motion.astype(np.float32), n, mine))
     record.update(median=float(np.median(confidence)),
                   p10=float(np.percentile(confidence, 10)),
                   p90=float(np.percentile(confidence, 90)), seconds=time.time() - t1)
