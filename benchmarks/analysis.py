@@ -363,10 +363,11 @@ def weighted_frames(work, star, a, model, t_frame, n_frames):
     rounding)."""
     out = os.path.join(work, "analyze_weighted")
     fit, train = os.path.join(work, "fit"), os.path.join(work, "train")
-    run(["analyze", "--particles", star, "--latents", layout.path(train, "latents"),
-         "--checkpoint", layout.path(train, "checkpoint"), "--gmm", layout.path(fit, "gmm"),
-         "--out-dir", out, "--num-pcs", 1, "--class-curves", 0, "--num-classes", 1,
-         "--weights", "confidence"], a.threads)
+    seconds = run(["analyze", "--particles", star, "--latents", layout.path(train, "latents"),
+                   "--checkpoint", layout.path(train, "checkpoint"), "--gmm",
+                   layout.path(fit, "gmm"), "--out-dir", out, "--num-pcs", 1,
+                   "--class-curves", 0, "--num-classes", 1, "--weights", "confidence"],
+                  a.threads)
     diffs, rows = [], []
     widened = [f for f in json.load(open(layout.path(out, "analysis_info")))["frames"]
                if f["series"] == "pc1"]
@@ -382,7 +383,7 @@ def weighted_frames(work, star, a, model, t_frame, n_frames):
                      "worst_shell": int(np.argmin(weighted - plain)) + 1,
                      "shell_particles": widened[f]["shell_particles"]})
     return {"frames": rows, "min_difference": round(float(np.min(diffs)), 6),
-            "mean_difference": round(float(np.mean(diffs)), 4)}
+            "mean_difference": round(float(np.mean(diffs)), 4), "seconds": round(seconds, 1)}
 
 
 # -- junk ----------------------------------------------------------------------------
